@@ -1,0 +1,147 @@
+"""The engine's vocabulary: immutable events with deterministic ids.
+
+Every record the engine persists is one of these frozen ``msgspec.Struct``s.
+Ids derive from what caused the event, never from a clock or a random source,
+so the same input always produces the same ids (I3, S8):
+
+* a tick:      ``<venue>:<SYMBOL>:<trade id>``          e.g. ``binance:BTCUSDT:3735683259``
+* a signal:    ``sig:<id of the tick that closed the bar>``
+* a veto:      ``veto:<signal id>``
+* an order:    ``ord:<signal id>`` (also the client order id sent to a venue)
+* an order event: keyed by ``(order_id, seq)``, ``seq`` counting from 0
+* a fill:      ``fill:<order id>:<n>``, ``n`` counting from 0
+
+Timestamps are integer nanoseconds since the Unix epoch: ``ts_event`` is the
+exchange's time for market data and the causing event's time for everything
+derived from it; ``ts_recv`` is the local receive time of market data.
+Prices, quantities and money are exact ``Decimal``s, never floats.
+"""
+
+from __future__ import annotations
+
+import enum
+from decimal import Decimal
+
+import msgspec
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, gc=False):
+    """Base of every event: immutable, keyword-only, strict on decode."""
+
+
+class Side(enum.StrEnum):
+    BUY = "BUY"
+    SELL = "SELL"
+
+
+class Tick(Event, tag="tick"):
+    """One trade printed by a venue, normalised."""
+
+    event_id: str
+    venue: str
+    symbol: str
+    trade_id: int
+    ts_event: int
+    ts_recv: int
+    price: Decimal
+    qty: Decimal
+
+
+def tick_id(venue: str, symbol: str, trade_id: int) -> str:
+    """The deterministic id of a trade: venue + symbol + the venue's trade id."""
+    return f"{venue}:{symbol}:{trade_id}"
+
+
+class Signal(Event, tag="signal"):
+    """The strategy's decision at the close of a bar; executed or vetoed later."""
+
+    signal_id: str
+    symbol: str
+    side: Side
+    ts_event: int
+    ts_recv: int
+    price: Decimal
+    cause_id: str
+
+
+class VetoReason(enum.StrEnum):
+    """Why our own side said no to a signal (a *denial*, not a venue rejection)."""
+
+    RISK_CAP = "RISK_CAP"
+    STALE_DATA = "STALE_DATA"
+    NO_POSITION = "NO_POSITION"
+    HALTED = "HALTED"
+
+
+class Veto(Event, tag="veto"):
+    """A signal that execution refused, with the reason and its numbers."""
+
+    veto_id: str
+    signal_id: str
+    symbol: str
+    reason: VetoReason
+    detail: str
+    ts_event: int
+
+
+class OrderType(enum.StrEnum):
+    MARKET = "MARKET"
+    LIMIT = "LIMIT"
+
+
+class OrderState(enum.StrEnum):
+    """States of the order lifecycle (see ``engine.core.orders`` for the table)."""
+
+    SUBMITTED = "SUBMITTED"
+    ACCEPTED = "ACCEPTED"
+    PARTIALLY_FILLED = "PARTIALLY_FILLED"
+    FILLED = "FILLED"
+    CANCELED = "CANCELED"
+    REJECTED = "REJECTED"
+    DENIED = "DENIED"
+    EXPIRED = "EXPIRED"
+
+
+class Order(Event, tag="order"):
+    """An order as submitted: what, how much, at what assumed or limit price."""
+
+    order_id: str
+    signal_id: str
+    mode: str
+    symbol: str
+    side: Side
+    order_type: OrderType
+    qty: Decimal
+    price: Decimal
+    ts_event: int
+
+
+class OrderEvent(Event, tag="order_event"):
+    """One transition of an order, with the quantities after it."""
+
+    order_id: str
+    seq: int
+    state: OrderState
+    ts_event: int
+    reason: str
+    filled_qty: Decimal
+    leaves_qty: Decimal
+
+
+class Fill(Event, tag="fill"):
+    """A (possibly partial) execution. ``cash_delta + position_delta * price + fee == 0``."""
+
+    fill_id: str
+    order_id: str
+    symbol: str
+    side: Side
+    qty: Decimal
+    price: Decimal
+    fee: Decimal
+    cash_delta: Decimal
+    position_delta: Decimal
+    ts_event: int
+
+
+Record = Tick | Signal | Veto | Order | OrderEvent | Fill
+"""Everything the pipeline hands to persistence."""

@@ -1,0 +1,42 @@
+"""The engine's counters: one mutable object shared by the tasks of one process.
+
+Tasks run on one Trio thread, so plain integer attributes need no locking; the
+persistence worker thread only ever reads a snapshot taken on the Trio thread.
+Every heartbeat logs and stores ``snapshot()``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(slots=True)
+class Counters:
+    # pipeline (SPEC §6)
+    tick_count: int = 0
+    signal_count: int = 0
+    shadow_orders: int = 0
+    paper_orders: int = 0
+    trade_count: int = 0
+    persist_count: int = 0
+    persist_errors: int = 0
+    persist_batches: int = 0
+    ingest_received: int = 0
+    ingest_processed: int = 0
+    bp_drops_tick: int = 0
+    bp_drops_signal: int = 0
+    bp_drops_persist: int = 0
+    risk_vetoes: int = 0
+    stale_vetoes: int = 0
+    # ingest quality
+    parse_errors: int = 0
+    skipped_messages: int = 0
+    duplicates: int = 0
+    gaps: int = 0
+    stale_ticks: int = 0
+    reconnects: int = 0
+    connected: int = 0
+    backoff_ms: int = 0
+
+    def snapshot(self) -> dict[str, int]:
+        return asdict(self)

@@ -1,0 +1,58 @@
+"""Ports: the three seams between the engine and the outside world.
+
+Adapters live in ``engine.adapters`` (market data, order execution) and
+``engine.store`` (persistence). The runtime depends only on these Protocols.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import trio
+
+from engine.core.events import Record, Signal, Tick
+
+TickBatch = list[Tick]
+"""What ingest sends to strategy: ticks in arrival order."""
+
+DecisionBatch = list[Tick | Signal]
+"""What strategy sends to execution: every tick, each signal right after the tick that caused it."""
+
+RecordBatch = list[Record]
+"""What execution sends to persistence: everything to store, in causal order."""
+
+
+class MarketDataStream(Protocol):
+    """A source of ticks (capture replay, synthetic walk, exchange WebSocket).
+
+    *Resource handling:* the source does not close ``send``; the ingest task owns it.
+
+    *Overload policy* belongs to the source: a replay awaits ``send`` (lossless
+    backpressure); a live feed uses ``send_nowait`` and drops the newest batch
+    on ``trio.WouldBlock``, counting ``bp_drops_tick``.
+    """
+
+    async def stream(self, send: trio.MemorySendChannel[TickBatch]) -> None:
+        """Produce tick batches until the source ends (return) or fails (raise)."""
+        ...
+
+
+class OrderExecution(Protocol):
+    """Where execution decisions go: SHADOW / PAPER simulators or a LIVE venue.
+
+    Simulators are pure and synchronous: ``process`` takes the decision batch
+    and returns every record it produced (orders, transitions, fills, vetoes),
+    which the execution task forwards, together with the batch, to persistence.
+    """
+
+    def process(self, batch: DecisionBatch) -> list[Record]:
+        ...
+
+
+class Persistence(Protocol):
+    """The database, reached only from the persistence task's worker thread."""
+
+    def write_records(self, records: Sequence[Record]) -> int:
+        """Store records idempotently; return how many were new. Retries on lock."""
+        ...
