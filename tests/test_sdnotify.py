@@ -1,0 +1,131 @@
+"""The notify protocol against a datagram socket the test owns."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from engine import logs
+from engine.sdnotify import MAX_STATUS_CHARS, Notifier
+
+
+@pytest.fixture
+def receiver(tmp_path: Path) -> Iterator[tuple[socket.socket, str]]:
+    path = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(5)
+    yield sock, path
+    sock.close()
+
+
+def _drain(sock: socket.socket) -> list[str]:
+    messages = []
+    sock.setblocking(False)
+    try:
+        while True:
+            messages.append(sock.recv(4096).decode())
+    except BlockingIOError:
+        pass
+    finally:
+        sock.settimeout(5)
+    return messages
+
+
+def test_notifier_lifecycle_messages_arrive_in_order(receiver: tuple[socket.socket, str]) -> None:
+    sock, path = receiver
+    notifier = Notifier.from_env({"NOTIFY_SOCKET": path})
+    notifier.ready()
+    notifier.status("ticks=10 signals=1")
+    notifier.watchdog()
+    notifier.stopping()
+    notifier.close()
+    assert _drain(sock) == ["READY=1", "STATUS=ticks=10 signals=1", "WATCHDOG=1", "STOPPING=1"]
+    assert notifier.sent == 4
+
+
+def test_notifier_abstract_namespace_at_prefix_is_used() -> None:
+    name = f"hybrid-engine-test-{os.getpid()}"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(b"\0" + name.encode())
+    sock.settimeout(5)
+    try:
+        notifier = Notifier.from_env({"NOTIFY_SOCKET": "@" + name})
+        notifier.ready()
+        assert sock.recv(4096) == b"READY=1"
+        notifier.close()
+    finally:
+        sock.close()
+
+
+def test_notifier_status_multiline_long_text_is_one_bounded_line(
+    receiver: tuple[socket.socket, str],
+) -> None:
+    sock, path = receiver
+    notifier = Notifier.from_env({"NOTIFY_SOCKET": path})
+    notifier.status("a\nb  c" + "x" * 5000)
+    message = sock.recv(8192).decode()
+    assert message.startswith("STATUS=a b cx")
+    assert "\n" not in message
+    assert len(message) == len("STATUS=") + MAX_STATUS_CHARS
+    notifier.close()
+
+
+def test_notifier_without_socket_env_is_noop() -> None:
+    notifier = Notifier.from_env({})
+    assert not notifier.enabled
+    assert notifier.watchdog_interval_s is None
+    notifier.ready()
+    notifier.watchdog()
+    notifier.stopping()
+    assert notifier.sent == 0 and notifier.failures == 0
+
+
+def test_notifier_watchdog_usec_gives_half_interval(receiver: tuple[socket.socket, str]) -> None:
+    _, path = receiver
+    notifier = Notifier.from_env({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "30000000"})
+    assert notifier.watchdog_interval_s == 15.0
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"WATCHDOG_USEC": "not-a-number"},
+        {"WATCHDOG_USEC": "0"},
+        {"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "1"},
+    ],
+)
+def test_notifier_watchdog_invalid_or_foreign_is_none(
+    receiver: tuple[socket.socket, str], env: dict[str, str]
+) -> None:
+    _, path = receiver
+    notifier = Notifier.from_env({"NOTIFY_SOCKET": path, **env})
+    assert notifier.watchdog_interval_s is None
+
+
+def test_notifier_watchdog_pid_ours_is_honoured(receiver: tuple[socket.socket, str]) -> None:
+    _, path = receiver
+    env = {"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "2000000", "WATCHDOG_PID": str(os.getpid())}
+    assert Notifier.from_env(env).watchdog_interval_s == 1.0
+
+
+def test_notifier_missing_socket_never_raises_and_warns_once(tmp_path: Path) -> None:
+    out = io.StringIO()
+    logs.set_stream(out)
+    try:
+        notifier = Notifier.from_env({"NOTIFY_SOCKET": str(tmp_path / "absent.sock")})
+        notifier.ready()
+        notifier.watchdog()
+        notifier.stopping()
+    finally:
+        logs.set_stream(None)
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [line["event"] for line in lines] == ["sd_notify_failed"]
+    assert lines[0]["level"] == "warning"
+    assert notifier.failures == 3 and notifier.sent == 0
