@@ -1,0 +1,340 @@
+"""The one nursery: four tasks, three bounded channels, one drain order, one exit code.
+
+::
+
+    source -> ingest --ticks--> strategy --decisions--> execution --records--> persistence -> SQLite
+
+* **ingest** runs the ``MarketDataStream`` inside its own cancel scope; the first
+  SIGINT/SIGTERM cancels only that scope.
+* **strategy** turns each tick batch into a decision batch (ticks with signals
+  interleaved) with the pure ``SmaCross``.
+* **execution** runs the pure ``OrderExecution`` over each decision batch and
+  forwards the batch plus every record it produced.
+* **persistence** batches records into the writer thread (``engine.store.task``).
+
+Each task owns its channel ends with ``async with``: when ingest ends (source
+exhausted, cancelled by a signal, or failed) its send side closes, strategy's
+``async for`` ends and closes the next channel, and so on down the pipeline.
+That *is* the drain; it needs no flags. See docs/architecture.md.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Final, TypeVar
+
+import trio
+
+from engine import logs
+from engine.config import Config
+from engine.core.events import Fill, Order, Record, Signal, Veto, VetoReason
+from engine.core.strategy import SmaCross
+from engine.counters import Counters
+from engine.exits import ExitCode, Overload, exit_code_for
+from engine.ports import DecisionBatch, MarketDataStream, OrderExecution, RecordBatch, TickBatch
+from engine.sdnotify import Notifier
+from engine.store.sqlite_store import SqliteStore
+from engine.store.task import run_persistence
+
+T = TypeVar("T")
+
+TICK_QUEUE_BATCHES: Final = 16
+"""ingest -> strategy. Overload policy is the source's: a replay awaits (lossless
+backpressure); a live feed drops the newest batch and counts ``bp_drops_tick``."""
+
+DECISION_QUEUE_BATCHES: Final = 16
+"""strategy -> execution. Never dropped: a full queue is waited on for at most
+``ENQUEUE_TIMEOUT_S``, then the engine stops with OVERLOAD (13)."""
+
+RECORD_QUEUE_BATCHES: Final = 64
+"""execution -> persistence. Never dropped: same policy as ``DECISION_QUEUE_BATCHES``."""
+
+ENQUEUE_TIMEOUT_S: Final = 30.0
+"""How long a record that must not be dropped may wait for queue space before
+the engine declares itself overloaded (exit 13) instead of silently losing it."""
+
+
+@dataclass
+class RunState:
+    """What the shell tasks share about one run (single Trio thread, no locks)."""
+
+    config: Config
+    counters: Counters
+    notifier: Notifier
+    run_id: str
+    ingest_scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    pipeline_scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    draining: bool = False
+    ingest_failure: BaseException | None = None
+    trading_state: Callable[[], str] = lambda: "ACTIVE"
+
+
+async def send_or_overload(send: trio.MemorySendChannel[T], item: T, queue: str) -> None:
+    """Queue a batch that must not be dropped, or stop the engine with OVERLOAD."""
+    try:
+        send.send_nowait(item)
+        return
+    except trio.WouldBlock:
+        pass
+    with trio.move_on_after(ENQUEUE_TIMEOUT_S):
+        await send.send(item)
+        return
+    raise Overload(f"{queue} queue stayed full for {ENQUEUE_TIMEOUT_S}s; refusing to drop records")
+
+
+async def ingest_task(
+    source: MarketDataStream, send: trio.MemorySendChannel[TickBatch], state: RunState
+) -> None:
+    """Run the source until it ends, is cancelled (drain) or fails.
+
+    *Error handling:* a failure of the source (network budget, parse rate, a
+    bug) is kept in ``state.ingest_failure`` and ingest returns normally, so
+    everything already accepted still drains to disk; the runtime raises the
+    failure after the drain and it picks the exit code.
+    """
+    async with send:
+        with state.ingest_scope:
+            try:
+                await source.stream(send)
+            except Exception as exc:  # re-raised after the drain
+                state.ingest_failure = exc
+                logs.error("ingest_failed", error=repr(exc))
+    logs.info("ingest_stopped", ingest_processed=state.counters.ingest_processed)
+
+
+async def strategy_task(
+    strategy: SmaCross,
+    receive: trio.MemoryReceiveChannel[TickBatch],
+    send: trio.MemorySendChannel[DecisionBatch],
+    counters: Counters,
+) -> None:
+    async with receive, send:
+        async for ticks in receive:
+            decisions = strategy.on_batch(ticks)
+            counters.tick_count += len(ticks)
+            counters.signal_count += len(decisions) - len(ticks)
+            await send_or_overload(send, decisions, "decision")
+
+
+def count_records(records: list[Record], counters: Counters, paper: bool) -> None:
+    for record in records:
+        if isinstance(record, Order):
+            if paper:
+                counters.paper_orders += 1
+            else:
+                counters.shadow_orders += 1
+        elif isinstance(record, Fill):
+            counters.trade_count += 1
+        elif isinstance(record, Veto):
+            counters.risk_vetoes += 1
+            if record.reason is VetoReason.STALE_DATA:
+                counters.stale_vetoes += 1
+
+
+async def execution_task(
+    execution: OrderExecution,
+    receive: trio.MemoryReceiveChannel[DecisionBatch],
+    send: trio.MemorySendChannel[RecordBatch],
+    counters: Counters,
+    paper: bool,
+) -> None:
+    async with receive, send:
+        async for decisions in receive:
+            produced = execution.process(decisions)
+            count_records(produced, counters, paper)
+            records: RecordBatch = list(decisions)
+            records.extend(produced)
+            await send_or_overload(send, records, "record")
+
+
+def _signal_name(signum: int) -> str:
+    return signal.Signals(signum).name
+
+
+async def signal_task(state: RunState) -> None:
+    """First SIGINT/SIGTERM: stop ingest and start the drain clock. Second: stop now."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            if not state.draining:
+                state.draining = True
+                deadline = trio.current_time() + state.config.engine.drain_timeout_s
+                state.pipeline_scope.deadline = deadline
+                state.ingest_scope.cancel()
+                state.notifier.stopping()
+                logs.info(
+                    "shutdown_requested",
+                    signal=_signal_name(signum),
+                    drain_timeout_s=state.config.engine.drain_timeout_s,
+                )
+            else:
+                logs.warning("shutdown_forced", signal=_signal_name(signum))
+                state.pipeline_scope.cancel()
+
+
+async def heartbeat_task(state: RunState, store: SqliteStore, limiter: trio.CapacityLimiter) -> None:
+    """Every ``heartbeat_interval_s``: log and store the counters, tell systemd."""
+    interval = state.config.engine.heartbeat_interval_s
+    next_at = trio.current_time() + interval
+    while True:
+        await trio.sleep_until(next_at)
+        next_at += interval
+        await write_heartbeat(state, store, limiter, final=False)
+
+
+async def write_heartbeat(
+    state: RunState, store: SqliteStore, limiter: trio.CapacityLimiter, *, final: bool
+) -> None:
+    snapshot = state.counters.snapshot()
+    trading_state = state.trading_state()
+    logs.info("heartbeat", run_id=state.run_id, final=final, trading_state=trading_state, **snapshot)
+    state.notifier.status(
+        f"ticks={snapshot['tick_count']} signals={snapshot['signal_count']} "
+        f"fills={snapshot['trade_count']} persisted={snapshot['persist_count']} "
+        f"state={trading_state}"
+    )
+    await trio.to_thread.run_sync(
+        lambda: store.write_heartbeat(
+            run_id=state.run_id,
+            ts_wall_ns=time.time_ns(),
+            interval_s=state.config.engine.heartbeat_interval_s,
+            counters=snapshot,
+            final=final,
+            mode=str(state.config.engine.mode),
+            trading_state=trading_state,
+        ),
+        limiter=limiter,
+    )
+
+
+async def watchdog_task(state: RunState, pending_batches: Callable[[], int]) -> None:
+    """Ping systemd's watchdog only while the pipeline makes progress.
+
+    Progress since the last check means: persistence wrote something, or the
+    pipeline had nothing to do (every queue empty -- a quiet market is healthy).
+    Work waiting in a queue while nothing is persisted is a stall: no ping, and
+    systemd restarts us after ``WatchdogSec``.
+    """
+    interval = state.notifier.watchdog_interval_s
+    if interval is None:
+        return
+    last_persisted = -1
+    while True:
+        persisted = state.counters.persist_count
+        pending = pending_batches()
+        if persisted != last_persisted or pending == 0:
+            state.notifier.watchdog()
+        else:
+            logs.warning("watchdog_withheld", pending_batches=pending, persisted=persisted)
+        last_persisted = persisted
+        await trio.sleep(interval)
+
+
+@dataclass
+class Components:
+    """What the composition root hands the runtime (real adapters or test fakes)."""
+
+    source: MarketDataStream
+    strategy: SmaCross
+    execution: OrderExecution
+    store: SqliteStore
+
+
+async def run_pipeline(components: Components, state: RunState) -> None:
+    """Run the four tasks to completion and drain; raise what must pick the exit code."""
+    counters = state.counters
+    limiter = trio.CapacityLimiter(1)
+    tick_send, tick_recv = trio.open_memory_channel[TickBatch](TICK_QUEUE_BATCHES)
+    decision_send, decision_recv = trio.open_memory_channel[DecisionBatch](DECISION_QUEUE_BATCHES)
+    record_send, record_recv = trio.open_memory_channel[RecordBatch](RECORD_QUEUE_BATCHES)
+    paper = str(state.config.engine.mode) == "paper"
+
+    async with trio.open_nursery() as services:
+        services.start_soon(signal_task, state)
+        services.start_soon(heartbeat_task, state, components.store, limiter)
+        queues = (tick_send, decision_send, record_send)
+        services.start_soon(
+            watchdog_task,
+            state,
+            lambda: sum(q.statistics().current_buffer_used for q in queues),
+        )
+        with state.pipeline_scope:
+            async with trio.open_nursery() as pipeline:
+                # Started downstream first, so every consumer exists before its producer.
+                pipeline.start_soon(run_persistence, components.store, record_recv, counters, limiter)
+                pipeline.start_soon(
+                    execution_task, components.execution, decision_recv, record_send, counters, paper
+                )
+                pipeline.start_soon(strategy_task, components.strategy, tick_recv, decision_send, counters)
+                pipeline.start_soon(ingest_task, components.source, tick_send, state)
+                state.notifier.ready()
+                logs.info("pipeline_started", run_id=state.run_id, mode=str(state.config.engine.mode))
+        services.cancel_scope.cancel()
+
+    if state.pipeline_scope.cancelled_caught:
+        raise Overload(
+            f"drain did not finish within drain_timeout_s={state.config.engine.drain_timeout_s}"
+            " or a second signal forced the stop; the last batches may be lost"
+        )
+    if state.ingest_failure is not None:
+        raise state.ingest_failure
+
+
+def new_run_id() -> str:
+    """Runs are the one place wall-clock ids are fine: they label an operator's session."""
+    return f"run-{time.time_ns()}-{os.getpid()}"
+
+
+async def run_engine(components: Components, state: RunState) -> ExitCode:
+    """Run, drain, record the outcome; return the exit code (never raises)."""
+    store = components.store
+    failure: BaseException | None = None
+    try:
+        await run_pipeline(components, state)
+    except BaseException as exc:  # every failure picks an exit code below
+        if isinstance(exc, KeyboardInterrupt):
+            failure = Overload("interrupted")
+        else:
+            failure = exc
+    code = exit_code_for(failure)
+    clean = code is ExitCode.COMPLETE
+    try:
+        # Always record the end of the run; the final heartbeat carries the counters
+        # a clean shutdown is checked against (persisted ticks == ingest_processed).
+        await write_heartbeat(state, store, trio.CapacityLimiter(1), final=True)
+        await trio.to_thread.run_sync(
+            lambda: store.end_run(
+                run_id=state.run_id,
+                ended_wall_ns=time.time_ns(),
+                exit_code=int(code),
+                clean_shutdown=clean,
+            )
+        )
+        await trio.to_thread.run_sync(store.checkpoint)
+    except Exception as exc:  # the exit code already says what failed first
+        logs.error("shutdown_record_failed", error=repr(exc))
+    if failure is not None:
+        logs.error(
+            "engine_stopped",
+            exit_code=int(code),
+            exit_name=code.name,
+            error=_describe_failure(failure),
+        )
+    else:
+        logs.info(
+            "clean_shutdown",
+            run_id=state.run_id,
+            exit_code=0,
+            **state.counters.snapshot(),
+        )
+    return code
+
+
+def _describe_failure(exc: BaseException) -> str:
+    if isinstance(exc, BaseExceptionGroup):
+        return "; ".join(_describe_failure(e) for e in exc.exceptions)
+    return f"{type(exc).__name__}: {exc}"
+
