@@ -7,7 +7,7 @@ Adapters live in ``engine.adapters`` (market data, order execution) and
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import trio
 
@@ -50,9 +50,24 @@ class OrderExecution(Protocol):
         ...
 
 
+class WriteResult(NamedTuple):
+    """What one committed write did, returned from the worker thread.
+
+    The worker thread never touches ``Counters``; the persistence task adds
+    ``records`` to ``persist_count`` and ``lock_retries`` to ``persist_errors``.
+    """
+
+    inserted: int
+    """Rows newly inserted (an id already stored is ignored, I3)."""
+    records: int
+    """Records committed, inserted or already present."""
+    lock_retries: int
+    """Times the batch met a locked database and was retried (S12)."""
+
+
 class Persistence(Protocol):
     """The database, reached only from the persistence task's worker thread."""
 
-    def write_records(self, records: Sequence[Record]) -> int:
-        """Store records idempotently; return how many were new. Retries on lock."""
+    def write_records(self, records: Sequence[Record]) -> WriteResult:
+        """Store records idempotently in one transaction; retry on lock, never drop."""
         ...

@@ -1,0 +1,282 @@
+"""The database schema: versioned migrations and the one record -> table mapping.
+
+*Migrations* are sqlite-utils ``Migrations`` functions, applied in registration
+order at start-up; sqlite-utils runs each one together with its bookkeeping row
+(``_sqlite_migrations``) in one transaction, so a failed migration leaves no
+trace and stays pending. A migration, once committed to the repository, is never
+edited: change the schema by registering a new one below the others.
+
+*Records* reach the database through ``RECORD_TABLES``, the single place that
+says which table, which columns and which row tuple each record type becomes.
+To persist a new record type: register a migration creating its table and add
+one ``RecordTable`` entry. The writer (``engine.store.sqlite_store``) and the
+digest (``engine.store.digest``) are driven entirely by this table.
+
+Column conventions: money, prices and quantities are TEXT holding
+``str(Decimal)`` exactly; times are INTEGER nanoseconds since the epoch, event
+time for every trading record, wall-clock time only in ``runs`` and
+``heartbeats``.
+"""
+
+from __future__ import annotations
+
+import enum
+import sqlite3
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Final
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+from engine.core.events import Fill, Order, OrderEvent, Record, Signal, Tick, Veto
+
+MIGRATION_SET: Final = "hybrid-engine"
+"""Name of this project's migration set in ``_sqlite_migrations``."""
+
+migrations: Final = Migrations(MIGRATION_SET)
+
+SqlValue = int | str | float | None
+Row = tuple[SqlValue, ...]
+
+
+@migrations(name="0001_trading_records")
+def _m0001_trading_records(db: Database) -> None:
+    db.execute(
+        """CREATE TABLE ticks (
+            event_id TEXT PRIMARY KEY,
+            venue TEXT NOT NULL,
+            symbol TEXT NOT NULL,
+            trade_id INTEGER NOT NULL,
+            ts_event INTEGER NOT NULL,
+            ts_recv INTEGER NOT NULL,
+            price TEXT NOT NULL,
+            qty TEXT NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX ix_ticks_ts_event ON ticks (ts_event)")
+    db.execute("CREATE INDEX ix_ticks_symbol_ts_event ON ticks (symbol, ts_event)")
+    db.execute(
+        """CREATE TABLE signals (
+            signal_id TEXT PRIMARY KEY,
+            symbol TEXT NOT NULL,
+            side TEXT NOT NULL CHECK (side IN ('BUY', 'SELL')),
+            ts_event INTEGER NOT NULL,
+            ts_recv INTEGER NOT NULL,
+            price TEXT NOT NULL,
+            cause_id TEXT NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX ix_signals_ts_event ON signals (ts_event)")
+    db.execute(
+        """CREATE TABLE vetoes (
+            veto_id TEXT PRIMARY KEY,
+            signal_id TEXT NOT NULL,
+            symbol TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            detail TEXT NOT NULL,
+            ts_event INTEGER NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX ix_vetoes_ts_event ON vetoes (ts_event)")
+    db.execute(
+        """CREATE TABLE orders (
+            order_id TEXT PRIMARY KEY,
+            signal_id TEXT NOT NULL,
+            mode TEXT NOT NULL,
+            symbol TEXT NOT NULL,
+            side TEXT NOT NULL CHECK (side IN ('BUY', 'SELL')),
+            order_type TEXT NOT NULL,
+            qty TEXT NOT NULL,
+            price TEXT NOT NULL,
+            ts_event INTEGER NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX ix_orders_ts_event ON orders (ts_event)")
+    db.execute(
+        """CREATE TABLE order_events (
+            order_id TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            state TEXT NOT NULL,
+            ts_event INTEGER NOT NULL,
+            reason TEXT NOT NULL,
+            filled_qty TEXT NOT NULL,
+            leaves_qty TEXT NOT NULL,
+            PRIMARY KEY (order_id, seq)
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE fills (
+            fill_id TEXT PRIMARY KEY,
+            order_id TEXT NOT NULL,
+            symbol TEXT NOT NULL,
+            side TEXT NOT NULL CHECK (side IN ('BUY', 'SELL')),
+            qty TEXT NOT NULL,
+            price TEXT NOT NULL,
+            fee TEXT NOT NULL,
+            cash_delta TEXT NOT NULL,
+            position_delta TEXT NOT NULL,
+            ts_event INTEGER NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX ix_fills_order_id ON fills (order_id)")
+    db.execute("CREATE INDEX ix_fills_symbol_ts_event ON fills (symbol, ts_event)")
+
+
+@migrations(name="0002_runs_heartbeats")
+def _m0002_runs_heartbeats(db: Database) -> None:
+    db.execute(
+        """CREATE TABLE runs (
+            run_id TEXT PRIMARY KEY,
+            pid INTEGER,
+            command TEXT,
+            mode TEXT,
+            started_wall_ns INTEGER,
+            ended_wall_ns INTEGER NULL,
+            exit_code INTEGER NULL,
+            clean_shutdown INTEGER NOT NULL DEFAULT 0,
+            code_version TEXT,
+            config_json TEXT,
+            pragmas_json TEXT
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE heartbeats (
+            hb_id INTEGER PRIMARY KEY AUTOINCREMENT,
+            run_id TEXT NOT NULL,
+            ts_wall_ns INTEGER NOT NULL,
+            interval_s REAL NOT NULL,
+            final INTEGER NOT NULL DEFAULT 0,
+            mode TEXT,
+            trading_state TEXT,
+            counters TEXT NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX ix_heartbeats_run_id ON heartbeats (run_id, hb_id)")
+
+
+def migrate(db: Database | sqlite3.Connection) -> list[str]:
+    """Apply every pending migration; return the names newly applied, in order.
+
+    Re-running is a no-op that returns ``[]``. *Error handling:* a failing
+    migration is rolled back with its bookkeeping row and the exception
+    propagates (the engine cannot run on a half-known schema).
+    """
+    database = db if isinstance(db, Database) else Database(db)
+    before = {m.name for m in migrations.applied(database)}
+    migrations.apply(database)
+    return [m.name for m in migrations.applied(database) if m.name not in before]
+
+
+def _sql_value(value: Any) -> SqlValue:
+    """The canonical column value of a record field: Decimal -> exact string."""
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, enum.Enum):
+        return str(value.value)
+    if value is None or isinstance(value, int | str | float):
+        return value
+    raise TypeError(f"no SQL form for {type(value).__name__}")
+
+
+def row_builder(columns: tuple[str, ...]) -> Callable[[Any], Row]:
+    """A row function reading ``columns`` as attributes, in order (the generic case)."""
+
+    def row(record: Any) -> Row:
+        return tuple(_sql_value(getattr(record, name)) for name in columns)
+
+    return row
+
+
+def _tick_row(t: Tick) -> Row:
+    # Hand-written: the hot path (one call per tick), about 3x the generic builder.
+    return (t.event_id, t.venue, t.symbol, t.trade_id, t.ts_event, t.ts_recv, str(t.price),
+            str(t.qty))
+
+
+@dataclass(frozen=True, slots=True)
+class RecordTable:
+    """How one record type is stored.
+
+    ``key`` is the primary key (digest row order); ``in_digest`` says whether the
+    table's content is part of what two deterministic runs must agree on --
+    adding a table to the digest changes every committed replay digest.
+    """
+
+    table: str
+    columns: tuple[str, ...]
+    key: tuple[str, ...]
+    in_digest: bool
+    row: Callable[[Any], Row]
+
+    @property
+    def insert_sql(self) -> str:
+        """``INSERT OR IGNORE``: re-inserting an existing id changes nothing (I3)."""
+        marks = ", ".join("?" * len(self.columns))
+        return f"INSERT OR IGNORE INTO {self.table} ({', '.join(self.columns)}) VALUES ({marks})"
+
+
+def record_table(
+    table: str,
+    columns: tuple[str, ...],
+    key: tuple[str, ...],
+    *,
+    in_digest: bool,
+    row: Callable[[Any], Row] | None = None,
+) -> RecordTable:
+    """A mapping entry; without ``row`` the generic builder reads ``columns`` in order."""
+    return RecordTable(table, columns, key, in_digest, row or row_builder(columns))
+
+
+RECORD_TABLES: Final[Mapping[type[Record], RecordTable]] = {
+    Tick: record_table(
+        "ticks",
+        ("event_id", "venue", "symbol", "trade_id", "ts_event", "ts_recv", "price", "qty"),
+        ("event_id",),
+        in_digest=False,
+        row=_tick_row,
+    ),
+    Signal: record_table(
+        "signals",
+        ("signal_id", "symbol", "side", "ts_event", "ts_recv", "price", "cause_id"),
+        ("signal_id",),
+        in_digest=True,
+    ),
+    Veto: record_table(
+        "vetoes",
+        ("veto_id", "signal_id", "symbol", "reason", "detail", "ts_event"),
+        ("veto_id",),
+        in_digest=True,
+    ),
+    Order: record_table(
+        "orders",
+        ("order_id", "signal_id", "mode", "symbol", "side", "order_type", "qty", "price",
+         "ts_event"),
+        ("order_id",),
+        in_digest=True,
+    ),
+    OrderEvent: record_table(
+        "order_events",
+        ("order_id", "seq", "state", "ts_event", "reason", "filled_qty", "leaves_qty"),
+        ("order_id", "seq"),
+        in_digest=True,
+    ),
+    Fill: record_table(
+        "fills",
+        ("fill_id", "order_id", "symbol", "side", "qty", "price", "fee", "cash_delta",
+         "position_delta", "ts_event"),
+        ("fill_id",),
+        in_digest=True,
+    ),
+}
+"""Record type -> storage; the one place to extend when a new record type is persisted.
+
+Column names equal the Struct's field names. The digest covers the ``in_digest``
+tables in this mapping's order (signals, vetoes, orders, order_events, fills):
+append new entries at the end.
+"""
+
+DIGEST_TABLES: Final[tuple[RecordTable, ...]] = tuple(
+    t for t in RECORD_TABLES.values() if t.in_digest
+)

@@ -1,0 +1,260 @@
+"""The SQLite adapter of the ``Persistence`` port: batched, idempotent, lock-tolerant writes.
+
+Every method blocks (disk I/O, lock waits, retry sleeps) and is meant to run in
+the persistence task's worker thread (``trio.to_thread.run_sync`` with a shared
+``CapacityLimiter(1)``), never on the Trio thread (I6). One store owns one
+writer connection; calls must not overlap.
+
+*Lock handling (S12):* ``busy_timeout`` makes SQLite wait for a lock itself;
+if the write still fails with "database is locked"/"busy", the transaction is
+rolled back and the *same* batch retried after a capped exponential backoff,
+forever: a batch is never dropped, and the runtime's drain deadline bounds the
+wait. Each retry is logged and counted in the returned ``WriteResult``.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Final, TypeVar
+
+from engine import logs
+from engine.core.events import Record
+from engine.ports import WriteResult
+from engine.store.connection import BUSY_TIMEOUT_MS, open_writer, read_pragmas
+from engine.store.schema import RECORD_TABLES, Row, migrate
+
+RETRY_BACKOFF_FIRST_S: Final = 0.05
+"""Sleep before the first retry of a locked write (after busy_timeout already waited)."""
+
+RETRY_BACKOFF_MAX_S: Final = 2.0
+"""Cap of the doubling backoff between retries. Overload policy: retry forever at
+this pace; the drain deadline (exit 13) is the only bound."""
+
+_SQLITE_BUSY: Final = 5
+_SQLITE_LOCKED: Final = 6
+
+T = TypeVar("T")
+
+
+def is_lock_error(exc: sqlite3.Error) -> bool:
+    """True for SQLITE_BUSY / SQLITE_LOCKED (incl. extended codes): worth a retry."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED)
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
+def backoff_s(attempt: int, first_s: float, max_s: float) -> float:
+    """Delay before retry number ``attempt`` (1-based): ``first * 2**(attempt-1)``, capped."""
+    return min(max_s, first_s * float(2 ** min(attempt - 1, 30)))
+
+
+class SqliteStore:
+    """The database of one engine process (see module docstring for threading and locks)."""
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        *,
+        path: str,
+        pragmas: dict[str, object],
+        retry_first_s: float = RETRY_BACKOFF_FIRST_S,
+        retry_max_s: float = RETRY_BACKOFF_MAX_S,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._conn = conn
+        self._path = path
+        self._pragmas = pragmas
+        self._retry_first_s = retry_first_s
+        self._retry_max_s = retry_max_s
+        self._sleep = sleep
+
+    @classmethod
+    def open(
+        cls,
+        path: str | Path,
+        *,
+        busy_timeout_ms: int = BUSY_TIMEOUT_MS,
+        retry_first_s: float = RETRY_BACKOFF_FIRST_S,
+        retry_max_s: float = RETRY_BACKOFF_MAX_S,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> SqliteStore:
+        """Open the writer, verify PRAGMAs, run migrations, log ``store_opened`` (S1).
+
+        *Error handling:* ``ConfigError`` (exit 12) when a PRAGMA does not hold;
+        a failing migration propagates after its rollback (the file is unchanged).
+        """
+        conn = open_writer(path, busy_timeout_ms=busy_timeout_ms)
+        try:
+            applied = migrate(conn)
+        except BaseException:
+            conn.close()
+            raise
+        pragmas = read_pragmas(conn)
+        logs.info("store_opened", path=str(path), pragmas=pragmas, migrations_applied=applied)
+        return cls(
+            conn,
+            path=str(path),
+            pragmas=pragmas,
+            retry_first_s=retry_first_s,
+            retry_max_s=retry_max_s,
+            sleep=sleep,
+        )
+
+    @property
+    def pragmas(self) -> dict[str, object]:
+        """The PRAGMA values read back when the store was opened."""
+        return dict(self._pragmas)
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The writer connection (for tests and read queries in the same thread)."""
+        return self._conn
+
+    # -- writes ---------------------------------------------------------------
+
+    def write_records(self, records: Sequence[Record]) -> WriteResult:
+        """Store ``records`` in ONE transaction (all or nothing), idempotently.
+
+        Rows are grouped by record type and inserted with ``INSERT OR IGNORE``
+        via ``executemany``; a record whose id is already stored changes
+        nothing. Retries on lock until it succeeds (see module docstring).
+
+        *Error handling:* any other ``sqlite3.Error`` (disk full, corrupt file)
+        rolls back and propagates; the batch is then not stored.
+        """
+        # Group by type (hashing a type is cheap; this loop runs once per record).
+        groups: dict[type[Record], list[Row]] = {}
+        for record in records:
+            kind = type(record)
+            rows = groups.get(kind)
+            if rows is None:
+                rows = groups[kind] = []
+            rows.append(RECORD_TABLES[kind].row(record))
+
+        def write() -> int:
+            inserted = 0
+            for kind, rows in groups.items():
+                inserted += self._conn.executemany(RECORD_TABLES[kind].insert_sql, rows).rowcount
+            return inserted
+
+        inserted, retries = self._transaction(write, what="records", size=len(records))
+        return WriteResult(inserted=inserted, records=len(records), lock_retries=retries)
+
+    # Positional on purpose: trio.to_thread.run_sync passes positional arguments only.
+    def start_run(  # noqa: PLR0917
+        self,
+        run_id: str,
+        pid: int,
+        command: str,
+        mode: str,
+        started_wall_ns: int,
+        code_version: str,
+        config_json: str,
+    ) -> WriteResult:
+        """Record that a run started (with the PRAGMAs read back at open, for healthchecks)."""
+        pragmas_json = json.dumps(self._pragmas, sort_keys=True)
+
+        def write() -> int:
+            return self._conn.execute(
+                "INSERT OR IGNORE INTO runs (run_id, pid, command, mode, started_wall_ns,"
+                " code_version, config_json, pragmas_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, pid, command, mode, started_wall_ns, code_version, config_json,
+                 pragmas_json),
+            ).rowcount
+
+        inserted, retries = self._transaction(write, what="run", size=1)
+        return WriteResult(inserted=inserted, records=1, lock_retries=retries)
+
+    def write_heartbeat(  # noqa: PLR0917
+        self,
+        run_id: str,
+        ts_wall_ns: int,
+        interval_s: float,
+        counters: dict[str, int],
+        final: bool,
+        mode: str,
+        trading_state: str,
+    ) -> WriteResult:
+        """Store one heartbeat; ``counters`` (a ``Counters.snapshot()``) as a JSON object."""
+        counters_json = json.dumps(counters, sort_keys=True, separators=(",", ":"))
+
+        def write() -> int:
+            return self._conn.execute(
+                "INSERT INTO heartbeats (run_id, ts_wall_ns, interval_s, final, mode,"
+                " trading_state, counters) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (run_id, ts_wall_ns, interval_s, int(final), mode, trading_state, counters_json),
+            ).rowcount
+
+        inserted, retries = self._transaction(write, what="heartbeat", size=1)
+        return WriteResult(inserted=inserted, records=1, lock_retries=retries)
+
+    def end_run(
+        self, run_id: str, ended_wall_ns: int, exit_code: int, clean_shutdown: bool
+    ) -> WriteResult:
+        """Record how a run ended; ``clean_shutdown`` is the clean-shutdown marker (S13)."""
+
+        def write() -> int:
+            return self._conn.execute(
+                "UPDATE runs SET ended_wall_ns = ?, exit_code = ?, clean_shutdown = ?"
+                " WHERE run_id = ?",
+                (ended_wall_ns, exit_code, int(clean_shutdown), run_id),
+            ).rowcount
+
+        updated, retries = self._transaction(write, what="run_end", size=1)
+        return WriteResult(inserted=updated, records=1, lock_retries=retries)
+
+    def checkpoint(self) -> tuple[int, int, int]:
+        """``PRAGMA wal_checkpoint(TRUNCATE)``: ``(busy, wal_frames, checkpointed_frames)``.
+
+        ``busy == 1`` means a reader kept the checkpoint from completing; the
+        data is safe in the WAL either way.
+        """
+        row = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        busy, log, done = row
+        return int(busy), int(log), int(done)
+
+    def close(self) -> None:
+        """Close the writer connection (SQLite checkpoints and removes the WAL if it can)."""
+        self._conn.close()
+
+    # -- the retry loop -------------------------------------------------------
+
+    def _transaction(self, body: Callable[[], T], *, what: str, size: int) -> tuple[T, int]:
+        """Run ``body`` inside ``BEGIN IMMEDIATE ... COMMIT``, retrying on lock forever.
+
+        ``BEGIN IMMEDIATE`` takes the write lock up front, so a lock is met at
+        the start (waiting ``busy_timeout``) rather than half-way through.
+        Returns the body's result and the number of retries.
+        """
+        retries = 0
+        while True:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    result = body()
+                    self._conn.execute("COMMIT")
+                except BaseException:
+                    if self._conn.in_transaction:
+                        self._conn.execute("ROLLBACK")
+                    raise
+                return result, retries
+            except sqlite3.OperationalError as exc:
+                if not is_lock_error(exc):
+                    raise
+                retries += 1
+                delay = backoff_s(retries, self._retry_first_s, self._retry_max_s)
+                logs.warning(
+                    "persist_lock_retry",
+                    what=what,
+                    size=size,
+                    attempt=retries,
+                    delay_s=delay,
+                    error=str(exc),
+                )
+                self._sleep(delay)
