@@ -1,0 +1,79 @@
+"""Configuration: defaults, file, environment overrides, and errors that name the key."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from engine.config import Config, Mode, Source, load_config
+from engine.exits import ConfigError, ExitCode
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "engine.toml"
+    path.write_text(text)
+    return path
+
+
+def test_load_config_without_file_gives_safe_defaults() -> None:
+    config = load_config(environ={})
+    assert config == Config()
+    assert config.engine.mode is Mode.SHADOW
+    assert config.engine.db_path == "./var/engine.db"
+    assert config.ingest.source is Source.SYNTHETIC
+    assert (config.strategy.fast, config.strategy.slow, config.strategy.bar_seconds) == (5, 20, 1)
+    assert config.execution.order_notional_usd == Decimal("100")
+
+
+def test_load_config_file_values_are_exact_decimals(tmp_path: Path) -> None:
+    path = write(tmp_path, "[execution]\nfee_bps = 7.5\norder_notional_usd = '250.10'\n")
+    config = load_config(path, environ={})
+    assert config.execution.fee_bps == Decimal("7.5")
+    assert config.execution.order_notional_usd == Decimal("250.10")
+
+
+def test_load_config_env_overrides_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "[risk]\nmax_exposure_usd = 800\n")
+    env = {"ENGINE_RISK_MAX_EXPOSURE_USD": "500", "ENGINE_INGEST_SYMBOLS": "btcusdt, ethusdt"}
+    config = load_config(path, environ=env)
+    assert config.risk.max_exposure_usd == Decimal("500")
+    assert config.ingest.symbols == ("btcusdt", "ethusdt")
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "names"),
+    [
+        ("[risk]\nmax_open_orders = 'three'\n", {}, "risk.max_open_orders"),
+        ("[risk]\nmax_exposure_usd = -5\n", {}, "risk.max_exposure_usd"),
+        ("[risk]\nfoo = 1\n", {}, "risk.foo"),
+        ("[riks]\nmax_open_orders = 1\n", {}, "riks"),
+        ("[strategy]\nfast = 20\nslow = 20\n", {}, "strategy.slow"),
+        ("[strategy]\nfast = 0\n", {}, "strategy.fast"),
+        ("[engine]\nmode = 'yolo'\n", {}, "engine.mode"),
+        ("[execution]\nfee_bps = -1\n", {}, "execution.fee_bps"),
+        ("", {"ENGINE_RISK_MAX_OPEN_ORDERS": "x"}, "risk.max_open_orders"),
+        ("", {"ENGINE_RISK_MAX_EXPOSURE": "1"}, "ENGINE_RISK_MAX_EXPOSURE"),
+        ("[engine\n", {}, "invalid TOML"),
+    ],
+)
+def test_load_config_invalid_raises_config_error_naming_key(
+    tmp_path: Path, text: str, env: dict[str, str], names: str
+) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ=env)
+    assert names in str(info.value)
+    assert info.value.exit_code is ExitCode.CONFIG
+
+
+def test_load_config_missing_file_raises_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "nope.toml", environ={})
+
+
+def test_load_config_live_arm_flag_is_not_a_key(tmp_path: Path) -> None:
+    path = write(tmp_path, "[engine]\nlive_armed = true\n")
+    with pytest.raises(ConfigError, match="engine.live_armed"):
+        load_config(path, environ={})
