@@ -24,6 +24,7 @@ COMMANDS: Final[tuple[str, ...]] = (
     "replay",
     "config",
     "digest",
+    "gate",
 )
 
 
