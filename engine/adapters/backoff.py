@@ -1,0 +1,136 @@
+"""Reconnect pacing: an exponential backoff schedule with seeded jitter, and its budget.
+
+Pure (no I/O, no clock of its own): the caller passes ``now`` from
+``trio.current_time()``, so a test drives it with the mock clock and asserts
+the exact schedule, and the same seed always gives the same delays.
+
+Why jitter: after an exchange outage every client reconnects at once; spreading
+the retries keeps a fleet from hammering the venue in lock-step. Why a seeded
+``random.Random``: a run must be reproducible from its configuration.
+
+Why a *healthy* connection resets the delay, not merely an established one: a
+server that accepts and immediately drops us would otherwise reset the delay on
+every attempt and we would reconnect in a tight loop (a "reconnect storm").
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Final
+
+JITTER_FRACTION: Final = 0.2
+"""Each delay is drawn uniformly from ``[base * (1 - JITTER_FRACTION), base]``.
+Jitter only ever shortens the delay, so ``max_backoff_s`` stays a hard cap; with
+``backoff_factor >= 2`` and this fraction every uncapped delay still grows."""
+
+HEALTHY_AFTER_S: Final = 10.0
+"""A connection that stayed up this long after it proved to work resets the
+delay to ``initial_backoff_s``. Shorter-lived connections keep growing it."""
+
+
+@dataclass(frozen=True, slots=True)
+class BackoffPolicy:
+    """The knobs of the schedule (``[ingest]`` keys of the same names)."""
+
+    initial_s: float
+    max_s: float
+    factor: float
+    seed: int
+    jitter: float = JITTER_FRACTION
+    healthy_after_s: float = HEALTHY_AFTER_S
+
+
+class Backoff:
+    """The delay before each reconnect attempt.
+
+    ``next_delay()`` returns the delay for the attempt about to be made and
+    advances the schedule: ``min(max_s, initial_s * factor**n)`` shrunk by a
+    jitter drawn from the seeded generator. ``connection_ended(up_since, now)``
+    resets the schedule when the connection that just ended had been healthy
+    for ``healthy_after_s``.
+    """
+
+    def __init__(self, policy: BackoffPolicy) -> None:
+        self._policy = policy
+        self._rng = random.Random(policy.seed)
+        self._step = 0
+
+    @property
+    def step(self) -> int:
+        """How many delays were handed out since the last reset."""
+        return self._step
+
+    def base_delay(self, step: int) -> float:
+        """The un-jittered delay of the ``step``-th attempt (0-based), capped."""
+        p = self._policy
+        # Grow until the cap without computing huge powers for long outages.
+        delay = p.initial_s
+        for _ in range(step):
+            delay *= p.factor
+            if delay >= p.max_s:
+                return p.max_s
+        return min(delay, p.max_s)
+
+    def next_delay(self) -> float:
+        base = self.base_delay(self._step)
+        self._step += 1
+        return base * (1.0 - self._policy.jitter * self._rng.random())
+
+    def reset(self) -> None:
+        self._step = 0
+
+    def connection_ended(self, healthy_since: float | None, now: float) -> bool:
+        """Reset the schedule if the connection was healthy long enough; say whether it did.
+
+        ``healthy_since`` is when the connection first proved to work (its
+        first frame or pong), ``None`` if it never did.
+        """
+        if healthy_since is not None and now - healthy_since >= self._policy.healthy_after_s:
+            self.reset()
+            return True
+        return False
+
+
+@dataclass(slots=True)
+class ReconnectBudget:
+    """How much failure ingest tolerates before it gives up with exit 10.
+
+    Two limits, either one ends the budget: ``max_failures`` consecutive failed
+    attempts (a connection that never delivered a frame or a pong counts as
+    failed), and ``max_downtime_s`` without a working connection.
+    """
+
+    max_failures: int
+    max_downtime_s: float
+    failures: int = 0
+    down_since: float | None = None
+
+    def working(self) -> None:
+        """A connection proved to work: both limits start over."""
+        self.failures = 0
+        self.down_since = None
+
+    def lost(self, now: float) -> None:
+        """The feed went down (a working connection ended, or the first attempt is due)."""
+        if self.down_since is None:
+            self.down_since = now
+
+    def failed(self, now: float) -> None:
+        """An attempt failed (refused, timed out, or ended before it delivered anything)."""
+        self.failures += 1
+        self.lost(now)
+
+    def downtime(self, now: float) -> float:
+        return 0.0 if self.down_since is None else now - self.down_since
+
+    def exhausted(self, now: float) -> str | None:
+        """Why the budget is spent, or ``None`` while it is not."""
+        if self.failures >= self.max_failures:
+            return f"{self.failures} consecutive failed attempts (max_reconnect_failures)"
+        if self.downtime(now) >= self.max_downtime_s:
+            return (
+                f"no working connection for {self.downtime(now):.1f}s "
+                f"(max_downtime_s={self.max_downtime_s:g})"
+            )
+        return None
