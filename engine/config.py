@@ -85,6 +85,7 @@ class EngineSection(Section):
     db_path: str = "./var/engine.db"
     heartbeat_interval_s: PositiveFloat = 10.0
     drain_timeout_s: PositiveFloat = 20.0
+    busy_timeout_ms: Annotated[int, msgspec.Meta(ge=1000)] = 5000
     proof_path: str = "./var/proof.json"
     max_proof_age_h: PositiveFloat = 24.0
 
