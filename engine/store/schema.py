@@ -170,14 +170,15 @@ def migrate(db: Database | sqlite3.Connection) -> list[str]:
 
 
 def _sql_value(value: Any) -> SqlValue:
-    """The canonical column value of a record field: Decimal -> exact string."""
+    """The column value of a record field: Decimal -> exact string, enum -> its value."""
     if isinstance(value, Decimal):
         return str(value)
     if isinstance(value, enum.Enum):
         return str(value.value)
-    if value is None or isinstance(value, int | str | float):
+    if value is None or isinstance(value, int | str):
         return value
-    raise TypeError(f"no SQL form for {type(value).__name__}")
+    # A float in a record is a bug (money is Decimal): refuse it rather than store it inexactly.
+    raise TypeError(f"no SQL form for {type(value).__name__} {value!r}")
 
 
 def row_builder(columns: tuple[str, ...]) -> Callable[[Any], Row]:
