@@ -32,9 +32,7 @@ def make_tick(n: int, ts_event: int, price: str | Decimal, symbol: str = "BTCUSD
 
 def one_per_second(prices: Sequence[str], symbol: str = "BTCUSDT", first: int = 0) -> list[Tick]:
     """Trade k at T0 + k s + 0.5 s: each trade closes the previous one's bar."""
-    return [
-        make_tick(first + k, T0 + k * S + S // 2, p, symbol) for k, p in enumerate(prices)
-    ]
+    return [make_tick(first + k, T0 + k * S + S // 2, p, symbol) for k, p in enumerate(prices)]
 
 
 def signals_of(out: Sequence[Tick | Signal]) -> list[Signal]:
@@ -104,9 +102,7 @@ def test_on_batch_constant_prices_then_rise_first_regime_silent() -> None:
     # the fall after it is a real crossing.
     ticks = one_per_second(["5", "5", "5", "5", "8", "8", "1", "1", "1", "1"])
     out = SmaCross(fast=2, slow=3, bar_seconds=1).on_batch(ticks)
-    assert [(s.side, s.cause_id) for s in signals_of(out)] == [
-        (Side.SELL, "binance:BTCUSDT:7")
-    ]
+    assert [(s.side, s.cause_id) for s in signals_of(out)] == [(Side.SELL, "binance:BTCUSDT:7")]
 
 
 def test_on_batch_time_gap_produces_no_bars_for_empty_buckets() -> None:
