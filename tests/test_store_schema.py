@@ -156,10 +156,11 @@ def test_record_table_row_decimals_exact_strings_enums_plain() -> None:
     assert type(row[2]) is str
 
 
-def test_record_table_insert_sql_is_insert_or_ignore() -> None:
+def test_record_table_insert_sql_skips_only_duplicate_keys() -> None:
     for record_type in (Tick, Signal, Veto, Order, OrderEvent, Fill):
         sql = RECORD_TABLES[record_type].insert_sql
-        assert sql.startswith("INSERT OR IGNORE INTO ")
+        assert sql.startswith("INSERT INTO ")
+        assert sql.endswith(" ON CONFLICT DO NOTHING")
         assert sql.count("?") == len(RECORD_TABLES[record_type].columns)
 
 

@@ -213,9 +213,17 @@ class RecordTable:
 
     @property
     def insert_sql(self) -> str:
-        """``INSERT OR IGNORE``: re-inserting an existing id changes nothing (I3)."""
+        """Re-inserting an existing id changes nothing (I3).
+
+        ``ON CONFLICT DO NOTHING`` rather than ``INSERT OR IGNORE``: both skip a
+        duplicate key, but ``OR IGNORE`` would also silently skip a row breaking a
+        CHECK or NOT NULL constraint -- a bug that must fail loudly instead (L4).
+        """
         marks = ", ".join("?" * len(self.columns))
-        return f"INSERT OR IGNORE INTO {self.table} ({', '.join(self.columns)}) VALUES ({marks})"
+        return (
+            f"INSERT INTO {self.table} ({', '.join(self.columns)}) VALUES ({marks})"
+            " ON CONFLICT DO NOTHING"
+        )
 
 
 def record_table(

@@ -121,12 +121,14 @@ class SqliteStore:
     def write_records(self, records: Sequence[Record]) -> WriteResult:
         """Store ``records`` in ONE transaction (all or nothing), idempotently.
 
-        Rows are grouped by record type and inserted with ``INSERT OR IGNORE``
-        via ``executemany``; a record whose id is already stored changes
-        nothing. Retries on lock until it succeeds (see module docstring).
+        Rows are grouped by record type and inserted with ``executemany``; a
+        record whose id is already stored changes nothing (``ON CONFLICT DO
+        NOTHING``), a row breaking any other constraint fails the batch.
+        Retries on lock until it succeeds (see module docstring).
 
-        *Error handling:* any other ``sqlite3.Error`` (disk full, corrupt file)
-        rolls back and propagates; the batch is then not stored.
+        *Error handling:* any other ``sqlite3.Error`` (a constraint broken by a
+        bad record, disk full, corrupt file) rolls back and propagates; the batch
+        is then not stored.
         """
         # Group by type (hashing a type is cheap; this loop runs once per record).
         groups: dict[type[Record], list[Row]] = {}
@@ -162,8 +164,9 @@ class SqliteStore:
 
         def write() -> int:
             return self._conn.execute(
-                "INSERT OR IGNORE INTO runs (run_id, pid, command, mode, started_wall_ns,"
-                " code_version, config_json, pragmas_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO runs (run_id, pid, command, mode, started_wall_ns,"
+                " code_version, config_json, pragmas_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT DO NOTHING",
                 (run_id, pid, command, mode, started_wall_ns, code_version, config_json,
                  pragmas_json),
             ).rowcount
