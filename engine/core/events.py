@@ -71,6 +71,15 @@ class VetoReason(enum.StrEnum):
     STALE_DATA = "STALE_DATA"
     NO_POSITION = "NO_POSITION"
     HALTED = "HALTED"
+    ZERO_QTY = "ZERO_QTY"
+    """A BUY whose ``order_notional_usd`` rounds down to zero ``qty_step``s at the price."""
+
+
+class TradingState(enum.StrEnum):
+    """ACTIVE: entries allowed. HALTED: the drawdown guard stopped new entries (exits allowed)."""
+
+    ACTIVE = "ACTIVE"
+    HALTED = "HALTED"
 
 
 class Veto(Event, tag="veto"):

@@ -1,0 +1,153 @@
+"""Pre-trade risk: a chain of small checks, each returning ``None`` or a ``Denial``.
+
+A "no" is a value, not an exception: the first check that objects wins and its
+reason and numbers become a persisted ``Veto``. The order of the chain is the
+order of ``CHECKS`` -- data quality first (a stale tick says nothing about the
+market), then the trading state, then what the signal can do at all, then caps.
+
+Exposure is position size marked at the latest trade price, per symbol and in
+total, *including the unfilled remainder of open BUY orders* (an order that may
+still fill is exposure we have already asked for). A BUY is judged on the
+exposure it *would* create; a SELL only ever reduces exposure, so the exposure
+caps and HALTED never stop it (long-only spot: SELL closes what is held).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Final
+
+from engine.core.events import Side, TradingState, VetoReason
+from engine.core.sizing import EXACT, ZERO
+from engine.core.staleness import Lag
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_exposure_usd: Decimal
+    max_symbol_exposure_usd: Decimal
+    max_open_orders: int
+
+
+@dataclass(frozen=True, slots=True)
+class Proposal:
+    """Everything the checks need to judge one signal, computed by execution."""
+
+    side: Side
+    symbol: str
+    qty: Decimal
+    """What the order would be for (0: nothing to trade)."""
+    price: Decimal
+    """The price the quantity was sized at."""
+    mark: Decimal
+    """Latest trade price of the symbol (the signal's price before any tick)."""
+    symbol_exposure: Decimal
+    """Current exposure of the symbol, open BUY remainders included."""
+    total_exposure: Decimal
+    open_orders: int
+    trading_state: TradingState
+    lag: Lag | None
+    """The causing tick's lag; ``None`` when execution never saw that tick."""
+    cause_id: str
+    sizing: str
+    """How ``qty`` was obtained, for the detail of a zero-quantity veto."""
+
+
+@dataclass(frozen=True, slots=True)
+class Denial:
+    reason: VetoReason
+    detail: str
+
+
+Check = Callable[[Proposal, Limits], Denial | None]
+
+
+def check_stale(p: Proposal, limits: Limits) -> Denial | None:
+    if p.lag is None:
+        return Denial(VetoReason.STALE_DATA, f"causing tick {p.cause_id} was not seen: lag unknown")
+    if p.lag.stale:
+        return Denial(VetoReason.STALE_DATA, f"tick {p.cause_id}: {p.lag.describe()}")
+    return None
+
+
+def check_halted(p: Proposal, limits: Limits) -> Denial | None:
+    if p.side is Side.BUY and p.trading_state is TradingState.HALTED:
+        return Denial(VetoReason.HALTED, "trading HALTED by the drawdown guard: no new entries")
+    return None
+
+
+def check_position(p: Proposal, limits: Limits) -> Denial | None:
+    if p.side is Side.SELL and p.qty <= ZERO:
+        return Denial(VetoReason.NO_POSITION, f"no long {p.symbol} position to sell")
+    return None
+
+
+def check_quantity(p: Proposal, limits: Limits) -> Denial | None:
+    if p.side is Side.BUY and p.qty <= ZERO:
+        return Denial(VetoReason.ZERO_QTY, f"rounds to zero quantity: {p.sizing}")
+    return None
+
+
+def check_open_orders(p: Proposal, limits: Limits) -> Denial | None:
+    projected = p.open_orders + 1
+    if projected > limits.max_open_orders:
+        return Denial(
+            VetoReason.RISK_CAP,
+            f"max_open_orders: current {p.open_orders}, projected {projected} "
+            f"> limit {limits.max_open_orders}",
+        )
+    return None
+
+
+def _projected(current: Decimal, p: Proposal) -> Decimal:
+    return EXACT.add(current, EXACT.multiply(p.qty, p.mark))
+
+
+def check_symbol_exposure(p: Proposal, limits: Limits) -> Denial | None:
+    if p.side is not Side.BUY:
+        return None
+    projected = _projected(p.symbol_exposure, p)
+    if projected > limits.max_symbol_exposure_usd:
+        return Denial(
+            VetoReason.RISK_CAP,
+            f"max_symbol_exposure_usd: {p.symbol} current {p.symbol_exposure}, projected "
+            f"{projected} > limit {limits.max_symbol_exposure_usd}",
+        )
+    return None
+
+
+def check_total_exposure(p: Proposal, limits: Limits) -> Denial | None:
+    if p.side is not Side.BUY:
+        return None
+    projected = _projected(p.total_exposure, p)
+    if projected > limits.max_exposure_usd:
+        return Denial(
+            VetoReason.RISK_CAP,
+            f"max_exposure_usd: current {p.total_exposure}, projected {projected} "
+            f"> limit {limits.max_exposure_usd}",
+        )
+    return None
+
+
+CHECKS: Final[tuple[Check, ...]] = (
+    check_stale,
+    check_halted,
+    check_position,
+    check_quantity,
+    check_open_orders,
+    check_symbol_exposure,
+    check_total_exposure,
+)
+
+
+def evaluate(
+    proposal: Proposal, limits: Limits, checks: tuple[Check, ...] = CHECKS
+) -> Denial | None:
+    """The first objection in the chain, or ``None`` when every check approves."""
+    for check in checks:
+        denial = check(proposal, limits)
+        if denial is not None:
+            return denial
+    return None
