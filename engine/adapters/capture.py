@@ -1,0 +1,221 @@
+"""Capture files: raw market-data messages with their local receive times, on disk.
+
+Two line formats are read (detected per file from its first non-blank line):
+
+* ``RECORDER`` -- ``<ts_recv_ns> <raw JSON>``: the format of the bundled Binance
+  capture and of what our own recorder writes (``format_capture_line``).
+* ``CRYPTOFEED`` -- cryptofeed's raw-data recorder: ``<epoch_s>: <json>`` for a
+  received message, whose decimal seconds become exact integer nanoseconds
+  (digits past the 9th are dropped, never rounded through a float); lines
+  starting ``wss://`` mark a connection or a message *we sent* and are not data.
+
+Either may be plain text or gzip, recognised by the gzip magic bytes, not the name.
+
+*Why blocks:* a replay reads a million lines; a generator yielding one object per
+line costs more than decoding it. ``read_capture_blocks`` reads ~1 MiB at a time and
+splits each block into two parallel lists (receive times, payloads) in one tight
+loop, so the consumer iterates plain lists. Memory stays bounded by one block.
+
+Every line keeps its position: in a block, index ``i`` is line ``first_line_no + i``
+(1-based), so a malformed line can be reported with its line number. A line that
+is not a data message has a negative ``ts_recv`` sentinel: ``NON_DATA`` (blank
+lines and ``wss://`` markers, payload ``b""``) or ``MALFORMED`` (no parsable
+timestamp or no message; payload = the whole line, for the log sample).
+"""
+
+from __future__ import annotations
+
+import enum
+import gzip
+import io
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Final, NamedTuple
+
+READ_BLOCK_BYTES: Final = 1 << 20
+"""Bytes read per block. Bound on memory: one block plus one partial line."""
+
+GZIP_MAGIC: Final = b"\x1f\x8b"
+CRYPTOFEED_MARKER: Final = b"wss://"
+NON_DATA: Final = -1
+"""``ts_recv`` of a line that carries no message (blank, connection/sent marker)."""
+MALFORMED: Final = -2
+"""``ts_recv`` of a line that should carry a message but has no parsable timestamp."""
+
+_NS_PER_S: Final = 1_000_000_000
+_NS_DIGITS: Final = 9
+
+
+class CaptureFormat(enum.Enum):
+    RECORDER = "recorder"
+    CRYPTOFEED = "cryptofeed"
+
+
+class CaptureBlock(NamedTuple):
+    """Consecutive lines of a capture, split; ``ts_recv[i]``/``payloads[i]`` is one line."""
+
+    first_line_no: int
+    ts_recv: list[int]
+    payloads: list[bytes]
+
+
+class CaptureLine(NamedTuple):
+    """One line of a capture (see the module docstring for the sentinels)."""
+
+    line_no: int
+    ts_recv: int
+    payload: bytes
+
+
+def open_capture(path: Path) -> io.BufferedIOBase:
+    """Open a capture for binary reading, decompressing it if it starts with gzip magic.
+
+    *Resource handling:* the caller closes the returned file (``with``).
+    *Error handling:* ``OSError`` as from ``open``; a corrupt gzip stream raises
+    ``gzip.BadGzipFile`` / ``EOFError`` while reading.
+    """
+    raw = path.open("rb")
+    try:
+        magic = raw.read(len(GZIP_MAGIC))
+        raw.seek(0)
+    except BaseException:
+        raw.close()
+        raise
+    if magic == GZIP_MAGIC:
+        # GzipFile(fileobj=...) does not close fileobj; gzip.open(path) owns its file.
+        raw.close()
+        return gzip.open(path, "rb")
+    return raw
+
+
+def detect_format(line: bytes) -> CaptureFormat:
+    """The format of a capture, from its first non-blank line."""
+    if line.startswith(CRYPTOFEED_MARKER):
+        return CaptureFormat.CRYPTOFEED
+    head = line.partition(b" ")[0]
+    return CaptureFormat.CRYPTOFEED if head.endswith(b":") else CaptureFormat.RECORDER
+
+
+def parse_epoch_seconds(text: bytes) -> int:
+    """``b"1618677817.1295161"`` -> ``1618677817129516100`` ns, exactly (no float).
+
+    *Error handling:* ``ValueError`` unless ``text`` is digits with an optional
+    fractional part of digits.
+    """
+    whole, _, frac = text.partition(b".")
+    if not whole.isdigit() or (frac and not frac.isdigit()):
+        raise ValueError(f"not an epoch-seconds timestamp: {text[:40]!r}")
+    return int(whole) * _NS_PER_S + int(frac[:_NS_DIGITS].ljust(_NS_DIGITS, b"0"))
+
+
+def split_recorder_lines(lines: list[bytes]) -> tuple[list[int], list[bytes]]:
+    """Split ``<ts_recv_ns> <json>`` lines into receive times and payloads."""
+    stamps: list[int] = []
+    payloads: list[bytes] = []
+    add_ts = stamps.append
+    add_payload = payloads.append
+    for line in lines:
+        ts, _, payload = line.partition(b" ")
+        if ts.isdigit() and payload:
+            add_ts(int(ts))
+            add_payload(payload)
+        elif not line or line.isspace():
+            add_ts(NON_DATA)
+            add_payload(b"")
+        else:
+            add_ts(MALFORMED)
+            add_payload(line)
+    return stamps, payloads
+
+
+def split_cryptofeed_lines(lines: list[bytes]) -> tuple[list[int], list[bytes]]:
+    """Split cryptofeed ``<epoch_s>: <json>`` lines; ``wss://`` markers are NON_DATA."""
+    stamps: list[int] = []
+    payloads: list[bytes] = []
+    for line in lines:
+        head, sep, payload = line.partition(b": ")
+        if line.startswith(CRYPTOFEED_MARKER) or not line or line.isspace():
+            stamps.append(NON_DATA)
+            payloads.append(b"")
+            continue
+        try:
+            ts = parse_epoch_seconds(head)
+        except ValueError:
+            ts = MALFORMED
+        if ts == MALFORMED or not sep or not payload:
+            stamps.append(MALFORMED)
+            payloads.append(line)
+        else:
+            stamps.append(ts)
+            payloads.append(payload)
+    return stamps, payloads
+
+
+_SPLITTERS: Final = {
+    CaptureFormat.RECORDER: split_recorder_lines,
+    CaptureFormat.CRYPTOFEED: split_cryptofeed_lines,
+}
+
+
+def read_line_blocks(
+    stream: io.BufferedIOBase, block_bytes: int = READ_BLOCK_BYTES
+) -> Iterator[list[bytes]]:
+    """Complete lines (without their ``\\n``) of ``stream``, about ``block_bytes`` at a time."""
+    rest = b""
+    while chunk := stream.read(block_bytes):
+        lines = (rest + chunk).split(b"\n") if rest else chunk.split(b"\n")
+        rest = lines.pop()
+        if lines:
+            yield lines
+    if rest:
+        yield [rest]
+
+
+def read_capture_blocks(
+    stream: io.BufferedIOBase, block_bytes: int = READ_BLOCK_BYTES
+) -> Iterator[CaptureBlock]:
+    """The lines of an open capture (see ``open_capture``), split, a block at a time.
+
+    *Resource handling:* the caller owns ``stream`` and closes it.
+    """
+    split = None
+    line_no = 1
+    for lines in read_line_blocks(stream, block_bytes):
+        if split is None:
+            first = next((ln for ln in lines if ln and not ln.isspace()), None)
+            if first is None:  # only blank lines so far: nothing to detect from
+                yield CaptureBlock(line_no, [NON_DATA] * len(lines), [b""] * len(lines))
+                line_no += len(lines)
+                continue
+            split = _SPLITTERS[detect_format(first)]
+        stamps, payloads = split(lines)
+        yield CaptureBlock(line_no, stamps, payloads)
+        line_no += len(lines)
+
+
+def iter_capture(path: Path) -> Iterator[CaptureLine]:
+    """Every line of the capture at ``path`` (convenient; the replay uses the blocks)."""
+    with open_capture(path) as stream:
+        yield from _lines(read_capture_blocks(stream))
+
+
+def _lines(blocks: Iterator[CaptureBlock]) -> Iterator[CaptureLine]:
+    for block in blocks:
+        for i, (ts, payload) in enumerate(zip(block.ts_recv, block.payloads, strict=True)):
+            yield CaptureLine(block.first_line_no + i, ts, payload)
+
+
+def format_capture_line(ts_recv_ns: int, raw: bytes) -> bytes:
+    """One ``RECORDER`` line: ``b"<ts_recv_ns> <raw>\\n"``.
+
+    A raw JSON message may only contain a line break as insignificant whitespace
+    (inside a string it must be escaped), so CR/LF are replaced by spaces: the
+    line stays one line and the message decodes to the same value.
+
+    *Error handling:* ``ValueError`` for a negative timestamp.
+    """
+    if ts_recv_ns < 0:
+        raise ValueError(f"negative ts_recv_ns: {ts_recv_ns}")
+    if b"\n" in raw or b"\r" in raw:
+        raw = raw.replace(b"\r", b" ").replace(b"\n", b" ")
+    return b"%d %s\n" % (ts_recv_ns, raw)
