@@ -171,6 +171,8 @@ def test_on_batch_late_trade_of_earlier_bucket_folds_into_open_bar() -> None:
     assert signal.ts_event == T0 + 3 * S  # end of the open bar's bucket (2), not bucket 1's
     assert signal.cause_id == "binance:BTCUSDT:4"
     assert out.index(signal) == 5
+    one_by_one = SmaCross(fast=1, slow=2, bar_seconds=1)
+    assert [one_by_one.on_tick(t) for t in ticks] == [None, None, None, None, signal]
 
 
 def test_on_batch_open_bar_at_end_is_not_closed() -> None:
