@@ -25,6 +25,7 @@ COMMANDS: Final[tuple[str, ...]] = (
     "config",
     "digest",
     "gate",
+    "proof",
 )
 
 

@@ -1,0 +1,238 @@
+"""The proof's risk-cap validation: tight caps on a real capture, audited from the database.
+
+The first case of ``replays/cases.toml`` (a real Binance capture) is replayed
+in a fresh PAPER-mode process with ``TIGHT_ENV`` -- caps sized so that one
+order fits and a second one does not, and resting limit orders so that a second
+order is actually attempted while the first is open. Then ``audit`` re-derives,
+from the persisted record alone and without the engine's risk code, the
+exposure and the open-order count at every moment an order was created.
+
+PASS needs all of:
+
+* at least one ``RISK_CAP`` veto persisted (the caps were actually exercised),
+* at least one fill (something was still traded, so "never exceeded" is not vacuous),
+* no violation found by ``audit`` (I2), and every fill conserving (I4).
+
+*How the audit orders events.* An order is created when its signal's causing
+tick is processed, so its decision time is that tick's ``ts_event`` (the
+order's own when the tick is unknown). Fills and order transitions at the same
+``ts_event`` count as having happened before the decision (the engine processes
+a tick's fills and expiries before the signal it causes). Exposure of a symbol
+is ``(position + unfilled remainder of open BUY orders) x price``, priced at the
+latest order or fill price of that symbol -- the caps here leave a whole order's
+margin, so this pricing cannot turn a real "one order" into "two" or back.
+Orders whose lifecycle holds ``DENIED`` never reached the (simulated) venue and
+are not counted.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Final
+
+from engine import replay_check
+from engine.proof import CheckResult
+from engine.proof_checks import check_env, tail, timed
+
+TIGHT_NOTIONAL: Final = Decimal("100")
+TIGHT_ENV: Final[Mapping[str, str]] = {
+    "ENGINE_ENGINE_MODE": "paper",
+    "ENGINE_EXECUTION_ORDER_NOTIONAL_USD": str(TIGHT_NOTIONAL),
+    "ENGINE_EXECUTION_ORDER_TYPE": "limit",
+    "ENGINE_EXECUTION_LIMIT_OFFSET_BPS": "5",
+    "ENGINE_EXECUTION_ORDER_TIMEOUT_S": "120",
+    "ENGINE_RISK_MAX_OPEN_ORDERS": "1",
+    "ENGINE_RISK_MAX_SYMBOL_EXPOSURE_USD": str(TIGHT_NOTIONAL * Decimal("1.5")),
+    "ENGINE_RISK_MAX_EXPOSURE_USD": str(TIGHT_NOTIONAL * Decimal("1.5")),
+}
+"""One order (100 USD) fits under the caps, two do not; limit orders 5 bps under the
+signal rest for up to 120 s of event time, so later signals meet an open order."""
+
+REPLAY_TIMEOUT_S: Final = 600.0
+"""Upper bound on the risk replay process; beyond it it is killed and the check FAILs."""
+
+MAX_REPORTED_VIOLATIONS: Final = 10
+TERMINAL_STATES: Final = frozenset({"FILLED", "CANCELED", "REJECTED", "DENIED", "EXPIRED"})
+
+
+@dataclass(frozen=True, slots=True)
+class Caps:
+    max_exposure_usd: Decimal
+    max_symbol_exposure_usd: Decimal
+    max_open_orders: int
+
+
+TIGHT_CAPS: Final = Caps(
+    max_exposure_usd=Decimal(TIGHT_ENV["ENGINE_RISK_MAX_EXPOSURE_USD"]),
+    max_symbol_exposure_usd=Decimal(TIGHT_ENV["ENGINE_RISK_MAX_SYMBOL_EXPOSURE_USD"]),
+    max_open_orders=int(TIGHT_ENV["ENGINE_RISK_MAX_OPEN_ORDERS"]),
+)
+
+
+@dataclass(slots=True)
+class Audit:
+    orders: int = 0
+    fills: int = 0
+    risk_cap_vetoes: int = 0
+    vetoes_by_reason: dict[str, int] = field(default_factory=dict)
+    max_open_orders_seen: int = 0
+    max_symbol_exposure_seen: Decimal = Decimal(0)
+    max_exposure_seen: Decimal = Decimal(0)
+    violations: list[str] = field(default_factory=list)
+
+    def figures(self) -> dict[str, Any]:
+        return {
+            "orders": self.orders,
+            "fills": self.fills,
+            "risk_cap_vetoes": self.risk_cap_vetoes,
+            "vetoes_by_reason": dict(sorted(self.vetoes_by_reason.items())),
+            "max_open_orders_seen": self.max_open_orders_seen,
+            "max_symbol_exposure_seen": str(self.max_symbol_exposure_seen),
+            "max_exposure_seen": str(self.max_exposure_seen),
+            "violations": len(self.violations),
+        }
+
+
+# Event kinds in the audit timeline; at equal ts_event, lower sorts first.
+_FILL, _TRANSITION, _OPEN = 0, 1, 2
+
+
+def _timeline(conn: sqlite3.Connection) -> list[tuple[int, int, int, tuple[Any, ...]]]:
+    rows: list[tuple[int, int, int, tuple[Any, ...]]] = []
+    for rowid, *rest in conn.execute(
+        "SELECT rowid, symbol, position_delta, price, cash_delta, fee, fill_id, ts_event "
+        "FROM fills ORDER BY rowid"
+    ):
+        rows.append((rest[-1], _FILL, rowid, tuple(rest)))
+    for rowid, *rest in conn.execute(
+        "SELECT rowid, order_id, seq, state, leaves_qty, ts_event FROM order_events ORDER BY rowid"
+    ):
+        rows.append((rest[-1], _TRANSITION, rowid, tuple(rest)))
+    denied = {
+        oid for (oid,) in conn.execute("SELECT order_id FROM order_events WHERE state = 'DENIED'")
+    }
+    for rowid, *rest in conn.execute(
+        "SELECT o.rowid, o.order_id, o.symbol, o.side, o.qty, o.price, "
+        "COALESCE(t.ts_event, o.ts_event) FROM orders o "
+        "LEFT JOIN signals s ON s.signal_id = o.signal_id "
+        "LEFT JOIN ticks t ON t.event_id = s.cause_id ORDER BY o.rowid"
+    ):
+        if rest[0] not in denied:
+            rows.append((rest[-1], _OPEN, rowid, tuple(rest)))
+    rows.sort(key=lambda r: (r[0], r[1], r[2]))
+    return rows
+
+
+def audit(db_path: str | Path, caps: Caps) -> Audit:
+    """Re-derive exposure and open orders over the persisted record; collect every breach."""
+    result = Audit()
+    position: dict[str, Decimal] = {}
+    price: dict[str, Decimal] = {}
+    open_orders: dict[str, tuple[str, str]] = {}  # order_id -> (symbol, side)
+    leaves: dict[str, Decimal] = {}  # open BUY order_id -> unfilled quantity
+
+    def committed(symbol: str) -> Decimal:
+        buys = sum((q for oid, q in leaves.items() if open_orders[oid][0] == symbol), Decimal(0))
+        return position.get(symbol, Decimal(0)) + buys
+
+    def breach(message: str) -> None:
+        if len(result.violations) < MAX_REPORTED_VIOLATIONS:
+            result.violations.append(message)
+        else:
+            result.violations.append("")  # counted, not reported
+
+    with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True) as conn:
+        for reason, count in conn.execute("SELECT reason, count(*) FROM vetoes GROUP BY reason"):
+            result.vetoes_by_reason[reason] = count
+        result.risk_cap_vetoes = result.vetoes_by_reason.get("RISK_CAP", 0)
+        timeline = _timeline(conn)
+    for _ts, kind, _rowid, row in timeline:
+        if kind == _FILL:
+            symbol, delta, px, cash, fee, fill_id, _ = row
+            d, p = Decimal(delta), Decimal(px)
+            if Decimal(cash) + d * p + Decimal(fee) != 0:
+                breach(f"{fill_id}: cash_delta + position_delta * price + fee != 0")
+            position[symbol] = position.get(symbol, Decimal(0)) + d
+            price[symbol] = p
+            result.fills += 1
+        elif kind == _TRANSITION:
+            order_id, _seq, state, leaves_qty, _ = row
+            if order_id in leaves:
+                leaves[order_id] = Decimal(leaves_qty)
+            if state in TERMINAL_STATES:
+                open_orders.pop(order_id, None)
+                leaves.pop(order_id, None)
+        else:
+            order_id, symbol, side, qty, px, ts = row
+            result.orders += 1
+            count = len(open_orders) + 1
+            result.max_open_orders_seen = max(result.max_open_orders_seen, count)
+            if count > caps.max_open_orders:
+                breach(f"{order_id} at {ts}: {count} open orders > {caps.max_open_orders}")
+            if side == "BUY":
+                price[symbol] = Decimal(px)
+                sym = (committed(symbol) + Decimal(qty)) * price[symbol]
+                total = (
+                    sum((committed(s) * price[s] for s in price if s != symbol), Decimal(0)) + sym
+                )
+                result.max_symbol_exposure_seen = max(result.max_symbol_exposure_seen, sym)
+                result.max_exposure_seen = max(result.max_exposure_seen, total)
+                if sym > caps.max_symbol_exposure_usd:
+                    breach(f"{order_id} at {ts}: {symbol} exposure {sym} > "
+                           f"{caps.max_symbol_exposure_usd}")  # fmt: skip
+                if total > caps.max_exposure_usd:
+                    breach(f"{order_id} at {ts}: total exposure {total} > {caps.max_exposure_usd}")
+                leaves[order_id] = Decimal(qty)
+            open_orders[order_id] = (symbol, side)
+    return result
+
+
+def risk_capture(root: Path) -> Path:
+    """The capture the risk replay runs on: the first (real) replay case."""
+    replays = root / "replays"
+    cases = replay_check.load_cases(replays)
+    if not cases:
+        raise FileNotFoundError("replays/cases.toml lists no capture")
+    return replays / cases[0].capture
+
+
+def _risk_caps(root: Path, environ: Mapping[str, str]) -> tuple[bool, dict[str, Any], str]:
+    capture = risk_capture(root)
+    figures: dict[str, Any] = {
+        "capture": capture.relative_to(root).as_posix(),
+        "caps": {k.removeprefix("ENGINE_").lower(): v for k, v in TIGHT_ENV.items()},
+    }
+    with tempfile.TemporaryDirectory(prefix="proof-risk-") as tmp:
+        db = Path(tmp) / "risk.db"
+        cmd = [sys.executable, "-m", "engine", "replay", str(capture), "--db", str(db)]
+        try:
+            proc = subprocess.run(
+                cmd, cwd=root, env=check_env(environ, TIGHT_ENV), capture_output=True,
+                text=True, timeout=REPLAY_TIMEOUT_S, check=False,
+            )  # fmt: skip
+        except subprocess.TimeoutExpired:
+            return False, figures, f"risk replay did not finish within {REPLAY_TIMEOUT_S:g} s"
+        figures["returncode"] = proc.returncode
+        if proc.returncode != 0 or not db.exists():
+            return False, figures, tail(proc.stdout + proc.stderr)
+        result = audit(db, TIGHT_CAPS)
+    figures.update(result.figures())
+    problems = [v for v in result.violations if v]
+    if result.risk_cap_vetoes == 0:
+        problems.append("no RISK_CAP veto: the caps were never exercised")
+    if result.fills == 0:
+        problems.append("no fill: nothing was traded, so 'never exceeded' proves nothing")
+    return not problems and not result.violations, figures, tail("; ".join(problems))
+
+
+def check_risk_caps(root: Path, environ: Mapping[str, str] = os.environ) -> CheckResult:
+    """Run the risk-cap validation replay with ``TIGHT_ENV`` (fixed, whatever the live config)."""
+    return timed("risk_caps", lambda: _risk_caps(root, environ))
