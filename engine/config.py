@@ -80,7 +80,7 @@ class Section(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
         """Cross-field rules of a section; raise ``ValueError`` naming the key."""
 
 
-class EngineSection(Section):
+class EngineSection(Section, frozen=True):
     mode: Mode = Mode.SHADOW
     db_path: str = "./var/engine.db"
     heartbeat_interval_s: PositiveFloat = 10.0
@@ -90,7 +90,7 @@ class EngineSection(Section):
     max_proof_age_h: PositiveFloat = 24.0
 
 
-class IngestSection(Section):
+class IngestSection(Section, frozen=True):
     _positive = ("synthetic_start_price",)
 
     source: Source = Source.SYNTHETIC
@@ -125,7 +125,7 @@ class IngestSection(Section):
             raise ValueError("must be >= initial_backoff_s - at `$.max_backoff_s`")
 
 
-class StrategySection(Section):
+class StrategySection(Section, frozen=True):
     fast: PositiveInt = 5
     slow: PositiveInt = 20
     bar_seconds: NonNegativeInt = 1
@@ -137,7 +137,7 @@ class StrategySection(Section):
             )
 
 
-class RiskSection(Section):
+class RiskSection(Section, frozen=True):
     max_exposure_usd: Decimal = Decimal("1000")
     max_symbol_exposure_usd: Decimal = Decimal("500")
     max_open_orders: PositiveInt = 4
@@ -153,7 +153,7 @@ class RiskSection(Section):
             )
 
 
-class ExecutionSection(Section):
+class ExecutionSection(Section, frozen=True):
     _positive = ("order_notional_usd", "qty_step")
     _non_negative = ("fee_bps", "slippage_bps", "limit_offset_bps")
 
@@ -167,13 +167,13 @@ class ExecutionSection(Section):
     limit_offset_bps: Decimal = Decimal("0")
 
 
-class LiveSection(Section):
+class LiveSection(Section, frozen=True):
     rest_url: str = "https://api.binance.com"
     ws_url: str = "wss://stream.binance.com:9443"
     credentials_file: str = ""
 
 
-class Config(Section):
+class Config(Section, frozen=True):
     engine: EngineSection = EngineSection()
     ingest: IngestSection = IngestSection()
     strategy: StrategySection = StrategySection()

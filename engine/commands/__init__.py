@@ -32,6 +32,6 @@ COMMANDS: Final[tuple[str, ...]] = (
 def load_commands() -> list[Command]:
     modules: list[Command] = []
     for name in COMMANDS:
-        module: Command = importlib.import_module(f"engine.commands.{name}")  # type: ignore[assignment]
+        module: Command = importlib.import_module(f"engine.commands.{name}")
         modules.append(module)
     return modules

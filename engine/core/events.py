@@ -34,7 +34,7 @@ class Side(enum.StrEnum):
     SELL = "SELL"
 
 
-class Tick(Event, tag="tick"):
+class Tick(Event, frozen=True, tag="tick"):
     """One trade printed by a venue, normalised."""
 
     event_id: str
@@ -52,7 +52,7 @@ def tick_id(venue: str, symbol: str, trade_id: int) -> str:
     return f"{venue}:{symbol}:{trade_id}"
 
 
-class Signal(Event, tag="signal"):
+class Signal(Event, frozen=True, tag="signal"):
     """The strategy's decision at the close of a bar; executed or vetoed later."""
 
     signal_id: str
@@ -82,7 +82,7 @@ class TradingState(enum.StrEnum):
     HALTED = "HALTED"
 
 
-class Veto(Event, tag="veto"):
+class Veto(Event, frozen=True, tag="veto"):
     """A signal that execution refused, with the reason and its numbers."""
 
     veto_id: str
@@ -111,7 +111,7 @@ class OrderState(enum.StrEnum):
     EXPIRED = "EXPIRED"
 
 
-class Order(Event, tag="order"):
+class Order(Event, frozen=True, tag="order"):
     """An order as submitted: what, how much, at what assumed or limit price."""
 
     order_id: str
@@ -125,7 +125,7 @@ class Order(Event, tag="order"):
     ts_event: int
 
 
-class OrderEvent(Event, tag="order_event"):
+class OrderEvent(Event, frozen=True, tag="order_event"):
     """One transition of an order, with the quantities after it."""
 
     order_id: str
@@ -137,7 +137,7 @@ class OrderEvent(Event, tag="order_event"):
     leaves_qty: Decimal
 
 
-class Fill(Event, tag="fill"):
+class Fill(Event, frozen=True, tag="fill"):
     """A (possibly partial) execution. ``cash_delta + position_delta * price + fee == 0``."""
 
     fill_id: str
@@ -152,5 +152,22 @@ class Fill(Event, tag="fill"):
     ts_event: int
 
 
-Record = Tick | Signal | Veto | Order | OrderEvent | Fill
+class RiskState(Event, frozen=True, tag="risk_state"):
+    """The drawdown guard's state, persisted only when ``max_drawdown_usd`` is set.
+
+    Written when the trading state changes (ACTIVE <-> HALTED) and whenever peak
+    equity rises, so a restart resumes with the same peak and the same state.
+    ``state_id`` is ``risk:<id of the tick or signal after which it was evaluated>``.
+    """
+
+    state_id: str
+    trading_state: TradingState
+    ts_event: int
+    equity: Decimal
+    peak_equity: Decimal
+    max_drawdown_usd: Decimal
+    reason: str
+
+
+Record = Tick | Signal | Veto | Order | OrderEvent | Fill | RiskState
 """Everything the pipeline hands to persistence."""
