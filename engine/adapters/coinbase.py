@@ -1,0 +1,156 @@
+"""Coinbase Exchange ``matches`` channel: messages decoded straight into ticks.
+
+The feed, after a subscribe message (``subscribe_message``), sends:
+
+* ``subscriptions`` -- the acknowledgement: no tick;
+* ``last_match``    -- the product's latest trade, once per product at subscribe
+  time: a tick (a reconnect therefore resends a trade already seen; the
+  duplicate filter in ingest drops it);
+* ``match``         -- one trade: a tick keyed by ``product_id`` and ``trade_id``;
+* ``error``         -- a refused subscription or a bad request: no tick, but not
+  malformed either; ``decode_coinbase_error`` lets the shell log it.
+
+The ``ticker`` channel repeats the ``trade_id`` of a trade already delivered as
+a ``match`` (every ticker in the shared real capture does). Ticks come from the
+``matches`` channel only: a ``ticker`` never becomes a tick, so subscribing to
+both cannot duplicate one. Everything else (``l2update``, ``snapshot``,
+``heartbeat``, ``status``, ...) is skipped.
+
+*Validation at the edge:* a trade message that is not JSON, lacks a field, has a
+field of the wrong type, a non-finite or non-positive decimal, or a time without
+a timezone raises ``MalformedMessage``; nothing untyped leaves this module.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Annotated, Final
+
+import msgspec
+
+from engine.adapters.decoding import MalformedMessage, register
+from engine.core.events import Tick, tick_id
+
+VENUE: Final = "coinbase"
+DEFAULT_URL: Final = "wss://ws-feed.exchange.coinbase.com"
+TRADE_CHANNEL: Final = "matches"
+
+_EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MICROSECOND: Final = dt.timedelta(microseconds=1)
+
+AwareDatetime = Annotated[dt.datetime, msgspec.Meta(tz=True)]
+
+
+class _Trade(msgspec.Struct, frozen=True, tag_field="type"):
+    """Fields shared by ``match`` and ``last_match`` (unknown fields are ignored:
+    Coinbase adds fields over time and that must not break ingest)."""
+
+    trade_id: int
+    product_id: str
+    price: Decimal
+    size: Decimal
+    time: AwareDatetime
+    side: str = ""
+    sequence: int = 0
+
+
+class Match(_Trade, frozen=True, tag="match"):
+    pass
+
+
+class LastMatch(_Trade, frozen=True, tag="last_match"):
+    pass
+
+
+class _Channel(msgspec.Struct, frozen=True):
+    name: str
+    product_ids: list[str] = []
+
+
+class Subscriptions(msgspec.Struct, frozen=True, tag_field="type", tag="subscriptions"):
+    channels: list[_Channel | str] = []
+
+
+class Error(msgspec.Struct, frozen=True, tag_field="type", tag="error"):
+    message: str = ""
+    reason: str = ""
+
+
+class _TypeOnly(msgspec.Struct, frozen=True):
+    type: str
+
+
+_decoder: Final = msgspec.json.Decoder(Match | LastMatch | Subscriptions | Error)
+_type_decoder: Final = msgspec.json.Decoder(_TypeOnly)
+
+_TRADE_TYPES: Final = frozenset({"match", "last_match"})
+_CHECKED_TYPES: Final = frozenset({"match", "last_match", "subscriptions", "error"})
+
+
+def time_to_ns(when: dt.datetime) -> int:
+    """Exact integer nanoseconds since the epoch (no float on the way)."""
+    return ((when - _EPOCH) // _MICROSECOND) * 1000
+
+
+def _message_type(raw: bytes, exc: msgspec.DecodeError) -> str:
+    try:
+        return _type_decoder.decode(raw).type
+    except msgspec.DecodeError:
+        raise MalformedMessage(f"coinbase: {exc}") from None
+
+
+def decode_coinbase(raw: bytes, ts_recv_ns: int) -> Tick | None:
+    """One Coinbase Exchange frame -> a tick (``match``/``last_match``) or ``None``.
+
+    *Error handling:* raises ``MalformedMessage`` for a frame that is not a JSON
+    object with a string ``type``, or a trade/ack message of the wrong shape.
+    """
+    try:
+        msg = _decoder.decode(raw)
+    except msgspec.DecodeError as exc:
+        kind = _message_type(raw, exc)
+        if kind in _CHECKED_TYPES:
+            raise MalformedMessage(f"coinbase {kind}: {exc}") from None
+        return None  # ticker, l2update, heartbeat, ...: not a trade
+    if not isinstance(msg, _Trade):
+        return None
+    price, qty = msg.price, msg.size
+    if not (price.is_finite() and qty.is_finite() and price > 0 and qty > 0):
+        raise MalformedMessage(
+            f"coinbase {msg.product_id} trade {msg.trade_id}: price {price} / size {qty}"
+        )
+    return Tick(
+        event_id=tick_id(VENUE, msg.product_id, msg.trade_id),
+        venue=VENUE,
+        symbol=msg.product_id,
+        trade_id=msg.trade_id,
+        ts_event=time_to_ns(msg.time),
+        ts_recv=ts_recv_ns,
+        price=price,
+        qty=qty,
+    )
+
+
+def decode_coinbase_error(raw: bytes) -> str | None:
+    """The text of an ``error`` message, ``None`` for any other frame (never raises)."""
+    try:
+        msg = _decoder.decode(raw)
+    except msgspec.DecodeError:
+        return None
+    if isinstance(msg, Error):
+        return f"{msg.message} {msg.reason}".strip() or "error"
+    return None
+
+
+def subscribe_message(
+    product_ids: Sequence[str], channels: Sequence[str] = (TRADE_CHANNEL,)
+) -> str:
+    """The subscribe request Coinbase needs before it sends anything."""
+    return msgspec.json.encode(
+        {"type": "subscribe", "product_ids": list(product_ids), "channels": list(channels)}
+    ).decode()
+
+
+register(VENUE, decode_coinbase)
