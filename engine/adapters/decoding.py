@@ -64,7 +64,7 @@ class _Probe(msgspec.Struct, gc=False):
     stream: str | None = None  # Binance combined-stream envelope
     e: str | None = None  # Binance bare event
     lastUpdateId: int | None = None  # Binance REST depth snapshot
-    result: msgspec.Raw | None = None  # Binance subscription ack {"result":null,"id":1}
+    result: msgspec.Raw = msgspec.Raw()  # Binance subscription ack {"result":null,"id":1}
     id: int | None = None
     type: str | None = None  # Coinbase ws-feed: every message has "type"
 
@@ -86,7 +86,7 @@ def detect_venue(first_json_payload: bytes) -> str:
         raise MalformedMessage(f"cannot detect venue: {exc}") from None
     if probe.stream is not None or probe.e is not None or probe.lastUpdateId is not None:
         return "binance"
-    if probe.result is not None and probe.id is not None:
+    if len(probe.result) and probe.id is not None:
         return "binance"
     if probe.type is not None:
         return "coinbase"

@@ -17,7 +17,8 @@ so it always equals what downstream received. Once a file is done,
 *Pacing:* ``speed == 0`` replays as fast as the pipeline takes it. ``speed > 0``
 sends the tick recorded at ``ts_recv = r`` no earlier than
 ``start + (r - r0) / 1e9 / speed`` on ``trio.current_time()``, where ``r0`` is the
-first data message of the file and ``start`` the moment it was read (each file
+first tick of the file and ``start`` the moment it was decoded (so a capture that
+opens with minutes of book updates does not delay its first trade; each file
 re-anchors, so a gap between files is not waited out). Before each wait the
 pending batch is sent, so no tick is held back longer than its own schedule.
 
