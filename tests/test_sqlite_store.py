@@ -215,7 +215,8 @@ def test_open_logs_store_opened_with_pragmas_and_migrations(tmp_path: Path) -> N
     assert first["event"] == "store_opened"
     assert first["pragmas"] == {"journal_mode": "wal", "synchronous": 1,
                                 "busy_timeout": 5000, "temp_store": 2}
-    assert first["migrations_applied"] == ["0001_trading_records", "0002_runs_heartbeats"]
+    assert first["migrations_applied"] == ["0001_trading_records", "0002_runs_heartbeats",
+                                          "0003_risk_states"]
     assert second["migrations_applied"] == []
 
 

@@ -13,7 +13,7 @@ from engine.core.events import Fill, Order, OrderEvent, Side, Signal, Tick, Veto
 from engine.store import schema
 from engine.store.schema import DIGEST_TABLES, RECORD_TABLES, migrate
 
-ALL_MIGRATIONS = ["0001_trading_records", "0002_runs_heartbeats"]
+ALL_MIGRATIONS = ["0001_trading_records", "0002_runs_heartbeats", "0003_risk_states"]
 
 EXPECTED_COLUMNS = {
     "ticks": {"event_id": "TEXT", "venue": "TEXT", "symbol": "TEXT", "trade_id": "INTEGER",

@@ -18,20 +18,41 @@ second order (the order id is ``"ord:" + signal_id``).
 
 SHADOW: the order is filled at once at the assumed price (signal price plus
 slippage), so its records are SUBMITTED -> ACCEPTED -> FILLED and one ``Fill``.
+
+PAPER: the order rests in ``engine.core.paper``'s simulated venue and fills
+against later trades (latency, slippage, partial fills capped by each trade's
+size, cancellation of the remainder after ``order_timeout_s``).
+
+Signals on a symbol with open orders of the *opposite* side cancel those first
+("superseded"): a SELL means "be flat", so a resting BUY must not re-enter; a
+BUY means "be long", so a resting SELL must not empty the position. A SELL's
+cancellations happen even when the SELL itself is then vetoed NO_POSITION (the
+intent to exit stands); a vetoed BUY changes nothing; a STALE_DATA veto never
+acts on anything.
+
+Restarts (``restore``): the ledger is rebuilt from the persisted fills, open
+orders of this mode are resumed, decided signals are remembered, and a tick at
+or below the persisted tape watermark of its ``venue:symbol`` only updates the
+mark and the staleness estimate -- its effects are already in the database.
+This relies on the runtime persisting each batch's ticks together with the
+records ``process`` returned for that batch, in one list (one transaction), in
+order: then the database always holds a consistent prefix of the run.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Final
 
 from engine.core.events import (
     Fill,
     Order,
-    OrderEvent,
     OrderState,
     OrderType,
     Record,
+    RiskState,
     Side,
     Signal,
     Tick,
@@ -40,12 +61,14 @@ from engine.core.events import (
 )
 from engine.core.ledger import Ledger
 from engine.core.orders import OrderAction, WorkingOrder, fill_action
-from engine.core.risk import Limits, Proposal, evaluate
+from engine.core.paper import PaperVenue
+from engine.core.risk import DrawdownGuard, Limits, Proposal, evaluate
 from engine.core.sizing import (
     EXACT,
     ZERO,
     cash_delta_for,
     fee_for,
+    offset_price,
     position_delta_for,
     qty_for_notional,
     slipped_price,
@@ -57,6 +80,42 @@ if TYPE_CHECKING:  # engine.config reads the environment: the core only needs it
 
 SIMULATED_MODES: Final = ("shadow", "paper")
 """``config.engine.mode`` values this class simulates; LIVE is a separate adapter (G1)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RestoredOrder:
+    """An order that was still open when the previous run stopped, as the database has it."""
+
+    order: Order
+    state: OrderState
+    filled_qty: Decimal
+    next_seq: int
+    """``seq`` of the next transition (one past the last persisted ``order_events`` row)."""
+    fills: int
+    """Fills already persisted for it (the next fill is ``fill:<order_id>:<fills>``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RestoredState:
+    """What the previous runs left in the database, as execution needs it at start-up.
+
+    Built by ``engine.store.restore.load_restored_state``; ``RestoredState()`` is
+    the state of an empty database.
+    """
+
+    fills: tuple[Fill, ...] = ()
+    """Every persisted fill, in the order it was written (the ledger is rebuilt from them)."""
+    open_orders: tuple[RestoredOrder, ...] = ()
+    decided_signal_ids: frozenset[str] = frozenset()
+    """Signals that already led to an order or a veto: never decided again (I3)."""
+    tape_watermarks: Mapping[str, int] = field(default_factory=dict)
+    """``"<venue>:<symbol>"`` -> highest trade id already processed and persisted.
+    Ticks at or below it only update marks and the staleness estimate: their
+    effects (PAPER fills, timeouts, equity peaks) are already in the database."""
+    risk_state: RiskState | None = None
+    """The drawdown guard's latest persisted state (``None``: never written)."""
+    peak_equity: Decimal | None = None
+    """The highest ``peak_equity`` ever persisted."""
 
 
 def order_id_for(signal_id: str) -> str:
@@ -78,21 +137,29 @@ class Execution:
         mode = str(config.engine.mode.value)
         if mode not in SIMULATED_MODES:
             raise ValueError(f"Execution simulates SHADOW and PAPER only, not {mode!r}")
-        self._paper = mode == "paper"
         self._mode_name = mode.upper()
         self._exec = config.execution
+        self._limit_orders = str(config.execution.order_type.value) == "limit"
         self._limits = Limits(
             max_exposure_usd=config.risk.max_exposure_usd,
             max_symbol_exposure_usd=config.risk.max_symbol_exposure_usd,
             max_open_orders=config.risk.max_open_orders,
         )
+        self._venue: PaperVenue | None = None
+        if mode == "paper":
+            self._venue = PaperVenue.from_settings(
+                config.execution.latency_ms,
+                config.execution.order_timeout_s,
+                config.execution.slippage_bps,
+            )
         self._staleness = StalenessEstimator(config.risk.max_staleness_ms)
+        self._guard = DrawdownGuard(config.risk.max_drawdown_usd)
         self.ledger = Ledger()
         self.marks: dict[str, Decimal] = {}
         self.open_orders: dict[str, WorkingOrder] = {}
         self._decided: set[str] = set()
+        self._watermarks: dict[str, int] = {}
         self._last_lag: tuple[str, Lag] | None = None
-        self._trading_state = TradingState.ACTIVE
 
     # -- port -------------------------------------------------------------------
 
@@ -103,7 +170,40 @@ class Execution:
 
     @property
     def trading_state(self) -> str:
-        return str(self._trading_state)
+        """``"ACTIVE"`` or ``"HALTED"`` (the drawdown guard's state)."""
+        return str(self._guard.state)
+
+    def restore(self, state: RestoredState) -> None:
+        """Resume from what earlier runs persisted; call once, before the first batch.
+
+        Open orders of another mode (a PAPER order in a SHADOW run) are not
+        resumed: no venue here could work them.
+        """
+        for fill in state.fills:
+            self.ledger.apply(fill)
+        for restored in state.open_orders:
+            if restored.order.mode != self._mode_name or self._venue is None:
+                continue
+            o = restored.order
+            order = WorkingOrder(
+                order_id=o.order_id,
+                signal_id=o.signal_id,
+                symbol=o.symbol,
+                side=o.side,
+                order_type=o.order_type,
+                qty=o.qty,
+                price=o.price,
+                ts_submitted=o.ts_event,
+                state=restored.state,
+                filled_qty=restored.filled_qty,
+                next_seq=restored.next_seq,
+                fills=restored.fills,
+            )
+            self._venue.schedule(order)
+            self.open_orders[order.order_id] = order
+        self._decided |= state.decided_signal_ids
+        self._watermarks.update(state.tape_watermarks)
+        self._guard.restore(state.risk_state, state.peak_equity)
 
     def process(self, batch: list[Tick | Signal]) -> list[Record]:
         """Handle ticks and signals in order; return the new records they produced."""
@@ -115,12 +215,95 @@ class Execution:
                 self._on_signal(item, out)
         return out
 
+    # -- exposure ---------------------------------------------------------------
+
+    def symbol_exposure(self, symbol: str, mark: Decimal | None = None) -> Decimal:
+        """Position plus the unfilled remainder of open BUYs of ``symbol``, at ``mark``.
+
+        ``mark`` defaults to the symbol's latest trade price.
+        """
+        if mark is None:
+            mark = self.marks.get(symbol, ZERO)
+        qty = self.ledger.position(symbol)
+        for order in self.open_orders.values():
+            if order.symbol == symbol and order.side is Side.BUY:
+                qty = EXACT.add(qty, order.leaves_qty)
+        return EXACT.multiply(qty, mark)
+
+    def total_exposure(self, overrides: Mapping[str, Decimal] | None = None) -> Decimal:
+        """Sum of every symbol's exposure (``overrides`` replace marks, e.g. before any tick)."""
+        marks = dict(self.marks)
+        marks.update(overrides or {})
+        symbols = set(self.ledger.books) | {o.symbol for o in self.open_orders.values()}
+        total = ZERO
+        for symbol in sorted(symbols):
+            total = EXACT.add(total, self.symbol_exposure(symbol, marks.get(symbol, ZERO)))
+        return total
+
+    def equity(self) -> Decimal:
+        return self.ledger.equity(self.marks)
+
     # -- ticks ------------------------------------------------------------------
 
     def _on_tick(self, tick: Tick, out: list[Record]) -> None:
         self.marks[tick.symbol] = tick.price
-        lag = self._staleness.observe(tick.ts_event, tick.ts_recv)
-        self._last_lag = (tick.event_id, lag)
+        self._last_lag = (tick.event_id, self._staleness.observe(tick.ts_event, tick.ts_recv))
+        key = f"{tick.venue}:{tick.symbol}"
+        seen = self._watermarks.get(key)
+        if seen is not None and tick.trade_id <= seen:
+            return  # already processed (restart or re-delivery): effects are persisted
+        self._watermarks[key] = tick.trade_id
+        if self._venue is not None and self.open_orders:
+            self._work_orders(self._venue, tick, out)
+        self._judge_drawdown(tick.ts_event, tick.event_id, out)
+
+    def _work_orders(self, venue: PaperVenue, tick: Tick, out: list[Record]) -> None:
+        available = tick.qty
+        for order in list(self.open_orders.values()):
+            if order.expires_at is not None and tick.ts_event >= order.expires_at:
+                self._cancel(
+                    order,
+                    order.expires_at,
+                    f"paper: order_timeout_s {self._exec.order_timeout_s} elapsed",
+                    out,
+                )
+                continue
+            if order.state is OrderState.SUBMITTED:
+                if tick.ts_event < order.active_at:
+                    continue
+                out.append(
+                    order.transition(
+                        OrderAction.ACCEPT,
+                        order.active_at,
+                        f"paper: reached the simulated venue after latency_ms "
+                        f"{self._exec.latency_ms}",
+                    )
+                )
+            match = venue.match(order, tick, available)
+            if match is None:
+                continue
+            available = EXACT.subtract(available, match.qty)
+            self._fill(
+                order,
+                qty=match.qty,
+                price=match.price,
+                ts_event=tick.ts_event,
+                reason=f"paper: fill against trade {tick.event_id} ({tick.qty} @ {tick.price})",
+                out=out,
+            )
+
+    def _judge_drawdown(self, ts_event: int, cause_id: str, out: list[Record]) -> None:
+        if self._guard.limit is None:
+            return
+        before = self._guard.state
+        record = self._guard.evaluate(self.equity(), ts_event, cause_id)
+        if record is None:
+            return
+        out.append(record)
+        if before is TradingState.ACTIVE and self._guard.state is TradingState.HALTED:
+            for order in list(self.open_orders.values()):
+                if order.side is Side.BUY:
+                    self._cancel(order, ts_event, "trading HALTED: no new entries", out)
 
     # -- signals ----------------------------------------------------------------
 
@@ -131,7 +314,17 @@ class Execution:
         lag = None
         if self._last_lag is not None and self._last_lag[0] == signal.cause_id:
             lag = self._last_lag[1]
-        proposal = self._propose(signal, lag)
+        opposite = [
+            o
+            for o in self.open_orders.values()
+            if o.symbol == signal.symbol and o.side is not signal.side
+        ]
+        fresh = lag is not None and not lag.stale
+        if fresh and signal.side is Side.SELL:
+            for order in opposite:  # exit intent: stop resting entries even if nothing to sell
+                self._cancel(order, signal.ts_event, f"superseded by {signal.signal_id}", out)
+            opposite = []
+        proposal = self._propose(signal, lag, superseded=len(opposite))
         denial = evaluate(proposal, self._limits)
         if denial is not None:
             out.append(
@@ -145,35 +338,34 @@ class Execution:
                 )
             )
             return
-        self._submit_shadow(signal, proposal, out)
+        for order in opposite:
+            self._cancel(order, signal.ts_event, f"superseded by {signal.signal_id}", out)
+        order = WorkingOrder(
+            order_id=order_id_for(signal.signal_id),
+            signal_id=signal.signal_id,
+            symbol=signal.symbol,
+            side=signal.side,
+            order_type=OrderType.LIMIT if self._limit_orders else OrderType.MARKET,
+            qty=proposal.qty,
+            price=proposal.price,
+            ts_submitted=signal.ts_event,
+        )
+        out.append(self._order_record(order))
+        if self._venue is None:
+            self._fill_shadow(order, out)
+            self._judge_drawdown(signal.ts_event, signal.signal_id, out)
+        else:
+            out.append(order.submitted_event("paper: submitted to the simulated venue"))
+            self._venue.schedule(order)
+            self.open_orders[order.order_id] = order
 
-    def _open_buy_exposure(self, symbol: str, mark: Decimal) -> Decimal:
-        leaves = ZERO
-        for order in self.open_orders.values():
-            if order.symbol == symbol and order.side is Side.BUY:
-                leaves = EXACT.add(leaves, order.leaves_qty)
-        return EXACT.multiply(leaves, mark)
-
-    def symbol_exposure(self, symbol: str, mark: Decimal | None = None) -> Decimal:
-        """Position plus open BUY remainder of ``symbol``, marked at its latest price."""
-        if mark is None:
-            mark = self.marks.get(symbol, ZERO)
-        held = EXACT.multiply(self.ledger.position(symbol), mark)
-        return EXACT.add(held, self._open_buy_exposure(symbol, mark))
-
-    def total_exposure(self, overrides: dict[str, Decimal] | None = None) -> Decimal:
-        symbols = set(self.ledger.books) | {o.symbol for o in self.open_orders.values()}
-        marks = dict(self.marks)
-        marks.update(overrides or {})
-        total = ZERO
-        for symbol in sorted(symbols):
-            total = EXACT.add(total, self.symbol_exposure(symbol, marks.get(symbol, ZERO)))
-        return total
-
-    def _propose(self, signal: Signal, lag: Lag | None) -> Proposal:
+    def _propose(self, signal: Signal, lag: Lag | None, superseded: int) -> Proposal:
         symbol = signal.symbol
         mark = self.marks.get(symbol, signal.price)
-        price = slipped_price(signal.price, signal.side, self._exec.slippage_bps)
+        if self._venue is not None and self._limit_orders:
+            price = offset_price(signal.price, signal.side, self._exec.limit_offset_bps)
+        else:
+            price = slipped_price(signal.price, signal.side, self._exec.slippage_bps)
         if signal.side is Side.BUY:
             qty = qty_for_notional(self._exec.order_notional_usd, price, self._exec.qty_step)
             sizing = (
@@ -182,7 +374,10 @@ class Execution:
             )
         else:
             qty = self.ledger.position(symbol)
-            sizing = f"whole {symbol} position {qty}"
+            for o in self.open_orders.values():
+                if o.symbol == symbol and o.side is Side.SELL:
+                    qty = EXACT.subtract(qty, o.leaves_qty)
+            sizing = f"the whole {symbol} position not already being sold: {qty}"
         return Proposal(
             side=signal.side,
             symbol=symbol,
@@ -191,40 +386,27 @@ class Execution:
             mark=mark,
             symbol_exposure=self.symbol_exposure(symbol, mark),
             total_exposure=self.total_exposure({symbol: mark}),
-            open_orders=len(self.open_orders),
-            trading_state=self._trading_state,
+            open_orders=len(self.open_orders) - superseded,
+            trading_state=self._guard.state,
             lag=lag,
             cause_id=signal.cause_id,
             sizing=sizing,
         )
 
-    # -- SHADOW -----------------------------------------------------------------
+    # -- order records ----------------------------------------------------------
 
-    def _submit_shadow(self, signal: Signal, proposal: Proposal, out: list[Record]) -> None:
-        order = WorkingOrder(
-            order_id=order_id_for(signal.signal_id),
-            signal_id=signal.signal_id,
-            symbol=signal.symbol,
-            side=signal.side,
-            order_type=OrderType.MARKET,
-            qty=proposal.qty,
-            price=proposal.price,
-            ts_submitted=signal.ts_event,
-        )
-        ts = signal.ts_event
-        out.append(self._order_record(order))
+    def _fill_shadow(self, order: WorkingOrder, out: list[Record]) -> None:
+        ts = order.ts_submitted
         out.append(order.submitted_event("shadow: recorded, not sent (SHADOW mode)"))
         out.append(order.transition(OrderAction.ACCEPT, ts, "shadow: simulated acknowledgement"))
         self._fill(
             order,
-            qty=proposal.qty,
-            price=proposal.price,
+            qty=order.qty,
+            price=order.price,
             ts_event=ts,
             reason="shadow: simulated immediate fill at the assumed price",
             out=out,
         )
-
-    # -- shared -----------------------------------------------------------------
 
     def _order_record(self, order: WorkingOrder) -> Order:
         return Order(
@@ -238,6 +420,18 @@ class Execution:
             price=order.price,
             ts_event=order.ts_submitted,
         )
+
+    def _cancel(self, order: WorkingOrder, ts_event: int, reason: str, out: list[Record]) -> None:
+        """Cancel the unfilled remainder; what already filled stays booked (S11)."""
+        leaves = order.leaves_qty
+        out.append(
+            order.transition(
+                OrderAction.CANCEL,
+                ts_event,
+                f"{reason}; cancelled remainder {leaves} of {order.qty}",
+            )
+        )
+        del self.open_orders[order.order_id]
 
     def _fill(
         self,
@@ -272,6 +466,3 @@ class Execution:
         if order.state is OrderState.FILLED:
             self.open_orders.pop(order.order_id, None)
         return fill
-
-
-__all__ = ["Execution", "OrderEvent"]

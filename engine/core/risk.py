@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Final
 
-from engine.core.events import Side, TradingState, VetoReason
+from engine.core.events import RiskState, Side, TradingState, VetoReason
 from engine.core.sizing import EXACT, ZERO
 from engine.core.staleness import Lag
 
@@ -151,3 +151,66 @@ def evaluate(
         if denial is not None:
             return denial
     return None
+
+
+class DrawdownGuard:
+    """ACTIVE / HALTED from the drawdown of equity below its peak (``max_drawdown_usd``).
+
+    Off (always ACTIVE, no records) when the limit is ``None``. Otherwise
+    ``evaluate`` is called with the current equity after every tick and fill;
+    it returns a ``RiskState`` record to persist when peak equity rises (the
+    first evaluation sets the first peak) or the state changes -- so a restart
+    resumes with the same peak and state.
+
+    HALTED is sticky: recovering equity does not resume trading. An operator
+    resumes by restarting with a *different* ``max_drawdown_usd``: a restored
+    halt recorded under another limit is re-judged against the new one.
+    """
+
+    def __init__(self, limit: Decimal | None) -> None:
+        self.limit = limit
+        self.state = TradingState.ACTIVE
+        self.peak: Decimal | None = None
+        self._rejudge_from: Decimal | None = None
+
+    def restore(self, latest: RiskState | None, peak: Decimal | None) -> None:
+        if self.limit is None or latest is None:
+            return
+        self.peak = peak
+        self.state = latest.trading_state
+        if self.state is TradingState.HALTED and latest.max_drawdown_usd != self.limit:
+            self._rejudge_from = latest.max_drawdown_usd
+
+    def evaluate(self, equity: Decimal, ts_event: int, cause_id: str) -> RiskState | None:
+        if self.limit is None:
+            return None
+        reasons: list[str] = []
+        if self.peak is None or equity > self.peak:
+            reasons.append("first equity peak" if self.peak is None else "new equity peak")
+            self.peak = equity
+        drawdown = EXACT.subtract(self.peak, equity)
+        if self._rejudge_from is not None:
+            if drawdown <= self.limit:
+                self.state = TradingState.ACTIVE
+                reasons.append(
+                    f"resumed: max_drawdown_usd changed from {self._rejudge_from} to "
+                    f"{self.limit}; drawdown {drawdown} is within it"
+                )
+            self._rejudge_from = None
+        if self.state is TradingState.ACTIVE and drawdown > self.limit:
+            self.state = TradingState.HALTED
+            reasons.append(
+                f"HALTED: drawdown {drawdown} from peak equity {self.peak} exceeds "
+                f"max_drawdown_usd {self.limit}"
+            )
+        if not reasons:
+            return None
+        return RiskState(
+            state_id=f"risk:{cause_id}",
+            trading_state=self.state,
+            ts_event=ts_event,
+            equity=equity,
+            peak_equity=self.peak,
+            max_drawdown_usd=self.limit,
+            reason="; ".join(reasons),
+        )

@@ -30,7 +30,7 @@ from typing import Any, Final
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
-from engine.core.events import Fill, Order, OrderEvent, Record, Signal, Tick, Veto
+from engine.core.events import Fill, Order, OrderEvent, Record, RiskState, Signal, Tick, Veto
 
 MIGRATION_SET: Final = "hybrid-engine"
 """Name of this project's migration set in ``_sqlite_migrations``."""
@@ -156,6 +156,23 @@ def _m0002_runs_heartbeats(db: Database) -> None:
     db.execute("CREATE INDEX ix_heartbeats_run_id ON heartbeats (run_id, hb_id)")
 
 
+@migrations(name="0003_risk_states")
+def _m0003_risk_states(db: Database) -> None:
+    # The drawdown guard's persisted state (engine.core.risk.DrawdownGuard): written
+    # only when max_drawdown_usd is set, on a new equity peak or a state change.
+    db.execute(
+        """CREATE TABLE risk_states (
+            state_id TEXT PRIMARY KEY,
+            trading_state TEXT NOT NULL CHECK (trading_state IN ('ACTIVE', 'HALTED')),
+            ts_event INTEGER NOT NULL,
+            equity TEXT NOT NULL,
+            peak_equity TEXT NOT NULL,
+            max_drawdown_usd TEXT NOT NULL,
+            reason TEXT NOT NULL
+        )"""
+    )
+
+
 def migrate(db: Database | sqlite3.Connection) -> list[str]:
     """Apply every pending migration; return the names newly applied, in order.
 
@@ -277,6 +294,15 @@ RECORD_TABLES: Final[Mapping[type[Record], RecordTable]] = {
          "position_delta", "ts_event"),
         ("fill_id",),
         in_digest=True,
+    ),
+    RiskState: record_table(
+        "risk_states",
+        ("state_id", "trading_state", "ts_event", "equity", "peak_equity", "max_drawdown_usd",
+         "reason"),
+        ("state_id",),
+        # Not in the digest: adding it would change every committed replay digest,
+        # and a halt's effect on decisions is already there (HALTED vetoes).
+        in_digest=False,
     ),
 }
 """Record type -> storage; the one place to extend when a new record type is persisted.
