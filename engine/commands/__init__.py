@@ -26,6 +26,8 @@ COMMANDS: Final[tuple[str, ...]] = (
     "digest",
     "gate",
     "proof",
+    "dashboard",
+    "health",
 )
 
 

@@ -1,0 +1,33 @@
+"""``hybrid-engine dashboard --db F [--host 127.0.0.1] [--port 8080]``: the read-only web view."""
+
+from __future__ import annotations
+
+import argparse
+
+from engine.config import load_config
+from engine.dashboard import DEFAULT_HOST, DEFAULT_PORT
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "dashboard",
+        help="serve the read-only dashboard (/, /api/..., /metrics, /healthz)",
+        description="Serve a read-only web dashboard over the engine's database. It opens the"
+        " database read-only and never writes; it binds to loopback unless --host says otherwise.",
+    )
+    parser.add_argument("--db", metavar="F", help="database file (default: engine.db_path)")
+    parser.add_argument("--config", metavar="F",
+                        help="TOML configuration file (for engine.db_path)")
+    parser.add_argument("--host", default=DEFAULT_HOST,
+                        help="address to bind (default %(default)s)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT,
+                        help="TCP port, 0 for any free one (default %(default)s)")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    # Imported here: the web stack costs ~150 ms and no other command needs it.
+    from engine.dashboard.server import main  # noqa: PLC0415
+
+    db_path = args.db or load_config(args.config).engine.db_path
+    return main(db_path, args.host, args.port)

@@ -1,0 +1,244 @@
+"""Is the engine healthy? One verdict for ``/healthz``, ``hybrid-engine health`` and the script.
+
+The engine is healthy when, read from its database:
+
+* the file is in WAL mode (``journal_mode`` lives in the file) and the engine's
+  own connection recorded the required PRAGMAs at start-up (``runs.pragmas_json``;
+  ``synchronous``/``busy_timeout``/``temp_store`` are per connection, so no
+  other process can read them back directly);
+* its latest run has not ended (a run that recorded its shutdown is not a
+  running engine, however clean the shutdown);
+* its last heartbeat is younger than ``FRESH_INTERVALS`` times the interval the
+  engine recorded with it -- or, before the first heartbeat, the run started
+  less than that long ago.
+
+The command-line healthcheck adds what only the host can tell: the systemd
+unit is active (where systemd runs) and the dashboard answers ``/healthz``
+with 200. Every check has its own timeout so the whole verdict arrives well
+within ``HEALTHCHECK_BUDGET_S``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from engine.dashboard.db import DatabaseUnavailable, QueryTooSlow, ReadOnlyDatabase
+from engine.dashboard.queries import NS_PER_S, latest_heartbeats, latest_run
+from engine.store.connection import check_pragmas, file_pragma_problems
+
+FRESH_INTERVALS: Final = 3
+"""A heartbeat older than this many of its own intervals is stale (the engine is stuck or gone)."""
+
+DEFAULT_HEARTBEAT_INTERVAL_S: Final = 10.0
+"""Used only to judge a run that has not written its first heartbeat and recorded no config."""
+
+HEALTHCHECK_BUDGET_S: Final = 30.0
+"""The whole command-line healthcheck must answer within this (SPEC §6, I7)."""
+
+STEP_TIMEOUT_S: Final = 5.0
+"""Each of the healthcheck's three external steps (systemctl, HTTP, SQLite) gives up after
+this; three steps stay well inside ``HEALTHCHECK_BUDGET_S``."""
+
+DEFAULT_UNIT: Final = "hybrid-engine.service"
+DEFAULT_DASHBOARD_URL: Final = "http://127.0.0.1:8080"
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The outcome of a health evaluation: healthy iff there are no problems."""
+
+    problems: tuple[str, ...]
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def as_json(self) -> dict[str, Any]:
+        return {"status": "ok" if self.ok else "fail", "problems": list(self.problems),
+                **self.details}
+
+
+def _interval_from_config(run: dict[str, Any]) -> float:
+    config = run.get("config")
+    if isinstance(config, dict):
+        engine = config.get("engine")
+        if isinstance(engine, dict):
+            value = engine.get("heartbeat_interval_s")
+            if isinstance(value, int | float) and value > 0:
+                return float(value)
+    return DEFAULT_HEARTBEAT_INTERVAL_S
+
+
+def judge(
+    run: dict[str, Any] | None,
+    heartbeat: dict[str, Any] | None,
+    file_problems: list[str],
+    now_wall_ns: int,
+) -> Verdict:
+    """The verdict from what the database holds (pure: no I/O, ``now`` passed in)."""
+    problems = list(file_problems)
+    details: dict[str, Any] = {"now_wall_ns": now_wall_ns}
+    if run is None:
+        problems.append("no engine run recorded in the database")
+        return Verdict(tuple(problems), details)
+    details["run_id"] = run["run_id"]
+    details["mode"] = run.get("mode")
+    pragmas = run.get("pragmas")
+    if isinstance(pragmas, dict):
+        details["engine_pragmas"] = pragmas
+        problems += [f"engine connection: {p}" for p in check_pragmas(pragmas)]
+    else:
+        problems.append("engine connection: no PRAGMAs recorded for the run")
+    if run.get("ended_wall_ns") is not None:
+        clean = "cleanly" if run.get("clean_shutdown") else "not cleanly"
+        problems.append(
+            f"engine stopped: run {run['run_id']} ended {clean}"
+            f" with exit code {run.get('exit_code')}"
+        )
+    if heartbeat is None:
+        interval = _interval_from_config(run)
+        limit = FRESH_INTERVALS * interval
+        since_start = (now_wall_ns - int(run.get("started_wall_ns") or 0)) / NS_PER_S
+        details.update(heartbeat_age_s=None, heartbeat_interval_s=interval, limit_s=limit)
+        if since_start > limit:
+            problems.append(
+                f"no heartbeat from run {run['run_id']} in {since_start:.1f} s since it started"
+                f" (limit {limit:g} s = {FRESH_INTERVALS} x {interval:g} s)"
+            )
+        return Verdict(tuple(problems), details)
+    interval = float(heartbeat["interval_s"])
+    limit = FRESH_INTERVALS * interval
+    age = (now_wall_ns - int(heartbeat["ts_wall_ns"])) / NS_PER_S
+    details.update(
+        heartbeat_age_s=round(age, 3),
+        heartbeat_interval_s=interval,
+        limit_s=limit,
+        trading_state=heartbeat.get("trading_state"),
+        final=heartbeat.get("final"),
+    )
+    if heartbeat.get("final") and run.get("ended_wall_ns") is None:
+        problems.append(f"engine stopped: run {run['run_id']} wrote its final heartbeat")
+    if age > limit:
+        problems.append(
+            f"heartbeat stale: last one {age:.1f} s ago, limit {limit:g} s"
+            f" ({FRESH_INTERVALS} x {interval:g} s)"
+        )
+    return Verdict(tuple(problems), details)
+
+
+def read_verdict(conn: sqlite3.Connection, now_wall_ns: int) -> Verdict:
+    """Read the latest run, its last heartbeat and the file PRAGMAs, then ``judge``."""
+    file_problems = file_pragma_problems(conn)
+    run = latest_run(conn)
+    beats = latest_heartbeats(conn, run["run_id"] if run else None, 1) if run else []
+    return judge(run, beats[0] if beats else None, file_problems, now_wall_ns)
+
+
+def database_verdict(db: ReadOnlyDatabase, now_wall_ns: int) -> Verdict:
+    """``read_verdict`` on a fresh read-only connection; an unreadable database is a problem."""
+    try:
+        with db.connect() as conn:
+            return read_verdict(conn, now_wall_ns)
+    except (DatabaseUnavailable, QueryTooSlow) as exc:
+        return Verdict((str(exc),), {"now_wall_ns": now_wall_ns})
+
+
+# -- host checks (command-line healthcheck only) -----------------------------------
+
+
+def systemd_booted() -> bool:
+    """sd_booted(3): systemd is PID 1 when ``/run/systemd/system`` exists."""
+    return os.path.isdir("/run/systemd/system")
+
+
+def service_problems(
+    unit: str,
+    *,
+    systemctl: str = "systemctl",
+    booted: Callable[[], bool] = systemd_booted,
+    timeout_s: float = STEP_TIMEOUT_S,
+) -> list[str]:
+    """``systemctl is-active UNIT``; no problem where systemd is not running (containers)."""
+    if not booted():
+        return []
+    exe = shutil.which(systemctl)
+    if exe is None:
+        return []
+    try:
+        result = subprocess.run(
+            [exe, "is-active", unit], capture_output=True, text=True, timeout=timeout_s,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return [f"service {unit}: systemctl did not answer within {timeout_s:g} s"]
+    except OSError as exc:
+        return [f"service {unit}: cannot run systemctl ({exc})"]
+    state = result.stdout.strip() or result.stderr.strip() or "unknown"
+    if result.returncode != 0 or state != "active":
+        return [f"service {unit} is not active ({state})"]
+    return []
+
+
+def dashboard_problems(url: str, *, timeout_s: float = STEP_TIMEOUT_S) -> list[str]:
+    """GET ``<url>/healthz``; anything but 200 is a problem, with the body's reasons."""
+    target = url.rstrip("/") + "/healthz"
+    request = urllib.request.Request(target, headers={"Accept": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            status = response.status
+            body = response.read(64 * 1024)
+    except urllib.error.HTTPError as exc:
+        status = exc.code
+        body = exc.read(64 * 1024)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return [f"dashboard {target} not answering ({reason})"]
+    if status == 200:
+        return []
+    reasons = ""
+    try:
+        payload = json.loads(body)
+        if isinstance(payload, dict) and payload.get("problems"):
+            reasons = ": " + "; ".join(str(p) for p in payload["problems"])
+    except ValueError:
+        pass
+    return [f"dashboard {target} answered {status}{reasons}"]
+
+
+def run_healthcheck(
+    db_path: str | Path,
+    url: str | None,
+    unit: str | None,
+    now_wall_ns: Callable[[], int],
+    *,
+    booted: Callable[[], bool] = systemd_booted,
+    systemctl: str = "systemctl",
+) -> list[str]:
+    """Every problem the command-line healthcheck finds (``[]`` means PASS).
+
+    Order: service, database (heartbeat, run, PRAGMAs), dashboard.
+    """
+    problems: list[str] = []
+    if unit:
+        problems += service_problems(unit, systemctl=systemctl, booted=booted)
+    db = ReadOnlyDatabase(db_path, deadline_s=STEP_TIMEOUT_S)
+    problems += database_verdict(db, now_wall_ns()).problems
+    if url:
+        problems += dashboard_problems(url)
+    return problems
+
+
+def format_result(problems: list[str]) -> str:
+    """``PASS`` or ``FAIL: <reason>; <reason>`` -- one line for scripts and humans."""
+    return "PASS" if not problems else "FAIL: " + "; ".join(problems)
