@@ -28,6 +28,7 @@ COMMANDS: Final[tuple[str, ...]] = (
     "proof",
     "dashboard",
     "health",
+    "report",
 )
 
 
