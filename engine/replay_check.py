@@ -81,7 +81,9 @@ def check_case(case: ReplayCase, replays_dir: Path, runs: int = DEFAULT_RUNS) ->
     try:
         with tempfile.TemporaryDirectory(prefix="replay-") as tmp:
             for i in range(runs):
-                digest, count = replay_once(replays_dir / case.capture, config, Path(tmp) / f"{i}.db")
+                digest, count = replay_once(
+                    replays_dir / case.capture, config, Path(tmp) / f"{i}.db"
+                )
                 digests.append(digest)
                 ticks.append(count)
     except (RuntimeError, subprocess.CalledProcessError, OSError) as exc:

@@ -31,7 +31,7 @@ import trio
 
 from engine import logs
 from engine.config import Config
-from engine.core.events import Fill, Order, Record, Signal, Veto, VetoReason
+from engine.core.events import Fill, Order, Record, Veto, VetoReason
 from engine.core.strategy import SmaCross
 from engine.counters import Counters
 from engine.exits import ExitCode, Overload, exit_code_for
@@ -175,13 +175,16 @@ async def signal_task(state: RunState) -> None:
                 state.pipeline_scope.cancel()
 
 
-async def heartbeat_task(state: RunState, store: SqliteStore, limiter: trio.CapacityLimiter) -> None:
+async def heartbeat_task(
+    state: RunState, store: SqliteStore, limiter: trio.CapacityLimiter
+) -> None:
     """Every ``heartbeat_interval_s``: log and store the counters, tell systemd."""
     interval = state.config.engine.heartbeat_interval_s
     next_at = trio.current_time() + interval
     while True:
         await trio.sleep_until(next_at)
-        next_at += interval
+        # A beat delayed by a slow write is not repeated to catch up: skip to the next slot.
+        next_at = max(next_at + interval, trio.current_time())
         await write_heartbeat(state, store, limiter, final=False)
 
 
@@ -190,24 +193,26 @@ async def write_heartbeat(
 ) -> None:
     snapshot = state.counters.snapshot()
     trading_state = state.trading_state()
-    logs.info("heartbeat", run_id=state.run_id, final=final, trading_state=trading_state, **snapshot)
+    logs.info(
+        "heartbeat", run_id=state.run_id, final=final, trading_state=trading_state, **snapshot
+    )
     state.notifier.status(
         f"ticks={snapshot['tick_count']} signals={snapshot['signal_count']} "
         f"fills={snapshot['trade_count']} persisted={snapshot['persist_count']} "
         f"state={trading_state}"
     )
-    await trio.to_thread.run_sync(
-        lambda: store.write_heartbeat(
-            run_id=state.run_id,
-            ts_wall_ns=time.time_ns(),
-            interval_s=state.config.engine.heartbeat_interval_s,
-            counters=snapshot,
-            final=final,
-            mode=str(state.config.engine.mode),
-            trading_state=trading_state,
-        ),
+    result = await trio.to_thread.run_sync(
+        store.write_heartbeat,
+        state.run_id,
+        time.time_ns(),
+        state.config.engine.heartbeat_interval_s,
+        snapshot,
+        final,
+        str(state.config.engine.mode),
+        trading_state,
         limiter=limiter,
     )
+    state.counters.persist_errors += result.lock_retries
 
 
 async def watchdog_task(state: RunState, pending_batches: Callable[[], int]) -> None:
@@ -264,14 +269,25 @@ async def run_pipeline(components: Components, state: RunState) -> None:
         with state.pipeline_scope:
             async with trio.open_nursery() as pipeline:
                 # Started downstream first, so every consumer exists before its producer.
-                pipeline.start_soon(run_persistence, components.store, record_recv, counters, limiter)
                 pipeline.start_soon(
-                    execution_task, components.execution, decision_recv, record_send, counters, paper
+                    run_persistence, components.store, record_recv, counters, limiter
                 )
-                pipeline.start_soon(strategy_task, components.strategy, tick_recv, decision_send, counters)
+                pipeline.start_soon(
+                    execution_task,
+                    components.execution,
+                    decision_recv,
+                    record_send,
+                    counters,
+                    paper,
+                )
+                pipeline.start_soon(
+                    strategy_task, components.strategy, tick_recv, decision_send, counters
+                )
                 pipeline.start_soon(ingest_task, components.source, tick_send, state)
                 state.notifier.ready()
-                logs.info("pipeline_started", run_id=state.run_id, mode=str(state.config.engine.mode))
+                logs.info(
+                    "pipeline_started", run_id=state.run_id, mode=str(state.config.engine.mode)
+                )
         services.cancel_scope.cancel()
 
     if state.pipeline_scope.cancelled_caught:
@@ -295,10 +311,7 @@ async def run_engine(components: Components, state: RunState) -> ExitCode:
     try:
         await run_pipeline(components, state)
     except BaseException as exc:  # every failure picks an exit code below
-        if isinstance(exc, KeyboardInterrupt):
-            failure = Overload("interrupted")
-        else:
-            failure = exc
+        failure = Overload("interrupted") if isinstance(exc, KeyboardInterrupt) else exc
     code = exit_code_for(failure)
     clean = code is ExitCode.COMPLETE
     try:
@@ -337,4 +350,3 @@ def _describe_failure(exc: BaseException) -> str:
     if isinstance(exc, BaseExceptionGroup):
         return "; ".join(_describe_failure(e) for e in exc.exceptions)
     return f"{type(exc).__name__}: {exc}"
-

@@ -48,9 +48,9 @@ def run_engine(
 def parse_logs(stdout: str) -> list[LogLine]:
     lines = []
     for raw in stdout.splitlines():
-        raw = raw.strip()
-        if raw.startswith("{"):
-            lines.append(json.loads(raw))
+        text = raw.strip()
+        if text.startswith("{"):
+            lines.append(json.loads(text))
     return lines
 
 
@@ -74,9 +74,9 @@ class EngineProcess:
     def _read(self) -> None:
         assert self.proc.stdout is not None
         for raw in self.proc.stdout:
-            raw = raw.strip()
-            if raw.startswith("{"):
-                self._queue.put(json.loads(raw))
+            text = raw.strip()
+            if text.startswith("{"):
+                self._queue.put(json.loads(text))
         self._queue.put(None)
 
     def wait_for(self, predicate: Callable[[LogLine], bool], timeout: float = 60) -> LogLine:

@@ -69,11 +69,11 @@ def test_load_config_invalid_raises_config_error_naming_key(
 
 
 def test_load_config_missing_file_raises_config_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="cannot read"):
+    with pytest.raises(ConfigError, match=r"cannot read"):
         load_config(tmp_path / "nope.toml", environ={})
 
 
 def test_load_config_live_arm_flag_is_not_a_key(tmp_path: Path) -> None:
     path = write(tmp_path, "[engine]\nlive_armed = true\n")
-    with pytest.raises(ConfigError, match="engine.live_armed"):
+    with pytest.raises(ConfigError, match=r"engine\.live_armed"):
         load_config(path, environ={})

@@ -55,7 +55,9 @@ def test_exit_code_for_nested_group_picks_highest_precedence() -> None:
         "outer",
         [
             NetworkBudgetExhausted("net"),
-            ExceptionGroup("inner", [ParseRateExceeded("parse"), ExceptionGroup("deep", [Overload("o")])]),
+            ExceptionGroup(
+                "inner", [ParseRateExceeded("parse"), ExceptionGroup("deep", [Overload("o")])]
+            ),
         ],
     )
     assert exit_code_for(group) is ExitCode.OVERLOAD

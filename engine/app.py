@@ -1,0 +1,122 @@
+"""The composition root: the one place that picks adapters and wires them together."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import msgspec
+import trio
+
+from engine import __version__, logs
+from engine.adapters.feed_replay import ReplayStream
+from engine.config import Config, Mode, Source, config_to_builtins
+from engine.core.execution import Execution
+from engine.core.strategy import from_config
+from engine.counters import Counters
+from engine.exits import ConfigError, ExitCode
+from engine.ports import MarketDataStream
+from engine.runtime import Components, RunState, new_run_id, run_engine
+from engine.sdnotify import Notifier
+from engine.store.restore import load_restored_state
+from engine.store.sqlite_store import SqliteStore
+
+
+def build_source(
+    config: Config, counters: Counters, captures: Sequence[str] = (), speed: float | None = None
+) -> MarketDataStream:
+    """The market-data adapter named by the configuration (or the captures given)."""
+    ingest = config.ingest
+    if captures or ingest.source is Source.REPLAY:
+        paths = [Path(p) for p in (captures or ingest.captures)]
+        if not paths:
+            raise ConfigError("ingest.captures: replay source needs at least one capture file")
+        for path in paths:
+            if not path.is_file():
+                raise ConfigError(f"capture file not found: {path}")
+        return ReplayStream(paths, counters, speed=ingest.speed if speed is None else speed)
+    if ingest.source is Source.SYNTHETIC:
+        from engine.adapters.feed_synthetic import SyntheticStream
+
+        return SyntheticStream(
+            symbols=ingest.synthetic_symbols,
+            counters=counters,
+            seed=ingest.synthetic_seed,
+            rate_per_s=ingest.synthetic_rate_per_s,
+            start_price=ingest.synthetic_start_price,
+            max_ticks=ingest.synthetic_max_ticks,
+        )
+    from engine.adapters.feed_ws import WebSocketStream  # only live runs need the socket stack
+
+    return WebSocketStream(ingest, counters)
+
+
+def check_mode(config: Config, arm_live: bool) -> None:
+    """Refuse LIVE unless gate G1 holds (engine.gate logs every unmet condition)."""
+    if config.engine.mode is Mode.LIVE:
+        from engine.gate import enforce
+
+        enforce(config, environ=os.environ, arm_flag=arm_live)
+        raise ConfigError("mode 'live' has no order adapter wired into the runtime yet")
+
+
+def run_with(
+    config: Config,
+    *,
+    command: str,
+    captures: Sequence[str] = (),
+    speed: float | None = None,
+    db_path: str | None = None,
+    arm_live: bool = False,
+) -> int:
+    """Open the store, wire the pipeline, run it under Trio; return the exit code."""
+    check_mode(config, arm_live)
+    counters = Counters()
+    source = build_source(config, counters, captures, speed)
+    path = db_path or config.engine.db_path
+    store = SqliteStore.open(path, busy_timeout_ms=config.engine.busy_timeout_ms)
+    try:
+        execution = Execution(config)
+        execution.restore(load_restored_state(store.connection))
+        run_id = new_run_id()
+        store.start_run(
+            run_id=run_id,
+            pid=os.getpid(),
+            command=command,
+            mode=str(config.engine.mode),
+            started_wall_ns=time.time_ns(),
+            code_version=__version__,
+            config_json=msgspec.json.encode(config_to_builtins(config)).decode(),
+        )
+        state = RunState(
+            config=config,
+            counters=counters,
+            notifier=Notifier.from_env(),
+            run_id=run_id,
+            trading_state=lambda: execution.trading_state,
+        )
+        components = Components(
+            source=source,
+            strategy=from_config(config.strategy),
+            execution=execution,
+            store=store,
+        )
+        logs.info(
+            "engine_starting",
+            run_id=run_id,
+            command=command,
+            db_path=str(path),
+            mode=str(config.engine.mode),
+            version=__version__,
+            python=sys.version.split()[0],
+        )
+        code = trio.run(run_engine, components, state)
+    finally:
+        store.close()
+    return int(code)
+
+
+__all__ = ["ExitCode", "build_source", "run_with"]

@@ -1,0 +1,35 @@
+"""``hybrid-engine replay CAPTURE...``: replay recorded captures through the whole pipeline."""
+
+from __future__ import annotations
+
+import argparse
+
+from engine.app import run_with
+from engine.config import load_config
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "replay", help="replay capture files (<ts_recv_ns> <raw JSON> lines, plain or gzip)"
+    )
+    parser.add_argument("captures", nargs="+", metavar="CAPTURE")
+    parser.add_argument("--config", metavar="F", help="TOML configuration file")
+    parser.add_argument("--db", metavar="F", help="SQLite database (overrides engine.db_path)")
+    parser.add_argument(
+        "--speed",
+        type=float,
+        default=0.0,
+        metavar="X",
+        help="0 = as fast as possible (default), 1 = recorded pace, 2 = twice as fast",
+    )
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.speed < 0:
+        parser_error = "--speed must be >= 0"
+        raise SystemExit(f"hybrid-engine replay: {parser_error}")
+    config = load_config(args.config)
+    return run_with(
+        config, command="replay", captures=args.captures, speed=args.speed, db_path=args.db
+    )
