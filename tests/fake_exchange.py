@@ -27,8 +27,9 @@ from __future__ import annotations
 
 import enum
 import gzip
+import io
 import json
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -38,7 +39,11 @@ from typing import Any
 import trio
 import trio_websocket
 
-from engine.adapters.feed_ws import Progress
+from engine.adapters.feed_ws import Progress, WebSocketStream
+from engine.config import IngestSection, Source, Venue
+from engine.core.events import Tick
+from engine.counters import Counters
+from engine.ports import TickBatch
 
 REPO = Path(__file__).resolve().parents[1]
 BINANCE_CAPTURE = REPO / "replays" / "btcusdt_20240808.gz"
@@ -66,6 +71,8 @@ class Session:
     malformed_every: int = 0  # after every n-th trade, one malformed frame
     oversize_after: int | None = None  # after this many trades, one frame above the limit
     pace_s: float = 0.0  # pause between trades (0: as fast as the socket takes them)
+    deaf: bool = False  # from the start: frames still sent, but pings never answered
+    ping_every_s: float | None = None  # the server pings the client this often (never waits)
 
 
 @dataclass(frozen=True)
@@ -107,6 +114,20 @@ def coinbase_tape() -> tuple[TapeFrame, ...]:
     return tuple(frames)
 
 
+def extended_binance_tape(count: int, first_id: int = 5_000_000_000) -> tuple[TapeFrame, ...]:
+    """``count`` real-shaped trade frames: the real ones in a loop, trade ids renumbered
+    ``first_id, first_id + 1, ...`` (everything else verbatim). For floods and benchmarks."""
+    real = binance_tape()
+    frames = []
+    for i in range(count):
+        base = real[i % len(real)]
+        assert base.trade_id is not None
+        new_id = first_id + i
+        text = base.text.replace(f'"t":{base.trade_id},', f'"t":{new_id},', 1)
+        frames.append(TapeFrame(text, base.symbol, new_id))
+    return tuple(frames)
+
+
 def coinbase_products() -> list[str]:
     return sorted({f.symbol for f in coinbase_tape()})
 
@@ -131,8 +152,10 @@ def _replace_value(text: str, key_prefix: str, value: str) -> str:
 
 def oversize_frame(venue: str, size: int) -> str:
     """A well-formed JSON frame of exactly ``size`` characters."""
-    head = '{"stream":"btcusdt@trade","data":{"e":"trade","pad":"' if venue == "binance" else (
-        '{"type":"match","pad":"'
+    head = (
+        '{"stream":"btcusdt@trade","data":{"e":"trade","pad":"'
+        if venue == "binance"
+        else ('{"type":"match","pad":"')
     )
     tail = '"}}' if venue == "binance" else '"}'
     return head + "x" * (size - len(head) - len(tail)) + tail
@@ -247,16 +270,28 @@ class FakeExchange:
         self.accepted += 1
         stream = self._streams.pop(str(request.remote), None)
         try:
-            symbols = await self._subscribed(ws)
-            if symbols is None:
-                return
-            await self._play(ws, script, symbols)
-            await self._end(ws, script.then, stream)
-        except trio_websocket.ConnectionClosed:
+            async with trio.open_nursery() as nursery:
+                if script.ping_every_s is not None:
+                    nursery.start_soon(self._ping_forever, ws, script.ping_every_s)
+                symbols = await self._subscribed(ws)
+                if symbols is None:
+                    return
+                if script.deaf and stream is not None:
+                    stream.deaf = True
+                await self._play(ws, script, symbols)
+                await self._end(ws, script.then, stream)
+        except* trio_websocket.ConnectionClosed:
             pass
         finally:
             self.finished_sessions += 1
             self.progress.bump()
+
+    async def _ping_forever(self, ws: trio_websocket.WebSocketConnection, every_s: float) -> None:
+        """Ping without waiting for the pong (a deaf server would never see it)."""
+        async with trio.open_nursery() as pings:
+            for n in range(1_000_000):
+                pings.start_soon(ws.ping, b"fake-%d" % n)
+                await trio.sleep(every_s)
 
     def _path_ok(self, path: str) -> bool:
         if self.venue != "binance":
@@ -354,3 +389,80 @@ async def open_fake_exchange(
         nursery.cancel_scope.cancel()
     if body_error is not None:
         raise body_error
+
+
+# --- helpers for the tests that fight the fake -----------------------------------------
+
+WAIT_S = 10.0
+"""Upper bound on any wait in these tests: a hang fails instead of blocking the suite."""
+
+
+def ingest_section(fake: FakeExchange, **overrides: Any) -> IngestSection:
+    """An ``[ingest]`` section pointed at ``fake``, with timeouts small enough for tests."""
+    values: dict[str, Any] = {
+        "source": Source.WEBSOCKET,
+        "venue": Venue(fake.venue),
+        "url": fake.url,
+        "symbols": ("BTCUSDT",) if fake.venue == "binance" else tuple(coinbase_products()),
+        "connect_timeout_s": 2.0,
+        "keepalive_interval_s": 5.0,
+        "pong_timeout_s": 2.0,
+        "initial_backoff_s": 0.01,
+        "max_backoff_s": 0.05,
+        "backoff_factor": 2.0,
+        "max_reconnect_failures": 10,
+        "max_downtime_s": 30.0,
+        "max_parse_errors_per_min": 1000,
+    }
+    values.update(overrides)
+    return IngestSection(**values)
+
+
+@asynccontextmanager
+async def running_stream(
+    section: IngestSection, *, capacity: int = 100_000, **kwargs: Any
+) -> AsyncIterator[tuple[WebSocketStream, trio.MemoryReceiveChannel[TickBatch]]]:
+    """A ``WebSocketStream`` running in the background; cancelled when the block ends."""
+    stream = WebSocketStream(section, Counters(), **kwargs)
+    send, receive = trio.open_memory_channel[TickBatch](capacity)
+    body_error: BaseException | None = None
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(stream.stream, send)
+        try:
+            yield stream, receive
+        except BaseException as exc:  # re-raised below, not wrapped in the nursery's group
+            body_error = exc
+        nursery.cancel_scope.cancel()
+    if body_error is not None:
+        raise body_error
+
+
+async def take(receive: trio.MemoryReceiveChannel[TickBatch], count: int) -> list[Tick]:
+    """The next ``count`` ticks from the channel (fails after ``WAIT_S``)."""
+    ticks: list[Tick] = []
+    with trio.fail_after(WAIT_S):
+        while len(ticks) < count:
+            ticks.extend(await receive.receive())
+    return ticks
+
+
+async def until(progress: Progress, predicate: Callable[[], bool]) -> None:
+    """Wait for ``predicate`` to hold, re-checked whenever ``progress`` is bumped."""
+    with trio.fail_after(WAIT_S):
+        await progress.wait_until(predicate)
+
+
+class LogLines(io.TextIOBase):
+    """Collects the engine's JSON log lines (``engine.logs.set_stream``)."""
+
+    def __init__(self) -> None:
+        self.lines: list[dict[str, Any]] = []
+
+    def write(self, text: str) -> int:
+        for part in text.splitlines():
+            if part.strip():
+                self.lines.append(json.loads(part))
+        return len(text)
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        return [line for line in self.lines if line.get("event") == name]

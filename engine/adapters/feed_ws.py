@@ -120,6 +120,7 @@ class _Session:
     healthy_since: float | None = None
     frames: int = 0
     end_reason: str | None = None
+    teardown_error: str | None = None  # what closing raised after the session had ended
 
 
 def feed_url(section: IngestSection) -> str:
@@ -325,7 +326,10 @@ class WebSocketStream:
             reason = _connection_failure(exc)
             if reason is None:
                 raise
-            session.end_reason = session.end_reason or reason
+            if session.end_reason is None:
+                session.end_reason = reason
+            else:
+                session.teardown_error = reason
         self._on_ended(session)
         return session
 
@@ -355,6 +359,7 @@ class WebSocketStream:
                 "ws_disconnected",
                 venue=self.section.venue.value,
                 reason=session.end_reason or "closed",
+                teardown_error=session.teardown_error,
                 up_s=round(now - session.opened_at, 3),
                 frames=session.frames,
                 worked=session.healthy_since is not None,

@@ -1,0 +1,105 @@
+"""Keepalive (S4) against the fake exchange: quiet is fine, deaf is not, busy is never pinged dead.
+
+Real sockets, so real (short) timeouts: a keepalive interval of tens of
+milliseconds, pong timeouts well above any scheduling hiccup.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from engine import logs
+from tests.fake_exchange import (
+    End,
+    LogLines,
+    Session,
+    binance_tape,
+    ingest_section,
+    open_fake_exchange,
+    running_stream,
+    take,
+    until,
+)
+
+pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
+
+
+@pytest.fixture
+def log_lines() -> Iterator[LogLines]:
+    sink = LogLines()
+    logs.set_stream(sink)
+    yield sink
+    logs.set_stream(None)
+
+
+async def test_keepalive_silent_feed_answering_pings_keeps_connection() -> None:
+    async with open_fake_exchange("binance", [Session(frames=5, then=End.HOLD)]) as fake:
+        section = ingest_section(fake, keepalive_interval_s=0.02, pong_timeout_s=1.0)
+        async with running_stream(section) as (stream, receive):
+            await take(receive, 5)
+            await until(stream.progress, lambda: stream.stats.pongs >= 5)
+            assert stream.counters.connected == 1
+    assert fake.handshakes == 1
+    assert stream.counters.reconnects == 0
+    assert stream.stats.pings >= 5
+
+
+async def test_keepalive_quiet_from_start_pong_proves_connection_works() -> None:
+    # a symbol that does not trade: no frame at all, yet the connection works
+    async with open_fake_exchange("binance", [Session(frames=0, then=End.HOLD)]) as fake:
+        section = ingest_section(fake, keepalive_interval_s=0.02, pong_timeout_s=1.0)
+        async with running_stream(section) as (stream, _receive):
+            await until(stream.progress, lambda: stream.stats.pongs >= 2)
+            assert stream._budget.failures == 0
+            assert stream._budget.down_since is None
+    assert stream.counters.reconnects == 0
+
+
+async def test_keepalive_silent_and_deaf_feed_forces_reconnect(log_lines: LogLines) -> None:
+    sessions = [Session(frames=5, then=End.DEAF), Session(frames=5)]
+    async with open_fake_exchange("binance", sessions) as fake:
+        section = ingest_section(fake, keepalive_interval_s=0.02, pong_timeout_s=0.2)
+        async with running_stream(section) as (stream, receive):
+            ticks = await take(receive, 10)
+    assert [t.trade_id for t in ticks] == [f.trade_id for f in binance_tape()[:10]]
+    assert fake.accepted == 2
+    assert stream.counters.reconnects == 1
+    assert len(log_lines.events("ws_pong_timeout")) == 1
+    [lost] = log_lines.events("ws_disconnected")
+    assert lost["reason"].startswith("no pong within 0.2s")
+    assert lost["worked"] is True
+
+
+async def test_keepalive_feed_that_keeps_delivering_never_pinged_to_death() -> None:
+    # The peer never answers a ping, but it keeps sending: every frame is proof of
+    # life, so a late pong must not tear the connection down.
+    sessions = [Session(frames=25, pace_s=0.01, deaf=True, then=End.HOLD)]
+    async with open_fake_exchange("binance", sessions) as fake:
+        section = ingest_section(fake, keepalive_interval_s=0.002, pong_timeout_s=1.0)
+        async with running_stream(section) as (stream, receive):
+            ticks = await take(receive, 25)
+    assert len(ticks) == 25
+    assert fake.handshakes == 1
+    assert stream.counters.reconnects == 0
+    assert stream.stats.pings >= 1
+    assert stream.stats.pongs == 0
+
+
+async def test_keepalive_server_pings_while_we_close_survives_issue_184(
+    log_lines: LogLines,
+) -> None:
+    # trio-websocket #184: after our pong timeout we close; a ping from the server
+    # arriving while we close makes the library try to pong in CLOSING state and
+    # raise LocalProtocolError. The session must end like any other loss.
+    sessions = [Session(frames=5, then=End.DEAF, ping_every_s=0.005), Session(frames=5)]
+    async with open_fake_exchange("binance", sessions) as fake:
+        section = ingest_section(fake, keepalive_interval_s=0.02, pong_timeout_s=0.1)
+        async with running_stream(section) as (stream, receive):
+            ticks = await take(receive, 10)
+    assert len({t.event_id for t in ticks}) == 10
+    assert stream.counters.reconnects == 1
+    [lost] = log_lines.events("ws_disconnected")
+    assert lost["reason"].startswith("no pong within")
+    assert "LocalProtocolError" in (lost["teardown_error"] or "")
