@@ -29,6 +29,15 @@ COST_CONTEXT: Final = decimal.Context(prec=40, rounding=decimal.ROUND_HALF_EVEN)
 """Rounding for the pro-rata cost basis of a partial sale (never reaches cash or positions)."""
 
 
+def _pro_rata(basis: Decimal, part: Decimal, whole: Decimal) -> Decimal:
+    """``basis * part / whole``: exact when it can be, else rounded by ``COST_CONTEXT``."""
+    product = EXACT.multiply(basis, part)
+    try:
+        return EXACT.divide(product, whole)
+    except decimal.Inexact:
+        return COST_CONTEXT.divide(product, whole)
+
+
 class ConservationError(Exception):
     """Raised by ``Ledger.apply`` for a fill that breaks ``cash + qty * price + fee == 0`` (I4)."""
 
@@ -67,9 +76,7 @@ class Ledger:
             if sold >= book.position:
                 removed = book.basis
             else:
-                removed = COST_CONTEXT.divide(
-                    COST_CONTEXT.multiply(book.basis, sold), book.position
-                )
+                removed = _pro_rata(book.basis, sold, book.position)
             book.realised = EXACT.add(
                 book.realised, EXACT.subtract(EXACT.multiply(sold, fill.price), removed)
             )
