@@ -96,3 +96,4 @@ def detect_venue(first_json_payload: bytes) -> str:
 # Built-in venues register themselves on import. Imported last because they
 # import ``MalformedMessage`` and ``register`` from this module.
 import engine.adapters.binance  # noqa: E402, F401
+from engine.adapters import coinbase as _coinbase  # noqa: E402, F401
