@@ -22,6 +22,7 @@ LEGAL = [
     (OrderState.SUBMITTED, OrderAction.ACCEPT, OrderState.ACCEPTED),
     (OrderState.SUBMITTED, OrderAction.REJECT, OrderState.REJECTED),
     (OrderState.SUBMITTED, OrderAction.DENY, OrderState.DENIED),
+    (OrderState.SUBMITTED, OrderAction.CANCEL, OrderState.CANCELED),
     (OrderState.ACCEPTED, OrderAction.FILL_PARTIAL, OrderState.PARTIALLY_FILLED),
     (OrderState.ACCEPTED, OrderAction.FILL, OrderState.FILLED),
     (OrderState.ACCEPTED, OrderAction.CANCEL, OrderState.CANCELED),

@@ -10,6 +10,7 @@ from                event           to
 SUBMITTED           ACCEPT          ACCEPTED
 SUBMITTED           REJECT          REJECTED   (the venue said no)
 SUBMITTED           DENY            DENIED     (our own pre-trade check said no)
+SUBMITTED           CANCEL          CANCELED   (withdrawn before the venue acknowledged it)
 ACCEPTED            FILL_PARTIAL    PARTIALLY_FILLED
 ACCEPTED            FILL            FILLED
 ACCEPTED            CANCEL          CANCELED
@@ -56,6 +57,7 @@ TRANSITIONS: Final[dict[tuple[OrderState, OrderAction], OrderState]] = {
     (OrderState.SUBMITTED, OrderAction.ACCEPT): OrderState.ACCEPTED,
     (OrderState.SUBMITTED, OrderAction.REJECT): OrderState.REJECTED,
     (OrderState.SUBMITTED, OrderAction.DENY): OrderState.DENIED,
+    (OrderState.SUBMITTED, OrderAction.CANCEL): OrderState.CANCELED,
     (OrderState.ACCEPTED, OrderAction.FILL_PARTIAL): OrderState.PARTIALLY_FILLED,
     (OrderState.ACCEPTED, OrderAction.FILL): OrderState.FILLED,
     (OrderState.ACCEPTED, OrderAction.CANCEL): OrderState.CANCELED,
