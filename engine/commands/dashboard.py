@@ -27,7 +27,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def run(args: argparse.Namespace) -> int:
     # Imported here: the web stack costs ~150 ms and no other command needs it.
-    from engine.dashboard.server import main  # noqa: PLC0415
+    from engine.dashboard.server import main
 
     db_path = args.db or load_config(args.config).engine.db_path
     return main(db_path, args.host, args.port)

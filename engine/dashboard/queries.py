@@ -101,9 +101,10 @@ def _json_or_none(text: Any) -> Any:
 
 
 def latest_run(conn: sqlite3.Connection) -> dict[str, Any] | None:
+    """The run recorded last (insertion order: immune to wall-clock steps between runs)."""
     row = conn.execute(
         f"SELECT {', '.join(RUN_COLUMNS)} FROM runs"
-        " ORDER BY started_wall_ns DESC, rowid DESC LIMIT 1"
+        " ORDER BY rowid DESC LIMIT 1"
     ).fetchone()
     return None if row is None else _run_dict(row)
 
@@ -111,7 +112,7 @@ def latest_run(conn: sqlite3.Connection) -> dict[str, Any] | None:
 def runs(conn: sqlite3.Connection, limit: int) -> list[dict[str, Any]]:
     rows = conn.execute(
         f"SELECT {', '.join(RUN_COLUMNS)} FROM runs"
-        " ORDER BY started_wall_ns DESC, rowid DESC LIMIT ?",
+        " ORDER BY rowid DESC LIMIT ?",
         (limit,),
     ).fetchall()
     out = [_run_dict(r) for r in rows]

@@ -1,0 +1,249 @@
+"""Dashboard API against a database produced by a real replay of the bundled capture."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.dashboard.app import build_app
+from engine.dashboard.db import ReadOnlyDatabase
+from tests.dashboard_support import asgi_get, replay_database
+
+TRADES = 9757
+
+
+@pytest.fixture(scope="session")
+def replay_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return replay_database(tmp_path_factory.mktemp("replay") / "replay.db")
+
+
+@pytest.fixture
+def app(replay_db: Path) -> Any:
+    return build_app(str(replay_db))
+
+
+def _file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+async def _get(app: Any, path: str, query: str = "") -> Any:
+    reply = await asgi_get(app, path, query)
+    assert reply.status == 200, reply.text
+    assert reply.headers["content-type"].startswith("application/json")
+    return reply.json()
+
+
+async def test_status_replay_db_reports_run_counters_and_stopped_engine(app: Any) -> None:
+    status = await _get(app, "/api/status")
+    assert status["mode"] == "shadow"
+    assert status["run"]["command"] == "replay"
+    assert status["run"]["exit_code"] == 0 and status["run"]["clean_shutdown"] is True
+    assert status["run"]["strategy"] == {"fast": 5, "slow": 20, "bar_seconds": 1}
+    heartbeat = status["heartbeat"]
+    assert heartbeat["final"] is True
+    assert heartbeat["counters"]["tick_count"] == TRADES
+    assert heartbeat["age_s"] >= 0
+    assert status["health"]["status"] == "fail"
+    assert any("engine stopped" in p for p in status["health"]["problems"])
+
+
+async def test_symbols_replay_db_lists_btcusdt_with_last_trade(app: Any) -> None:
+    symbols = (await _get(app, "/api/symbols"))["symbols"]
+    assert [s["symbol"] for s in symbols] == ["BTCUSDT"]
+    # The capture's last trade (id 3735693015) printed at 61685.99.
+    assert symbols[0]["last_price"] == "61685.99000000"
+
+
+async def test_prices_default_window_smas_cross_exactly_at_engine_signals(app: Any) -> None:
+    data = await _get(app, "/api/prices", "symbol=BTCUSDT&points=2000")
+    assert data["columns"] == ["ts_event", "close", "sma_fast", "sma_slow"]
+    assert data["thinned_by"] == 1 and data["bars"]
+    signals = data["signals"]
+    assert len(signals) == 16
+    bars = {bar[0]: i for i, bar in enumerate(data["bars"])}
+    for signal in signals:
+        i = bars[signal["ts_event"]]
+        _, close, fast, slow = data["bars"][i]
+        _, _, prev_fast, prev_slow = data["bars"][i - 1]
+        assert close == signal["price"]
+        now_up = Decimal(fast) > Decimal(slow)
+        before_up = Decimal(prev_fast) > Decimal(prev_slow)
+        assert now_up == (signal["side"] == "BUY")
+        assert before_up != now_up
+
+
+async def test_prices_points_thins_series_keeping_last_bar(app: Any) -> None:
+    full = await _get(app, "/api/prices", "symbol=BTCUSDT&points=2000")
+    thin = await _get(app, "/api/prices", "symbol=BTCUSDT&points=50")
+    assert len(thin["bars"]) <= 51 < len(full["bars"])
+    assert thin["bars"][-1] == full["bars"][-1]
+
+
+async def test_prices_window_filters_bars_and_signals(app: Any) -> None:
+    full = await _get(app, "/api/prices", "symbol=BTCUSDT&points=2000")
+    start = full["bars"][100][0] - 1
+    end = full["bars"][200][0] - 1
+    part = await _get(app, "/api/prices", f"symbol=BTCUSDT&from_ns={start}&to_ns={end}")
+    assert all(start <= bar[0] <= end + 10**9 for bar in part["bars"])
+    assert part["bars"][0][2] is not None  # warm-up bars before the window define the SMAs
+    assert all(start <= s["ts_event"] <= end + 10**9 for s in part["signals"])
+
+
+async def test_prices_unknown_symbol_is_empty_not_error(app: Any) -> None:
+    data = await _get(app, "/api/prices", "symbol=ETHUSDT")
+    assert data["bars"] == [] and data["signals"] == []
+
+
+async def test_portfolio_equals_fills_recomputed_exactly(app: Any, replay_db: Path) -> None:
+    portfolio = await _get(app, "/api/portfolio")
+    with sqlite3.connect(replay_db) as conn:
+        rows = conn.execute("SELECT cash_delta, position_delta, fee FROM fills").fetchall()
+    cash = sum((Decimal(r[0]) for r in rows), Decimal(0))
+    position = sum((Decimal(r[1]) for r in rows), Decimal(0))
+    fees = sum((Decimal(r[2]) for r in rows), Decimal(0))
+    assert Decimal(portfolio["cash"]) == cash
+    assert Decimal(portfolio["fees"]) == fees
+    assert portfolio["fill_count"] == len(rows) == 15
+    [pos] = portfolio["positions"]
+    assert Decimal(pos["qty"]) == position
+    mark = Decimal(portfolio["marks"]["BTCUSDT"])
+    assert Decimal(portfolio["equity"]) == cash + position * mark
+    # realised + unrealised - fees == equity, up to the display rounding of the quotient
+    parts = (Decimal(portfolio["realized_pnl"]) + Decimal(portfolio["unrealized_pnl"])
+             - fees)
+    assert abs(parts - Decimal(portfolio["equity"])) < Decimal("1e-7")
+
+
+async def test_equity_curve_ends_at_portfolio_equity(app: Any) -> None:
+    curve = await _get(app, "/api/equity", "points=50")
+    portfolio = await _get(app, "/api/portfolio")
+    assert curve["columns"] == ["ts_event", "equity"]
+    assert 2 <= len(curve["points"]) <= 51
+    assert curve["points"][0][1] == "0"  # flat before the first fill
+    assert curve["points"][-1][1] == portfolio["equity"]
+    times = [p[0] for p in curve["points"]]
+    assert times == sorted(times)
+
+
+async def test_orders_carry_transitions_in_sequence(app: Any) -> None:
+    orders = (await _get(app, "/api/orders", "limit=5"))["orders"]
+    assert len(orders) == 5
+    times = [o["ts_event"] for o in orders]
+    assert times == sorted(times, reverse=True)
+    for order in orders:
+        states = [t["state"] for t in order["transitions"]]
+        assert states == ["SUBMITTED", "ACCEPTED", "FILLED"]
+        assert [t["seq"] for t in order["transitions"]] == [0, 1, 2]
+        assert order["state"] == "FILLED" and order["filled_qty"] == order["qty"]
+
+
+async def test_record_lists_respect_limit_symbol_and_window(app: Any) -> None:
+    signals = (await _get(app, "/api/signals", "limit=3&symbol=BTCUSDT"))["signals"]
+    assert len(signals) == 3
+    assert set(signals[0]) == {"signal_id", "symbol", "side", "ts_event", "ts_recv", "price",
+                               "cause_id"}
+    assert (await _get(app, "/api/signals", "symbol=ETHUSDT"))["signals"] == []
+    fills = (await _get(app, "/api/fills", "limit=500"))["fills"]
+    assert len(fills) == 15
+    t = fills[7]["ts_event"]
+    window = (await _get(app, "/api/fills", f"from_ns={t}&to_ns={t + 1}"))["fills"]
+    assert window and all(f["ts_event"] == t for f in window)
+
+
+async def test_vetoes_carry_reason_and_filter_by_it(app: Any) -> None:
+    vetoes = (await _get(app, "/api/vetoes"))["vetoes"]
+    assert [v["reason"] for v in vetoes] == ["NO_POSITION"]
+    assert vetoes[0]["detail"]
+    assert (await _get(app, "/api/vetoes", "reason=RISK_CAP"))["vetoes"] == []
+
+
+async def test_runs_and_heartbeats_list_the_replay(app: Any) -> None:
+    runs = (await _get(app, "/api/runs"))["runs"]
+    assert len(runs) == 1 and runs[0]["pragmas"]["journal_mode"] == "wal"
+    beats = (await _get(app, "/api/heartbeats", f"run_id={runs[0]['run_id']}"))["heartbeats"]
+    assert beats and beats[0]["final"] is True
+
+
+@pytest.mark.parametrize(
+    ("path", "query", "needle"),
+    [
+        ("/api/signals", "limit=0", "limit must be between 1 and 500"),
+        ("/api/signals", "limit=abc", "limit must be an integer"),
+        ("/api/fills", "limit=100000", "limit must be between"),
+        ("/api/orders", "limt=5", "unknown parameter(s): limt"),
+        ("/api/signals", "symbol=BTC%27%3B%20DROP%20TABLE%20ticks", "symbol must be"),
+        ("/api/fills", "from_ns=10&to_ns=5", "from_ns (10) must be before to_ns (5)"),
+        ("/api/fills", "from_ns=-1", "from_ns must be between"),
+        ("/api/prices", "", "symbol is required"),
+        ("/api/prices", "symbol=BTCUSDT&points=1", "points must be between 2 and 2000"),
+        ("/api/prices", "symbol=BTCUSDT&from_ns=0", "window spans"),
+        ("/api/vetoes", "reason=nope", "reason must be"),
+        ("/api/heartbeats", "run_id=a%20b", "run_id must be"),
+        ("/healthz", "verbose=1", "unknown parameter(s): verbose"),
+    ],
+)
+async def test_api_bad_parameter_is_400_with_message(
+    app: Any, path: str, query: str, needle: str
+) -> None:
+    reply = await asgi_get(app, path, query)
+    assert reply.status == 400
+    assert needle in reply.json()["error"]
+    assert "Traceback" not in reply.text
+
+
+async def test_unknown_route_404_and_post_405(app: Any) -> None:
+    assert (await asgi_get(app, "/api/nothing")).status == 404
+    assert (await asgi_get(app, "/static/../../etc/passwd")).status == 404
+    assert (await asgi_get(app, "/api/status", method="POST")).status == 405
+
+
+async def test_page_and_assets_served_without_external_references(app: Any) -> None:
+    page = await asgi_get(app, "/")
+    assert page.status == 200 and page.headers["content-type"].startswith("text/html")
+    script = await asgi_get(app, "/static/app.js")
+    style = await asgi_get(app, "/static/style.css")
+    assert script.status == 200 and style.status == 200
+    for text in (page.text, script.text, style.text):
+        assert "http://" not in text.replace("http://www.w3.org/2000/svg", "")
+        assert "https://" not in text
+
+
+async def test_readonly_connection_refuses_writes_and_file_is_unchanged(
+    app: Any, replay_db: Path
+) -> None:
+    before = _file_digest(replay_db)
+    for path in ("/api/status", "/api/portfolio", "/metrics", "/healthz"):
+        await asgi_get(app, path)
+    with ReadOnlyDatabase(replay_db).connect() as conn:
+        for sql in (
+            "INSERT INTO vetoes VALUES ('x', 'x', 'X', 'RISK_CAP', '', 0)",
+            "DELETE FROM ticks",
+            "CREATE TABLE evil (x)",
+        ):
+            with pytest.raises(sqlite3.OperationalError, match=r"readonly|read-only|query_only"):
+                conn.execute(sql)
+    assert _file_digest(replay_db) == before
+
+
+async def test_missing_database_is_503_and_healthz_names_it(tmp_path: Path) -> None:
+    app = build_app(str(tmp_path / "absent.db"))
+    reply = await asgi_get(app, "/api/status")
+    assert reply.status == 503 and "does not exist" in reply.json()["error"]
+    health = await asgi_get(app, "/healthz")
+    assert health.status == 503 and "does not exist" in health.json()["problems"][0]
+    assert not (tmp_path / "absent.db").exists()
+
+
+async def test_internal_error_is_500_without_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "bad.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE fills (symbol, position_delta, price, fee, cash_delta)")
+        conn.execute("INSERT INTO fills VALUES ('X', 'not-a-number', '1', '0', '0')")
+    reply = await asgi_get(build_app(str(path)), "/api/portfolio")
+    assert reply.status == 500
+    assert reply.json() == {"error": "internal error (details are in the dashboard's log)"}

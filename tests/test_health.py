@@ -1,0 +1,306 @@
+"""Health verdict, /healthz and the command-line healthcheck: PASS and each FAIL reason."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from engine.dashboard.app import build_app
+from engine.dashboard.db import ReadOnlyDatabase
+from engine.health import (
+    FRESH_INTERVALS,
+    dashboard_problems,
+    database_verdict,
+    format_result,
+    judge,
+    service_problems,
+    systemd_booted,
+)
+from tests.dashboard_support import asgi_get, live_copy, replay_database, serve_dashboard
+from tests.engine_process import REPO, EngineProcess, engine_env
+
+NOW = 1_800_000_000_000_000_000
+S = 1_000_000_000
+GOOD_PRAGMAS = {"journal_mode": "wal", "synchronous": 1, "busy_timeout": 5000, "temp_store": 2}
+SCRIPT = REPO / "systemd" / "healthcheck.sh"
+
+
+def _run(**overrides: Any) -> dict[str, Any]:
+    run = {"run_id": "run-1", "mode": "shadow", "started_wall_ns": NOW - 100 * S,
+           "ended_wall_ns": None, "exit_code": None, "clean_shutdown": False,
+           "pragmas": dict(GOOD_PRAGMAS), "config": {"engine": {"heartbeat_interval_s": 10.0}}}
+    run.update(overrides)
+    return run
+
+
+def _beat(age_s: float, **overrides: Any) -> dict[str, Any]:
+    beat = {"run_id": "run-1", "ts_wall_ns": NOW - int(age_s * S), "interval_s": 10.0,
+            "final": False, "trading_state": "ACTIVE", "counters": {}}
+    beat.update(overrides)
+    return beat
+
+
+# -- the pure verdict ----------------------------------------------------------------
+
+
+def test_judge_fresh_heartbeat_running_run_is_ok() -> None:
+    verdict = judge(_run(), _beat(5.0), [], NOW)
+    assert verdict.ok and verdict.as_json()["status"] == "ok"
+    assert verdict.details["heartbeat_age_s"] == 5.0
+    assert verdict.details["limit_s"] == FRESH_INTERVALS * 10.0
+
+
+def test_judge_heartbeat_just_inside_limit_is_ok_just_past_is_stale() -> None:
+    assert judge(_run(), _beat(29.999), [], NOW).ok
+    verdict = judge(_run(), _beat(30.5), [], NOW)
+    assert verdict.problems == ("heartbeat stale: last one 30.5 s ago, limit 30 s (3 x 10 s)",)
+
+
+def test_judge_limit_follows_the_interval_recorded_with_the_heartbeat() -> None:
+    assert not judge(_run(), _beat(4.0, interval_s=1.0), [], NOW).ok
+    assert judge(_run(), _beat(40.0, interval_s=20.0), [], NOW).ok
+
+
+def test_judge_ended_run_is_unhealthy_even_when_clean() -> None:
+    run = _run(ended_wall_ns=NOW - S, exit_code=0, clean_shutdown=True)
+    verdict = judge(run, _beat(1.0, final=True), [], NOW)
+    assert verdict.problems == ("engine stopped: run run-1 ended cleanly with exit code 0",)
+
+
+def test_judge_final_heartbeat_without_run_end_is_unhealthy() -> None:
+    verdict = judge(_run(), _beat(1.0, final=True), [], NOW)
+    assert verdict.problems == ("engine stopped: run run-1 wrote its final heartbeat",)
+
+
+def test_judge_no_run_is_unhealthy() -> None:
+    assert judge(None, None, [], NOW).problems == ("no engine run recorded in the database",)
+
+
+def test_judge_no_heartbeat_yet_ok_during_grace_then_unhealthy() -> None:
+    assert judge(_run(started_wall_ns=NOW - 5 * S), None, [], NOW).ok
+    verdict = judge(_run(started_wall_ns=NOW - 31 * S), None, [], NOW)
+    assert verdict.problems == (
+        "no heartbeat from run run-1 in 31.0 s since it started (limit 30 s = 3 x 10 s)",
+    )
+
+
+def test_judge_pragma_problems_file_and_engine_connection_reported() -> None:
+    run = _run(pragmas={**GOOD_PRAGMAS, "synchronous": 2, "busy_timeout": 10})
+    verdict = judge(run, _beat(1.0), ["PRAGMA journal_mode is 'delete', required wal"], NOW)
+    assert verdict.problems == (
+        "PRAGMA journal_mode is 'delete', required wal",
+        "engine connection: PRAGMA synchronous is 2, required 1",
+        "engine connection: PRAGMA busy_timeout is 10, required >= 1000",
+    )
+    assert not judge(_run(pragmas=None), _beat(1.0), [], NOW).ok
+
+
+def test_format_result_pass_and_fail_lines() -> None:
+    assert format_result([]) == "PASS"
+    assert format_result(["a", "b"]) == "FAIL: a; b"
+
+
+# -- against real databases ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def replay_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return replay_database(tmp_path_factory.mktemp("health") / "replay.db")
+
+
+@pytest.fixture
+def live_db(replay_db: Path, tmp_path: Path) -> Path:
+    path = tmp_path / "live.db"
+    live_copy(replay_db, path, heartbeat_age_s=1.0)
+    return path
+
+
+def test_database_verdict_live_copy_passes(live_db: Path) -> None:
+    verdict = database_verdict(ReadOnlyDatabase(live_db), time.time_ns())
+    assert verdict.ok, verdict.problems
+
+
+def test_database_verdict_journal_mode_delete_fails(live_db: Path) -> None:
+    with sqlite3.connect(live_db) as conn:
+        conn.execute("PRAGMA journal_mode = DELETE")
+    verdict = database_verdict(ReadOnlyDatabase(live_db), time.time_ns())
+    assert verdict.problems == ("PRAGMA journal_mode is 'delete', required wal",)
+
+
+def test_database_verdict_missing_file_fails(tmp_path: Path) -> None:
+    verdict = database_verdict(ReadOnlyDatabase(tmp_path / "none.db"), time.time_ns())
+    assert len(verdict.problems) == 1 and "does not exist" in verdict.problems[0]
+
+
+async def test_healthz_live_copy_200_then_stale_clock_503(live_db: Path) -> None:
+    app = build_app(str(live_db))
+    reply = await asgi_get(app, "/healthz")
+    assert reply.status == 200, reply.text
+    assert reply.json()["status"] == "ok"
+    later = build_app(str(live_db), now_wall_ns=lambda: time.time_ns() + 60 * S)
+    reply = await asgi_get(later, "/healthz")
+    assert reply.status == 503
+    assert reply.json()["problems"][0].startswith("heartbeat stale")
+
+
+# -- host checks -----------------------------------------------------------------------
+
+
+def _fake_systemctl(tmp_path: Path, state: str, code: int) -> str:
+    path = tmp_path / "systemctl"
+    path.write_text(f"#!/bin/sh\necho {state}\nexit {code}\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+def test_service_problems_active_unit_passes(tmp_path: Path) -> None:
+    systemctl = _fake_systemctl(tmp_path, "active", 0)
+    assert service_problems("x.service", systemctl=systemctl, booted=lambda: True) == []
+
+
+def test_service_problems_inactive_unit_fails_with_state(tmp_path: Path) -> None:
+    systemctl = _fake_systemctl(tmp_path, "failed", 3)
+    assert service_problems("x.service", systemctl=systemctl, booted=lambda: True) == [
+        "service x.service is not active (failed)"
+    ]
+
+
+def test_service_problems_without_systemd_is_skipped(tmp_path: Path) -> None:
+    systemctl = _fake_systemctl(tmp_path, "failed", 3)
+    assert service_problems("x.service", systemctl=systemctl, booted=lambda: False) == []
+
+
+async def test_dashboard_problems_200_passes_503_reports_reasons_closed_port_fails(
+    live_db: Path, replay_db: Path
+) -> None:
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            live_url = await serve_dashboard(nursery, live_db)
+            stopped_url = await serve_dashboard(nursery, replay_db)
+            assert await trio.to_thread.run_sync(dashboard_problems, live_url) == []
+            [problem] = await trio.to_thread.run_sync(dashboard_problems, stopped_url)
+            expected = f"dashboard {stopped_url}/healthz answered 503: engine stopped"
+            assert problem.startswith(expected)
+            nursery.cancel_scope.cancel()
+    [problem] = dashboard_problems(live_url, timeout_s=5)
+    assert problem.startswith(f"dashboard {live_url}/healthz not answering")
+
+
+# -- the command and the script, in real processes ------------------------------------
+
+
+async def _health_cli(*args: str) -> subprocess.CompletedProcess[bytes]:
+    return await trio.run_process(
+        [sys.executable, "-m", "engine", "health", "--unit", "", *args],
+        capture_stdout=True, capture_stderr=True, check=False, cwd=REPO, env=engine_env(),
+    )
+
+
+async def _script(db: Path, url: str) -> subprocess.CompletedProcess[bytes]:
+    env = engine_env({"HYBRID_ENGINE": f"{sys.executable} -m engine", "HYBRID_ENGINE_DB": str(db),
+                      "HYBRID_DASHBOARD_URL": url, "HYBRID_ENGINE_UNIT": ""})
+    return await trio.run_process(
+        ["sh", str(SCRIPT)], capture_stdout=True, capture_stderr=True, check=False, cwd=REPO,
+        env=env,
+    )
+
+
+async def test_health_cli_and_script_pass_then_fail_for_each_reason(
+    live_db: Path, replay_db: Path, tmp_path: Path
+) -> None:
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            url = await serve_dashboard(nursery, live_db)
+            stopped_url = await serve_dashboard(nursery, replay_db)
+
+            result = await _health_cli("--db", str(live_db), "--url", url)
+            assert (result.returncode, result.stdout.decode()) == (0, "PASS\n")
+            result = await _script(live_db, url)
+            assert (result.returncode, result.stdout.decode()) == (0, "PASS\n")
+
+            # the engine stopped: the database says so and so does the dashboard
+            result = await _health_cli("--db", str(replay_db), "--url", stopped_url)
+            out = result.stdout.decode()
+            assert result.returncode == 1 and out.startswith("FAIL: engine stopped")
+            assert f"dashboard {stopped_url}/healthz answered 503" in out
+            result = await _script(replay_db, stopped_url)
+            assert result.returncode == 1 and result.stdout.decode().startswith("FAIL: ")
+
+            # stale heartbeat (a copy whose last heartbeat is 10 minutes old)
+            stale = tmp_path / "stale.db"
+            live_copy(replay_db, stale, heartbeat_age_s=600)
+            result = await _health_cli("--db", str(stale), "--url", "")
+            assert result.returncode == 1
+            assert result.stdout.decode().startswith("FAIL: heartbeat stale: last one 6")
+
+            # PRAGMAs: the file left WAL mode
+            bad = tmp_path / "delete.db"
+            live_copy(replay_db, bad)
+            with sqlite3.connect(bad) as conn:
+                conn.execute("PRAGMA journal_mode = DELETE")
+            result = await _health_cli("--db", str(bad), "--url", "")
+            assert result.stdout.decode() == "FAIL: PRAGMA journal_mode is 'delete', required wal\n"
+
+            nursery.cancel_scope.cancel()
+
+    # dashboard not answering
+    result = await _health_cli("--db", str(live_db), "--url", url)
+    assert result.returncode == 1
+    assert result.stdout.decode().startswith(f"FAIL: dashboard {url}/healthz not answering")
+    # no database at all
+    result = await _health_cli("--db", str(tmp_path / "none.db"), "--url", "")
+    assert result.returncode == 1 and "does not exist" in result.stdout.decode()
+
+
+@pytest.mark.skipif(shutil.which("systemctl") is None, reason="systemctl not installed")
+async def test_health_cli_service_check_runs_only_under_systemd(live_db: Path) -> None:
+    result = await _health_cli("--db", str(live_db), "--url", "")
+    booted = systemd_booted()
+    assert result.returncode == (1 if booted else 0)
+
+
+# -- a real engine: /healthz 200 while it runs, 503 once it stopped --------------------
+
+
+async def test_healthz_real_engine_200_while_running_503_after_stop(tmp_path: Path) -> None:
+    db = tmp_path / "engine.db"
+    engine = EngineProcess(
+        ["run", "--db", str(db)],
+        env={"ENGINE_ENGINE_HEARTBEAT_INTERVAL_S": "0.5", "PYTHONPATH": str(REPO)},
+    )
+    try:
+        await trio.to_thread.run_sync(
+            lambda: engine.wait_for(lambda line: line.get("event") == "heartbeat", timeout=30)
+        )
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                url = await serve_dashboard(nursery, db)
+                reply = await asgi_get(build_app(str(db)), "/healthz")
+                assert reply.status == 200, reply.text
+                result = await _health_cli("--db", str(db), "--url", url)
+                assert result.stdout.decode() == "PASS\n"
+
+                engine.send_signal(signal.SIGINT)
+                code = await trio.to_thread.run_sync(engine.finish)
+                assert code == 0
+
+                reply = await asgi_get(build_app(str(db)), "/healthz")
+                assert reply.status == 503
+                assert reply.json()["problems"] == [
+                    f"engine stopped: run {reply.json()['run_id']} ended cleanly with exit code 0"
+                ]
+                result = await _health_cli("--db", str(db), "--url", url)
+                assert result.returncode == 1
+                assert result.stdout.decode().startswith("FAIL: engine stopped")
+                nursery.cancel_scope.cancel()
+    finally:
+        engine.kill()
