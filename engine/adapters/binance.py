@@ -70,7 +70,7 @@ def decode(raw: bytes, ts_recv: int, /) -> Tick | None:
     """
     try:
         msg = _decoder.decode(raw)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # bad UTF-8 in a string
         raise MalformedMessage(str(exc)) from None
     ev = msg.data
     if ev is None:

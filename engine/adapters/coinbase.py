@@ -87,6 +87,8 @@ _type_decoder: Final = msgspec.json.Decoder(_TypeOnly)
 
 _TRADE_TYPES: Final = frozenset({"match", "last_match"})
 _CHECKED_TYPES: Final = frozenset({"match", "last_match", "subscriptions", "error"})
+_DECODE_ERRORS: Final = (msgspec.DecodeError, UnicodeDecodeError)
+"""msgspec raises ``UnicodeDecodeError`` (not a ``DecodeError``) for invalid UTF-8 in a string."""
 
 
 def time_to_ns(when: dt.datetime) -> int:
@@ -94,10 +96,10 @@ def time_to_ns(when: dt.datetime) -> int:
     return ((when - _EPOCH) // _MICROSECOND) * 1000
 
 
-def _message_type(raw: bytes, exc: msgspec.DecodeError) -> str:
+def _message_type(raw: bytes, exc: Exception) -> str:
     try:
         return _type_decoder.decode(raw).type
-    except msgspec.DecodeError:
+    except _DECODE_ERRORS:
         raise MalformedMessage(f"coinbase: {exc}") from None
 
 
@@ -109,7 +111,7 @@ def decode_coinbase(raw: bytes, ts_recv_ns: int) -> Tick | None:
     """
     try:
         msg = _decoder.decode(raw)
-    except msgspec.DecodeError as exc:
+    except _DECODE_ERRORS as exc:
         kind = _message_type(raw, exc)
         if kind in _CHECKED_TYPES:
             raise MalformedMessage(f"coinbase {kind}: {exc}") from None
@@ -137,7 +139,7 @@ def decode_coinbase_error(raw: bytes) -> str | None:
     """The text of an ``error`` message, ``None`` for any other frame (never raises)."""
     try:
         msg = _decoder.decode(raw)
-    except msgspec.DecodeError:
+    except _DECODE_ERRORS:
         return None
     if isinstance(msg, Error):
         return f"{msg.message} {msg.reason}".strip() or "error"

@@ -433,6 +433,9 @@ class WebSocketStream:
         except MalformedMessage as exc:
             self._reject(exc.reason, raw, now)
             return
+        except ValueError as exc:  # e.g. a codec error a decoder let through: still just bad input
+            self._reject(f"{type(exc).__name__}: {exc}", raw, now)
+            return
         if tick is None:
             counters.skipped_messages += 1
             if self.section.venue is Venue.COINBASE:
