@@ -5,7 +5,9 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
 import socket
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +15,7 @@ import pytest
 
 from engine import logs
 from engine.sdnotify import MAX_STATUS_CHARS, Notifier
+from tests.engine_process import EngineProcess
 
 
 @pytest.fixture
@@ -129,3 +132,76 @@ def test_notifier_missing_socket_never_raises_and_warns_once(tmp_path: Path) -> 
     assert [line["event"] for line in lines] == ["sd_notify_failed"]
     assert lines[0]["level"] == "warning"
     assert notifier.failures == 3 and notifier.sent == 0
+
+
+# -- the real engine against a socket the test owns --------------------------------
+
+
+def _recv_all(sock: socket.socket) -> list[str]:
+    return _drain(sock)
+
+
+def _recv_until(sock: socket.socket, wanted: str, seen: list[str]) -> None:
+    """Receive (blocking, bounded by the socket timeout) until ``wanted`` arrives."""
+    while True:
+        message = sock.recv(4096).decode()
+        seen.append(message)
+        if message == wanted:
+            return
+
+
+def test_engine_notify_ready_status_watchdog_stopping_and_no_watchdog_while_stalled(
+    receiver: tuple[socket.socket, str], tmp_path: Path
+) -> None:
+    sock, path = receiver
+    sock.settimeout(30)
+    db = tmp_path / "engine.db"
+    engine = EngineProcess(
+        ["run", "--db", str(db)],
+        env={
+            "NOTIFY_SOCKET": path,
+            "WATCHDOG_USEC": "200000",  # ping every 0.1 s
+            "ENGINE_ENGINE_HEARTBEAT_INTERVAL_S": "0.2",
+            "ENGINE_INGEST_SYNTHETIC_RATE_PER_S": "2000",
+        },
+    )
+    seen: list[str] = []
+    try:
+        _recv_until(sock, "READY=1", seen)
+        assert seen == ["READY=1"], "READY must be the first message"
+        _recv_until(sock, "WATCHDOG=1", seen)
+        engine.wait_for(lambda line: line.get("event") == "heartbeat", timeout=30)
+
+        # Stall the pipeline: hold the database's write lock, so persistence cannot
+        # commit while ingest keeps filling the queues.
+        blocker = sqlite3.connect(db, isolation_level=None, timeout=30)
+        blocker.execute("BEGIN IMMEDIATE")
+        try:
+            withheld = lambda line: line.get("event") == "watchdog_withheld"  # noqa: E731
+            engine.wait_for(withheld, timeout=30)
+            # Everything sent before this withheld iteration is in the socket now.
+            seen += _recv_all(sock)
+            engine.wait_for(withheld, timeout=30)
+            engine.wait_for(withheld, timeout=30)
+            # Two consecutive iterations withheld their ping: nothing may have arrived.
+            during_stall = _recv_all(sock)
+            assert "WATCHDOG=1" not in during_stall, during_stall
+            seen += during_stall
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+
+        # Progress again: the pings come back.
+        _recv_until(sock, "WATCHDOG=1", seen)
+        engine.send_signal(signal.SIGINT)
+        _recv_until(sock, "STOPPING=1", seen)
+        assert engine.finish(timeout=60) == 0
+    finally:
+        engine.kill()
+    seen += _recv_all(sock)
+    first = {kind: next(i for i, m in enumerate(seen) if m.startswith(kind))
+             for kind in ("READY=1", "STATUS=", "WATCHDOG=1", "STOPPING=1")}
+    assert first["READY=1"] == 0
+    assert max(first["STATUS="], first["WATCHDOG=1"]) < first["STOPPING=1"]
+    status = next(m for m in seen if m.startswith("STATUS="))
+    assert "ticks=" in status and "persisted=" in status
