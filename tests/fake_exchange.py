@@ -39,7 +39,8 @@ from typing import Any
 import trio
 import trio_websocket
 
-from engine.adapters.feed_ws import Progress, WebSocketStream
+from engine.adapters.feed_ws import WebSocketStream
+from engine.adapters.progress import Progress
 from engine.config import IngestSection, Source, Venue
 from engine.core.events import Tick
 from engine.counters import Counters

@@ -55,6 +55,7 @@ from engine.adapters.backoff import HEALTHY_AFTER_S, Backoff, BackoffPolicy, Rec
 from engine.adapters.decoding import Decoder, MalformedMessage, decoder_for
 from engine.adapters.dedup import TradeDedup
 from engine.adapters.parse_budget import ParseBudget
+from engine.adapters.progress import Progress
 from engine.adapters.recorder import CaptureRecorder, open_capture_recorder
 from engine.config import IngestSection, Venue
 from engine.core.events import Tick
@@ -75,28 +76,6 @@ deaf will not answer it; waiting longer only delays the reconnect."""
 
 MESSAGE_TOO_BIG: Final = 1009
 """Close code trio-websocket uses when a frame exceeds ``max_message_size``."""
-
-
-class Progress:
-    """Wakes whoever waits for the stream's state to change (supervisors, tests).
-
-    ``bump`` costs one attribute test while nobody waits, so the reader can call
-    it for every frame.
-    """
-
-    def __init__(self) -> None:
-        self._event: trio.Event | None = None
-
-    def bump(self) -> None:
-        if self._event is not None:
-            self._event.set()
-            self._event = None
-
-    async def wait_until(self, predicate: Callable[[], bool]) -> None:
-        while not predicate():
-            if self._event is None:
-                self._event = trio.Event()
-            await self._event.wait()
 
 
 @dataclass

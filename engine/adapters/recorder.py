@@ -36,6 +36,7 @@ import trio
 
 from engine import logs
 from engine.adapters.capture import format_capture_line
+from engine.adapters.progress import Progress
 
 RECORD_QUEUE_LINES: Final = 100_000
 """Frames waiting for the disk. Overload policy: drop the newest, count ``dropped``."""
@@ -95,6 +96,7 @@ class CaptureRecorder:
         self._wakeup = trio.Event()
         self._sink: CaptureSink | None = None
         self._limiter = trio.CapacityLimiter(1)
+        self.progress = Progress()
 
     def record_nowait(self, ts_recv_ns: int, raw: bytes) -> bool:
         """Queue one frame for the file; ``False`` if it was dropped (full or failed)."""
@@ -124,8 +126,9 @@ class CaptureRecorder:
             self.failed = exc
             self.dropped += len(lines)
             logs.error("record_write_failed", path=str(self.path), error=repr(exc))
-            return
-        self.written += len(lines)
+        else:
+            self.written += len(lines)
+        self.progress.bump()
 
     async def run_writer(self) -> None:
         """Write batches until cancelled (closing is ``close``'s job)."""

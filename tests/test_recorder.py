@@ -1,0 +1,110 @@
+"""Capture recorder: the replay format, gzip, append, bounded queue, clean close, disk errors."""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from pathlib import Path
+
+import pytest
+import trio
+
+from engine.adapters.capture import iter_capture
+from engine.adapters.recorder import open_capture_recorder
+
+FRAMES = [
+    (1723161254087896568, b'{"stream":"btcusdt@trade","data":{"e":"trade","t":1}}'),
+    (1723161254347673567, b"not json at all"),
+    (1723161254347674367, b'{"a":\n1}'),  # a line break inside a frame stays one line
+]
+
+
+def _read(path: Path) -> list[tuple[int, bytes]]:
+    return [(line.ts_recv, line.payload) for line in iter_capture(path) if line.ts_recv >= 0]
+
+
+@pytest.mark.parametrize("name", ["cap.txt", "cap.gz"])
+async def test_recorder_frames_written_in_the_replay_format(tmp_path: Path, name: str) -> None:
+    path = tmp_path / "sub" / name
+    async with open_capture_recorder(path) as recorder:
+        for ts, raw in FRAMES:
+            assert recorder.record_nowait(ts, raw)
+    assert recorder.written == 3 and recorder.dropped == 0
+    assert _read(path) == [(ts, raw.replace(b"\n", b" ")) for ts, raw in FRAMES]
+    if name.endswith(".gz"):
+        assert gzip.decompress(path.read_bytes()).count(b"\n") == 3
+    else:
+        assert path.read_bytes().startswith(b"1723161254087896568 {")
+
+
+async def test_recorder_reopened_file_appended_not_truncated(tmp_path: Path) -> None:
+    path = tmp_path / "cap.gz"
+    for ts, raw in FRAMES:
+        async with open_capture_recorder(path) as recorder:
+            recorder.record_nowait(ts, raw)
+    # three gzip members: read back as one stream
+    assert [ts for ts, _ in _read(path)] == [ts for ts, _ in FRAMES]
+
+
+async def test_recorder_queue_full_drops_newest_and_counts(tmp_path: Path) -> None:
+    path = tmp_path / "cap.txt"
+    async with open_capture_recorder(path, queue_lines=2, flush_interval_s=60) as recorder:
+        accepted = [recorder.record_nowait(ts, raw) for ts, raw in FRAMES]
+    assert accepted == [True, True, False]
+    assert (recorder.written, recorder.dropped) == (2, 1)
+    assert [ts for ts, _ in _read(path)] == [ts for ts, _ in FRAMES[:2]]
+
+
+async def test_recorder_flushes_while_running_gzip_readable_before_close(tmp_path: Path) -> None:
+    path = tmp_path / "cap.gz"
+    async with open_capture_recorder(path, flush_interval_s=0.01) as recorder:
+        recorder.record_nowait(*FRAMES[0])
+        recorder.record_nowait(*FRAMES[1])
+        with trio.fail_after(10):
+            await recorder.progress.wait_until(lambda: recorder.written == 2)
+        # no gzip trailer yet, but everything flushed decompresses
+        data = zlib.decompressobj(wbits=31).decompress(path.read_bytes())
+        assert data.count(b"\n") == 2
+        recorder.record_nowait(*FRAMES[2])
+    assert len(_read(path)) == 3
+
+
+async def test_recorder_cancelled_writes_pending_and_closes_cleanly(tmp_path: Path) -> None:
+    path = tmp_path / "cap.gz"
+    with trio.CancelScope() as scope:
+        async with open_capture_recorder(path, flush_interval_s=60) as recorder:
+            for ts, raw in FRAMES:
+                recorder.record_nowait(ts, raw)
+            scope.cancel()
+            await trio.sleep_forever()
+    assert scope.cancelled_caught
+    assert recorder.written == 3
+    assert gzip.decompress(path.read_bytes()).count(b"\n") == 3  # trailer present
+
+
+async def test_recorder_body_error_propagates_unwrapped_after_close(tmp_path: Path) -> None:
+    path = tmp_path / "cap.txt"
+    with pytest.raises(KeyError):
+        async with open_capture_recorder(path) as recorder:
+            recorder.record_nowait(*FRAMES[0])
+            raise KeyError("boom")
+    assert len(_read(path)) == 1
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+async def test_recorder_disk_full_logged_counted_never_raised() -> None:
+    async with open_capture_recorder(Path("/dev/full"), flush_interval_s=0.01) as recorder:
+        recorder.record_nowait(*FRAMES[0])
+        with trio.fail_after(10):
+            await recorder.progress.wait_until(lambda: recorder.failed is not None)
+        assert recorder.record_nowait(*FRAMES[1]) is False
+    assert isinstance(recorder.failed, OSError)
+    assert recorder.written == 0 and recorder.dropped == 2
+
+
+async def test_recorder_unopenable_path_raises_oserror(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(OSError):
+        async with open_capture_recorder(blocker / "cap.txt"):
+            pass
