@@ -1,17 +1,23 @@
 """The replay floor: a plain loop that decodes a capture with msgspec and inserts every
 trade with ``executemany`` into a WAL database. No pipeline, no strategy, no checks.
 
+The database is created exactly as the engine creates its own (same PRAGMAs, same
+migrations, so the same ``ticks`` table and indexes): the floor and the engine do
+the same disk work, and the ratio measures only what the engine adds.
+
 Usage: python bench/floor.py CAPTURE DB  -> prints {"ticks": n, "seconds": s}
 """
 
 from __future__ import annotations
 
 import gzip
-import sqlite3
 import sys
 import time
 
 import msgspec
+
+from engine.store.connection import open_writer
+from engine.store.schema import migrate
 
 
 class Trade(msgspec.Struct):
@@ -27,15 +33,16 @@ class Envelope(msgspec.Struct):
     data: Trade
 
 
+INSERT = (
+    "INSERT INTO ticks (event_id, venue, symbol, trade_id, ts_event, ts_recv, price, qty)"
+    " VALUES (?,?,?,?,?,?,?,?)"
+)
+
+
 def main() -> None:
     capture, db = sys.argv[1], sys.argv[2]
-    conn = sqlite3.connect(db, isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute(
-        "CREATE TABLE ticks (event_id TEXT PRIMARY KEY, venue TEXT, symbol TEXT, trade_id INTEGER,"
-        " ts_event INTEGER, ts_recv INTEGER, price TEXT, qty TEXT)"
-    )
+    conn = open_writer(db)
+    migrate(conn)
     decode = msgspec.json.Decoder(Envelope).decode
     started = time.perf_counter()
     opener = gzip.open if capture.endswith(".gz") else open
@@ -50,13 +57,13 @@ def main() -> None:
             )
             if len(rows) == 1000:
                 conn.execute("BEGIN")
-                conn.executemany("INSERT INTO ticks VALUES (?,?,?,?,?,?,?,?)", rows)
+                conn.executemany(INSERT, rows)
                 conn.execute("COMMIT")
                 total += len(rows)
                 rows = []
     if rows:
         conn.execute("BEGIN")
-        conn.executemany("INSERT INTO ticks VALUES (?,?,?,?,?,?,?,?)", rows)
+        conn.executemany(INSERT, rows)
         conn.execute("COMMIT")
         total += len(rows)
     seconds = time.perf_counter() - started
