@@ -29,6 +29,7 @@ COMMANDS: Final[tuple[str, ...]] = (
     "dashboard",
     "health",
     "report",
+    "record",
 )
 
 
