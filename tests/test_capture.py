@@ -15,6 +15,7 @@ from engine.adapters.capture import (
     NON_DATA,
     CaptureFormat,
     CaptureLine,
+    GzipReader,
     detect_format,
     format_capture_line,
     iter_capture,
@@ -228,3 +229,42 @@ def test_format_capture_line_newlines_in_json_become_spaces() -> None:
 def test_format_capture_line_negative_ts_rejected() -> None:
     with pytest.raises(ValueError, match="negative"):
         format_capture_line(-1, b"{}")
+
+
+def test_gzip_reader_real_capture_equals_gzip_module() -> None:
+    with open_capture(BINANCE) as f:
+        assert isinstance(f, GzipReader)
+        chunks = list(iter(lambda: f.read(1 << 16), b""))
+    assert b"".join(chunks) == gzip.decompress(BINANCE.read_bytes())
+    assert max(len(c) for c in chunks) <= 1 << 16  # read(size) bounds memory
+
+
+def test_gzip_reader_concatenated_members_read_in_order(tmp_path: Path) -> None:
+    path = tmp_path / "appended.gz"
+    path.write_bytes(gzip.compress(b"1 {}\n") + gzip.compress(b"") + gzip.compress(b"2 {}\n"))
+    assert [(ln.ts_recv, ln.payload) for ln in iter_capture(path)] == [(1, b"{}"), (2, b"{}")]
+
+
+def test_gzip_reader_truncated_stream_returns_data_then_raises_eof(tmp_path: Path) -> None:
+    content = b"".join(format_capture_line(i, TRADE) for i in range(1, 2001))
+    packed = gzip.compress(content)
+    path = tmp_path / "cut.gz"
+    path.write_bytes(packed[:-20])  # the trailer and some data are gone
+    got = bytearray()
+    with open_capture(path) as f, pytest.raises(EOFError, match="end-of-stream"):
+        while chunk := f.read(1 << 12):
+            got += chunk
+    assert len(got) > len(content) // 2 and content.startswith(bytes(got))
+
+
+def test_gzip_reader_garbage_after_magic_raises_bad_gzip(tmp_path: Path) -> None:
+    path = tmp_path / "bad.gz"
+    path.write_bytes(b"\x1f\x8b" + b"not really gzip" * 10)
+    with open_capture(path) as f, pytest.raises(gzip.BadGzipFile):
+        f.read()
+
+
+def test_gzip_reader_read_all_returns_everything() -> None:
+    with open_capture(BINANCE) as f:
+        assert f.read() == gzip.decompress(BINANCE.read_bytes())
+        assert f.read(10) == b""

@@ -28,6 +28,7 @@ from __future__ import annotations
 import enum
 import gzip
 import io
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Final, NamedTuple
@@ -44,6 +45,7 @@ MALFORMED: Final = -2
 
 _NS_PER_S: Final = 1_000_000_000
 _NS_DIGITS: Final = 9
+_GZIP_WBITS: Final = 16 + zlib.MAX_WBITS  # gzip header and trailer
 
 
 class CaptureFormat(enum.Enum):
@@ -72,7 +74,7 @@ def open_capture(path: Path) -> io.BufferedIOBase:
 
     *Resource handling:* the caller closes the returned file (``with``).
     *Error handling:* ``OSError`` as from ``open``; a corrupt gzip stream raises
-    ``gzip.BadGzipFile`` / ``EOFError`` while reading.
+    ``gzip.BadGzipFile`` and a truncated one ``EOFError`` while reading.
     """
     raw = path.open("rb")
     try:
@@ -81,11 +83,67 @@ def open_capture(path: Path) -> io.BufferedIOBase:
     except BaseException:
         raw.close()
         raise
-    if magic == GZIP_MAGIC:
-        # GzipFile(fileobj=...) does not close fileobj; gzip.open(path) owns its file.
-        raw.close()
-        return gzip.open(path, "rb")
-    return raw
+    return GzipReader(raw) if magic == GZIP_MAGIC else raw
+
+
+GZIP_INPUT_BYTES: Final = 1 << 17
+"""Compressed bytes fed to zlib per call; output per ``read`` is capped at its ``size``."""
+
+
+class GzipReader(io.BufferedIOBase):
+    """A forward-only gzip reader that hands zlib big slices of input.
+
+    *Why not ``gzip.GzipFile``:* on Python 3.11 it feeds zlib 8 KiB at a time,
+    which costs about as much as decoding the real capture (32 ms vs 18 ms for a
+    one-shot ``zlib`` call on its 11 MB). ``read(size)`` returns at most ``size``
+    decompressed bytes (some, until EOF; ``b""`` at EOF), so memory stays bounded
+    even for a highly compressible stream; ``read()`` returns everything. Concatenated members (a
+    recorder that appends) are read one after another, like ``GzipFile`` does.
+
+    *Error handling:* ``EOFError`` when the stream ends inside a member (after
+    every byte that could be decompressed was returned); ``gzip.BadGzipFile``
+    for data that is not gzip.
+    """
+
+    def __init__(self, raw: io.BufferedIOBase) -> None:
+        super().__init__()
+        self._raw = raw
+        self._z = zlib.decompressobj(wbits=_GZIP_WBITS)
+        self._input = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:  # io contract: everything up to EOF
+            return b"".join(iter(lambda: self.read(READ_BLOCK_BYTES), b""))
+        limit = max(size, 1)
+        while True:
+            z = self._z
+            if z.eof:  # a member ended: another may follow
+                self._input = z.unused_data + self._input
+                if not self._input:
+                    self._input = self._raw.read(GZIP_INPUT_BYTES)
+                    if not self._input:
+                        return b""
+                self._z = z = zlib.decompressobj(wbits=_GZIP_WBITS)
+            data = z.unconsumed_tail or self._input or self._raw.read(GZIP_INPUT_BYTES)
+            self._input = b""
+            if not data:
+                out = z.flush()
+                if out:
+                    return out
+                raise EOFError("gzip stream ended before the end-of-stream marker")
+            try:
+                out = z.decompress(data, limit)
+            except zlib.error as exc:
+                raise gzip.BadGzipFile(f"not a valid gzip stream: {exc}") from None
+            if out:
+                return out
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
 
 
 def detect_format(line: bytes) -> CaptureFormat:
