@@ -30,6 +30,10 @@ cancellations happen even when the SELL itself is then vetoed NO_POSITION (the
 intent to exit stands); a vetoed BUY changes nothing; a STALE_DATA veto never
 acts on anything.
 
+Duplicate ticks: a trade whose id is not above the highest already processed
+for its ``venue:symbol`` in this process is ignored entirely (venues number
+trades in increasing order per symbol).
+
 Restarts (``restore``): the ledger is rebuilt from the persisted fills, open
 orders of this mode are resumed, decided signals are remembered, and a tick at
 or below the persisted tape watermark of its ``venue:symbol`` only updates the
@@ -159,6 +163,9 @@ class Execution:
         self.open_orders: dict[str, WorkingOrder] = {}
         self._decided: set[str] = set()
         self._watermarks: dict[str, int] = {}
+        """Restored: highest trade id per ``venue:symbol`` whose effects are persisted."""
+        self._seen: dict[str, int] = {}
+        """Highest trade id per ``venue:symbol`` processed by this process."""
         self._last_lag: tuple[str, Lag] | None = None
 
     # -- port -------------------------------------------------------------------
@@ -246,13 +253,16 @@ class Execution:
     # -- ticks ------------------------------------------------------------------
 
     def _on_tick(self, tick: Tick, out: list[Record]) -> None:
+        key = f"{tick.venue}:{tick.symbol}"
+        seen = self._seen.get(key)
+        if seen is not None and tick.trade_id <= seen:
+            return  # a duplicate (or older) trade in this process: it changes nothing (I3)
+        self._seen[key] = tick.trade_id
         self.marks[tick.symbol] = tick.price
         self._last_lag = (tick.event_id, self._staleness.observe(tick.ts_event, tick.ts_recv))
-        key = f"{tick.venue}:{tick.symbol}"
-        seen = self._watermarks.get(key)
-        if seen is not None and tick.trade_id <= seen:
-            return  # already processed (restart or re-delivery): effects are persisted
-        self._watermarks[key] = tick.trade_id
+        persisted = self._watermarks.get(key)
+        if persisted is not None and tick.trade_id <= persisted:
+            return  # processed by an earlier run: its effects are already in the database
         if self._venue is not None and self.open_orders:
             self._work_orders(self._venue, tick, out)
         self._judge_drawdown(tick.ts_event, tick.event_id, out)
