@@ -21,7 +21,7 @@ defaults; the slow, precise error message is built only when that check fails.
 from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
-from typing import Final
+from typing import Annotated, Final
 
 import msgspec
 
@@ -31,21 +31,31 @@ from engine.core.events import Tick
 VENUE: Final = "binance"
 TRADE_EVENT: Final = "trade"
 _MS_TO_NS: Final = 1_000_000
-_ZERO: Final = Decimal(0)
 _MISSING: Final = -1
 """Sentinel default of the integer fields (real values are never negative)."""
+MAX_ID: Final = 2**63 - 1
+MAX_TIME_MS: Final = MAX_ID // _MS_TO_NS
+"""Ids and times must fit SQLite's signed 64-bit INTEGER (times once in ns)."""
+MIN_DECIMAL: Final = Decimal("1E-12")
+MAX_DECIMAL: Final = Decimal("1E+15")
+"""Sanity range of a price or quantity, ``[MIN, MAX)``: no venue prints values
+outside it, and values far outside it overflow exact arithmetic downstream
+(``decimal.Overflow`` in a notional / price), so they are malformed here."""
+
+_Id = Annotated[int, msgspec.Meta(le=MAX_ID)]
+_TimeMs = Annotated[int, msgspec.Meta(le=MAX_TIME_MS)]
 
 
 class _Event(msgspec.Struct, gc=False):
     """A Binance event's fields that a trade needs (absent in other kinds)."""
 
     e: str = ""
-    E: int = _MISSING
+    E: _TimeMs = _MISSING
     s: str = ""
-    t: int = _MISSING
+    t: _Id = _MISSING
     p: Decimal | None = None
     q: Decimal | None = None
-    T: int = _MISSING
+    T: _TimeMs = _MISSING
     m: bool | None = None
     M: bool | None = None
 
@@ -64,13 +74,16 @@ def decode(raw: bytes, ts_recv: int, /) -> Tick | None:
 
     Returns the ``Tick`` of a trade, ``None`` for a well-formed message of another kind.
 
-    *Error handling:* raises ``MalformedMessage`` for bad JSON, a wrong shape (a
-    field of the wrong type, a non-object), an invalid or non-finite decimal, a
-    non-positive price or quantity, or a trade missing a required field.
+    *Error handling:* raises ``MalformedMessage`` for bad JSON (incl. invalid UTF-8
+    and nesting too deep), a wrong shape (a field of the wrong type, a non-object),
+    an id or time beyond 64 bits, an invalid decimal, a price or quantity outside
+    ``[MIN_DECIMAL, MAX_DECIMAL)`` (non-positive, NaN, infinite, absurd), or a
+    trade missing a required field.
     """
     try:
         msg = _decoder.decode(raw)
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # bad UTF-8 in a string
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
+        # UnicodeDecodeError: bad UTF-8 inside a string; RecursionError: nesting too deep.
         raise MalformedMessage(str(exc)) from None
     ev = msg.data
     if ev is None:
@@ -85,9 +98,9 @@ def decode(raw: bytes, ts_recv: int, /) -> Tick | None:
     if p is None or q is None or t < 0 or T < 0 or ev.E < 0 or ev.m is None or not s:
         raise MalformedMessage(_missing_reason(ev))
     try:
-        # NaN compares by raising InvalidOperation; Infinity fails is_finite.
-        if not (p > _ZERO and q > _ZERO and p.is_finite() and q.is_finite()):
-            raise MalformedMessage(f"non-positive or non-finite price/qty: p={p} q={q}")
+        # NaN compares by raising InvalidOperation; +-Infinity fall outside the range.
+        if not (MIN_DECIMAL <= p < MAX_DECIMAL and MIN_DECIMAL <= q < MAX_DECIMAL):
+            raise MalformedMessage(f"price/qty outside [{MIN_DECIMAL}, {MAX_DECIMAL}): p={p} q={q}")
     except InvalidOperation:
         raise MalformedMessage(f"not-a-number price/qty: p={p} q={q}") from None
     symbol = s.upper()

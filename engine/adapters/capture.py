@@ -42,6 +42,8 @@ NON_DATA: Final = -1
 """``ts_recv`` of a line that carries no message (blank, connection/sent marker)."""
 MALFORMED: Final = -2
 """``ts_recv`` of a line that should carry a message but has no parsable timestamp."""
+MAX_TS_NS: Final = 2**63 - 1
+"""A receive time must fit SQLite's signed 64-bit INTEGER; a larger one is malformed."""
 
 _NS_PER_S: Final = 1_000_000_000
 _NS_DIGITS: Final = 9
@@ -158,12 +160,15 @@ def parse_epoch_seconds(text: bytes) -> int:
     """``b"1618677817.1295161"`` -> ``1618677817129516100`` ns, exactly (no float).
 
     *Error handling:* ``ValueError`` unless ``text`` is digits with an optional
-    fractional part of digits.
+    fractional part of digits, and the time fits in ``MAX_TS_NS``.
     """
     whole, _, frac = text.partition(b".")
     if not whole.isdigit() or (frac and not frac.isdigit()):
         raise ValueError(f"not an epoch-seconds timestamp: {text[:40]!r}")
-    return int(whole) * _NS_PER_S + int(frac[:_NS_DIGITS].ljust(_NS_DIGITS, b"0"))
+    ns = int(whole) * _NS_PER_S + int(frac[:_NS_DIGITS].ljust(_NS_DIGITS, b"0"))
+    if ns > MAX_TS_NS:
+        raise ValueError(f"epoch-seconds timestamp beyond 64 bits: {text[:40]!r}")
+    return ns
 
 
 def split_recorder_lines(lines: list[bytes]) -> tuple[list[int], list[bytes]]:
@@ -174,8 +179,8 @@ def split_recorder_lines(lines: list[bytes]) -> tuple[list[int], list[bytes]]:
     add_payload = payloads.append
     for line in lines:
         ts, _, payload = line.partition(b" ")
-        if ts.isdigit() and payload:
-            add_ts(int(ts))
+        if ts.isdigit() and payload and (ns := int(ts)) <= MAX_TS_NS:
+            add_ts(ns)
             add_payload(payload)
         elif not line or line.isspace():
             add_ts(NON_DATA)

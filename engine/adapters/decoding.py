@@ -82,7 +82,7 @@ def detect_venue(first_json_payload: bytes) -> str:
     """
     try:
         probe = _probe_decoder.decode(first_json_payload)
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # bad UTF-8 in a string
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:  # bad UTF-8, deep
         raise MalformedMessage(f"cannot detect venue: {exc}") from None
     if probe.stream is not None or probe.e is not None or probe.lastUpdateId is not None:
         return "binance"
