@@ -18,9 +18,11 @@ tick is processed, so its decision time is that tick's ``ts_event`` (the
 order's own when the tick is unknown). Fills and order transitions at the same
 ``ts_event`` count as having happened before the decision (the engine processes
 a tick's fills and expiries before the signal it causes). Exposure of a symbol
-is ``(position + unfilled remainder of open BUY orders) x price``, priced at the
-latest order or fill price of that symbol -- the caps here leave a whole order's
-margin, so this pricing cannot turn a real "one order" into "two" or back.
+is ``(position + unfilled remainder of open BUY orders) x mark``, the mark being
+the price of the order's causing tick (the latest trade the engine had seen when
+it decided, exactly what ``engine.core.risk`` marks at); other symbols keep the
+mark of their latest order. Ties can only make the audit more lenient by a
+same-millisecond SELL fill or expiry, never report a breach that did not happen.
 Orders whose lifecycle holds ``DENIED`` never reached the (simulated) venue and
 are not counted.
 """
@@ -120,7 +122,7 @@ def _timeline(conn: sqlite3.Connection) -> list[tuple[int, int, int, tuple[Any, 
         oid for (oid,) in conn.execute("SELECT order_id FROM order_events WHERE state = 'DENIED'")
     }
     for rowid, *rest in conn.execute(
-        "SELECT o.rowid, o.order_id, o.symbol, o.side, o.qty, o.price, "
+        "SELECT o.rowid, o.order_id, o.symbol, o.side, o.qty, COALESCE(t.price, o.price), "
         "COALESCE(t.ts_event, o.ts_event) FROM orders o "
         "LEFT JOIN signals s ON s.signal_id = o.signal_id "
         "LEFT JOIN ticks t ON t.event_id = s.cause_id ORDER BY o.rowid"
@@ -161,7 +163,6 @@ def audit(db_path: str | Path, caps: Caps) -> Audit:
             if Decimal(cash) + d * p + Decimal(fee) != 0:
                 breach(f"{fill_id}: cash_delta + position_delta * price + fee != 0")
             position[symbol] = position.get(symbol, Decimal(0)) + d
-            price[symbol] = p
             result.fills += 1
         elif kind == _TRANSITION:
             order_id, _seq, state, leaves_qty, _ = row
