@@ -41,15 +41,32 @@ def test_dedup_late_id_inside_window_fills_gap_without_new_gap() -> None:
     assert dedup.admit("binance", "BTCUSDT", 4) == (True, None)
 
 
-def test_dedup_id_older_than_window_dropped_memory_bounded() -> None:
+def test_dedup_in_order_stream_remembers_nothing() -> None:
     dedup = TradeDedup(window=100)
-    for trade_id in range(1, 1001):
-        assert dedup.admit("binance", "BTCUSDT", trade_id)[0]
+    for trade_id in range(1, 100_001):
+        assert dedup.admit("binance", "BTCUSDT", trade_id) == (True, None)
+    assert dedup.remembered() == 0
+    assert dedup.admit("binance", "BTCUSDT", 99_990) == (False, None)
+
+
+def test_dedup_wide_gap_remembers_only_window_late_ids_beyond_dropped() -> None:
+    dedup = TradeDedup(window=100)
+    dedup.admit("binance", "BTCUSDT", 1)
+    new, gap = dedup.admit("binance", "BTCUSDT", 1000)
+    assert new and gap is not None and gap.missing == 998
     assert dedup.remembered() == 100
-    # forgotten ids cannot be proven new: dropped as replays
-    assert dedup.admit("binance", "BTCUSDT", 5) == (False, None)
+    assert dedup.admit("binance", "BTCUSDT", 950) == (True, None)  # late, within the window
     assert dedup.admit("binance", "BTCUSDT", 950) == (False, None)
-    assert dedup.admit("binance", "BTCUSDT", 1001) == (True, None)
+    assert dedup.admit("binance", "BTCUSDT", 5) == (False, None)  # forgotten: not provably new
+    assert dedup.admit("binance", "BTCUSDT", 1000) == (False, None)
+
+
+def test_dedup_many_gaps_memory_stays_bounded() -> None:
+    dedup = TradeDedup(window=50)
+    for trade_id in range(0, 10_000, 3):  # two missing ids after every trade
+        dedup.admit("binance", "BTCUSDT", trade_id)
+    assert dedup.remembered() <= 50
+    assert dedup.gaps_by_symbol() == {"binance:BTCUSDT": 3333}
 
 
 @given(st.lists(st.integers(min_value=0, max_value=300), max_size=400), st.integers(1, 50))
@@ -60,9 +77,26 @@ def test_dedup_never_admits_an_id_twice_and_stays_bounded(ids: list[int], window
     assert dedup.remembered() <= window
 
 
-@given(st.lists(st.integers(min_value=0, max_value=10_000), min_size=1, max_size=200, unique=True))
-def test_dedup_increasing_ids_gaps_sum_to_missing(raw: list[int]) -> None:
+@given(
+    st.lists(st.integers(min_value=0, max_value=10_000), min_size=1, max_size=200, unique=True),
+    st.lists(st.integers(min_value=0, max_value=199), max_size=50),
+)
+def test_dedup_increasing_ids_with_resends_admits_each_once_gaps_sum_to_missing(
+    raw: list[int], resend_at: list[int]
+) -> None:
     ids = sorted(raw)
+    stream: list[int] = []
+    for i, trade_id in enumerate(ids):
+        stream.append(trade_id)
+        if i in resend_at:  # a reconnect resends the last few trades
+            stream.extend(ids[max(0, i - 3) : i + 1])
     dedup = TradeDedup()
-    missing = sum(g.missing for i in ids if (g := dedup.admit("v", "S", i)[1]) is not None)
+    admitted, missing = [], 0
+    for trade_id in stream:
+        new, gap = dedup.admit("v", "S", trade_id)
+        if new:
+            admitted.append(trade_id)
+        if gap is not None:
+            missing += gap.missing
+    assert admitted == ids
     assert missing == ids[-1] - ids[0] + 1 - len(ids)

@@ -3,17 +3,24 @@
 Venues resend trades: after a reconnect Coinbase starts with ``last_match``, a
 Binance client that reconnects may see the tail of what it already had, and
 cryptofeed / Hummingbot users report both. A duplicate must never reach the
-strategy twice (I3), so ingest filters by trade id before anything else sees it.
+strategy twice (I3), so ingest -- live *and* replay, which must decide alike --
+filters by trade id before anything else sees it.
 
-Memory stays bounded however long the run: each symbol keeps at most
-``DEDUP_WINDOW`` recent ids in a set plus a high-water mark. An id at or below
-the oldest id the window has forgotten cannot be proven new, and both venues
-number trades in increasing order per symbol, so it is treated as a replay and
-dropped (*overload policy*: forget the oldest, drop what cannot be proven new).
+Both venues number trades in increasing order per symbol, so the state per
+symbol is the highest id seen plus the ids still *missing* below it (the gaps).
+An id above the high-water mark is new; an id at or below it is new only if it
+is a missing one arriving late (it then leaves the gap); anything else is a
+duplicate. In-order trades -- nearly all of them -- cost one comparison, which
+matters on the replay hot path.
 
-A jump in trade ids (``id > high + 1``) is a gap: trades the venue printed that
-we never received (a disconnect, a dropped frame). Gaps are counted per symbol
-and reported to the caller, which logs them; the ticks still flow.
+*Bounded memory* (overload policy): at most ``DEDUP_WINDOW`` missing ids are
+remembered per symbol; when a gap is wider, or gaps pile up, the oldest missing
+ids are forgotten, and a trade arriving that late is dropped as a duplicate --
+it cannot be proven new.
+
+A jump in ids (``id > high + 1``) is a gap: trades the venue printed that we
+never received (a disconnect, a dropped frame). Gaps are counted per symbol and
+returned to the caller, which logs them; the ticks still flow.
 """
 
 from __future__ import annotations
@@ -23,8 +30,7 @@ from dataclasses import dataclass, field
 from typing import Final, NamedTuple
 
 DEDUP_WINDOW: Final = 50_000
-"""Trade ids remembered per symbol. At Binance BTCUSDT's busiest (~1,000 trades/s)
-that is most of a minute -- far more than any resend after a reconnect."""
+"""Missing trade ids remembered per symbol, for late arrivals to fill their gap."""
 
 
 class Gap(NamedTuple):
@@ -41,28 +47,21 @@ class Gap(NamedTuple):
 
 
 @dataclass(slots=True)
-class _SymbolWindow:
-    capacity: int
-    seen: set[int] = field(default_factory=set)
-    order: deque[int] = field(default_factory=deque)
-    high: int | None = None
-    forgotten: int | None = None  # the highest id evicted from the window
+class _SymbolIds:
+    high: int
+    window: int
+    missing: set[int] = field(default_factory=set)
+    missing_order: deque[int] = field(default_factory=deque)  # may hold filled ids (lazy)
     gaps: int = 0
-    missing: int = 0
+    missing_total: int = 0
 
-    def add(self, trade_id: int) -> bool:
-        if trade_id in self.seen:
-            return False
-        if self.forgotten is not None and trade_id <= self.forgotten:
-            return False
-        self.seen.add(trade_id)
-        self.order.append(trade_id)
-        if len(self.order) > self.capacity:
-            old = self.order.popleft()
-            self.seen.discard(old)
-            if self.forgotten is None or old > self.forgotten:
-                self.forgotten = old
-        return True
+    def remember_missing(self, first: int, last: int) -> None:
+        start = max(first, last - self.window + 1)
+        ids = range(start, last + 1)
+        self.missing.update(ids)
+        self.missing_order.extend(ids)
+        while len(self.missing_order) > self.window:
+            self.missing.discard(self.missing_order.popleft())
 
 
 class TradeDedup:
@@ -76,32 +75,37 @@ class TradeDedup:
         if window < 1:
             raise ValueError("window must be >= 1")
         self._window = window
-        self._symbols: dict[tuple[str, str], _SymbolWindow] = {}
+        self._symbols: dict[tuple[str, str], _SymbolIds] = {}
 
     def admit(self, venue: str, symbol: str, trade_id: int) -> tuple[bool, Gap | None]:
-        key = (venue, symbol)
-        state = self._symbols.get(key)
+        state = self._symbols.get((venue, symbol))
         if state is None:
-            state = self._symbols[key] = _SymbolWindow(self._window)
-        if not state.add(trade_id):
-            return False, None
-        gap = None
-        if state.high is None or trade_id > state.high:
-            if state.high is not None and trade_id > state.high + 1:
-                gap = Gap(venue, symbol, state.high + 1, trade_id - 1)
-                state.gaps += 1
-                state.missing += gap.missing
+            self._symbols[(venue, symbol)] = _SymbolIds(trade_id, self._window)
+            return True, None
+        high = state.high
+        if trade_id == high + 1:  # the common case
             state.high = trade_id
-        return True, gap
+            return True, None
+        if trade_id > high:
+            gap = Gap(venue, symbol, high + 1, trade_id - 1)
+            state.gaps += 1
+            state.missing_total += gap.missing
+            state.remember_missing(gap.first, gap.last)
+            state.high = trade_id
+            return True, gap
+        if trade_id in state.missing:  # late, but fills a gap
+            state.missing.discard(trade_id)
+            return True, None
+        return False, None
 
     def gaps_by_symbol(self) -> dict[str, int]:
         """Number of gaps seen per ``venue:symbol``."""
         return {f"{v}:{s}": w.gaps for (v, s), w in self._symbols.items()}
 
     def missing_by_symbol(self) -> dict[str, int]:
-        """Number of trade ids never received per ``venue:symbol``."""
-        return {f"{v}:{s}": w.missing for (v, s), w in self._symbols.items()}
+        """Number of trade ids skipped over per ``venue:symbol`` (late fills included)."""
+        return {f"{v}:{s}": w.missing_total for (v, s), w in self._symbols.items()}
 
     def remembered(self) -> int:
         """Ids held in memory across all symbols (bounded by ``window`` per symbol)."""
-        return sum(len(w.order) for w in self._symbols.values())
+        return sum(len(w.missing_order) for w in self._symbols.values())

@@ -1,0 +1,199 @@
+"""The real CLI in a subprocess against the fake exchange: exit 10, exit 11, no duplicate
+persisted after a reconnect, record -> replay gives the same ticks, the record command.
+
+The fake exchange runs in the test's Trio loop; the engine is a real child process
+(``python -m engine ...``); its JSON log lines are awaited in a worker thread.
+"""
+
+from __future__ import annotations
+
+import gzip
+import signal
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from engine.adapters.capture import iter_capture
+from tests.engine_process import EngineProcess, LogLine, run_engine
+from tests.fake_exchange import End, FakeExchange, Session, binance_tape, open_fake_exchange
+
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::ResourceWarning")]
+
+WAIT_S = 60.0
+
+
+def write_config(
+    tmp_path: Path, fake: FakeExchange, strategy: str = "", **ingest: Any
+) -> Path:
+    values: dict[str, Any] = {
+        "source": "websocket",
+        "venue": fake.venue,
+        "url": fake.url,
+        "symbols": ["BTCUSDT"],
+        "connect_timeout_s": 2.0,
+        "keepalive_interval_s": 5.0,
+        "pong_timeout_s": 2.0,
+        "initial_backoff_s": 0.01,
+        "max_backoff_s": 0.05,
+        "max_reconnect_failures": 10,
+        "max_downtime_s": 60.0,
+        "max_parse_errors_per_min": 1000,
+    }
+    values.update(ingest)
+    lines = [
+        "[engine]",
+        f'db_path = "{tmp_path / "engine.db"}"',
+        "heartbeat_interval_s = 0.05",
+        "drain_timeout_s = 10.0",
+        "[ingest]",
+    ]
+    for key, value in values.items():
+        if isinstance(value, str):
+            lines.append(f'{key} = "{value}"')
+        elif isinstance(value, list):
+            lines.append(f"{key} = [{', '.join(repr(v).replace(chr(39), chr(34)) for v in value)}]")
+        else:
+            lines.append(f"{key} = {value}")
+    path = tmp_path / "engine.toml"
+    path.write_text("\n".join(lines) + "\n" + strategy)
+    return path
+
+
+async def wait_log(engine: EngineProcess, predicate: Callable[[LogLine], bool]) -> LogLine:
+    return await trio.to_thread.run_sync(engine.wait_for, predicate, WAIT_S)
+
+
+async def finish(engine: EngineProcess) -> int:
+    try:
+        return await trio.to_thread.run_sync(engine.finish, WAIT_S)
+    finally:
+        engine.kill()
+
+
+def ticks_table(db: Path) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute(
+            "SELECT event_id, symbol, ts_event, ts_recv, price, qty FROM ticks ORDER BY event_id"
+        ).fetchall()
+
+
+def final_heartbeat(engine: EngineProcess) -> LogLine:
+    return [h for h in engine.events("heartbeat") if h.get("final")][-1]
+
+
+async def test_run_budget_spent_exits_network_10(tmp_path: Path) -> None:
+    async with open_fake_exchange("binance", [Session(reject=503)]) as fake:
+        config = write_config(tmp_path, fake, max_reconnect_failures=3)
+        engine = EngineProcess(["run", "--config", str(config)])
+        code = await finish(engine)
+    assert code == 10, engine.lines[-5:]
+    assert fake.handshakes == 3
+    [give_up] = engine.events("ws_give_up")
+    assert "3 consecutive failed attempts" in give_up["reason"]
+    assert [e["exit_code"] for e in engine.events("engine_stopped")] == [10]
+
+
+async def test_run_parse_error_rate_exits_parse_11_good_ticks_kept(tmp_path: Path) -> None:
+    async with open_fake_exchange("binance", [Session(frames=200, malformed_every=1)]) as fake:
+        config = write_config(tmp_path, fake, max_parse_errors_per_min=5)
+        engine = EngineProcess(["run", "--config", str(config)])
+        code = await finish(engine)
+    assert code == 11, engine.lines[-5:]
+    heartbeat = final_heartbeat(engine)
+    assert heartbeat["parse_errors"] == 6
+    # the good trades accepted before the stop were drained to disk
+    assert heartbeat["ingest_processed"] == 6
+    assert len(ticks_table(tmp_path / "engine.db")) == 6
+    assert [e["exit_code"] for e in engine.events("engine_stopped")] == [11]
+
+
+async def test_run_reconnect_resend_no_duplicate_persisted_replay_same_ticks(
+    tmp_path: Path,
+) -> None:
+    capture = tmp_path / "live.gz"
+    sessions = [Session(frames=150, then=End.ABORT), Session(resend=20, frames=150)]
+    async with open_fake_exchange("binance", sessions) as fake:
+        # a bar per trade: plenty of decisions for the two runs to agree on
+        strategy = "[strategy]\nfast = 2\nslow = 5\nbar_seconds = 0\n"
+        config = write_config(tmp_path, fake, strategy, record_path=str(capture))
+        engine = EngineProcess(["run", "--config", str(config)])
+        try:
+            await wait_log(
+                engine,
+                lambda line: line.get("event") == "heartbeat"
+                and line.get("ingest_processed") == 300,
+            )
+            engine.send_signal(signal.SIGINT)
+        finally:
+            code = await finish(engine)
+    assert code == 0, engine.lines[-5:]
+    heartbeat = final_heartbeat(engine)
+    assert (heartbeat["duplicates"], heartbeat["reconnects"], heartbeat["gaps"]) == (20, 1, 0)
+    live = ticks_table(tmp_path / "engine.db")
+    expected = sorted(f"binance:BTCUSDT:{f.trade_id}" for f in binance_tape()[:300])
+    assert [row[0] for row in live] == expected
+
+    # the recording replays (a fresh process, a fresh database) to the same ticks
+    assert len([ln for ln in iter_capture(capture) if ln.ts_recv >= 0]) == 320
+    replay_db = tmp_path / "replay.db"
+    result = await trio.to_thread.run_sync(
+        lambda: run_engine(["replay", str(capture), "--config", str(config), "--db", str(replay_db)])
+    )
+    assert result.returncode == 0, result.stderr
+    assert ticks_table(replay_db) == live
+    digests = [
+        run_engine(["digest", "--db", str(db)]).stdout.strip()
+        for db in (tmp_path / "engine.db", replay_db)
+    ]
+    assert digests[0] == digests[1] != ""
+    with sqlite3.connect(replay_db) as conn:
+        print("SIGNALS", conn.execute("select count(*) from signals").fetchone())
+
+
+async def test_record_command_sigint_closes_capture_cleanly(tmp_path: Path) -> None:
+    out = tmp_path / "rec" / "btc.gz"
+    sessions = [Session(frames=100, then=End.CLOSE), Session(frames=0)]
+    async with open_fake_exchange("binance", sessions) as fake:
+        config = write_config(tmp_path, fake)
+        engine = EngineProcess(
+            ["record", "--venue", "binance", "--symbols", "BTCUSDT", "--out", str(out),
+             "--url", fake.url, "--config", str(config)]
+        )  # fmt: skip
+        try:
+            await wait_log(engine, lambda line: line.get("event") == "ws_disconnected")
+            await wait_log(engine, lambda line: line.get("event") == "ws_connected")
+            engine.send_signal(signal.SIGINT)
+        finally:
+            code = await finish(engine)
+    assert code == 0, engine.lines[-5:]
+    [done] = engine.events("record_finished")
+    assert (done["stopped_by"], done["frames_written"], done["frames_dropped"]) == ("SIGINT", 100, 0)
+    raw = gzip.decompress(out.read_bytes())  # a complete gzip stream: closed cleanly
+    sent = [f.text.encode() for f in fake.sent]
+    assert [line.partition(b" ")[2] for line in raw.splitlines()] == sent
+    assert fake.paths[0] == "/stream?streams=btcusdt@trade"
+
+
+async def test_record_command_duration_coinbase_subscribes(tmp_path: Path) -> None:
+    out = tmp_path / "cb.txt"
+    async with open_fake_exchange("coinbase", [Session(frames=20)]) as fake:
+        engine = EngineProcess(
+            ["record", "--venue", "coinbase", "--symbols", "SKL-USD", "BAND-GBP",
+             "--out", str(out), "--url", fake.url, "--duration", "1.5"]
+        )  # fmt: skip
+        code = await finish(engine)
+    assert code == 0, engine.lines[-5:]
+    assert fake.subscriptions[0]["product_ids"] == ["SKL-USD", "BAND-GBP"]
+    lines = out.read_bytes().splitlines()
+    assert lines[0].split(b" ", 1)[1].startswith(b'{"type":"subscriptions"')
+    assert len(lines) == 1 + len(fake.sent)
+
+
+def test_record_command_bad_duration_exits_config_12(tmp_path: Path) -> None:
+    result = run_engine(["record", "--out", str(tmp_path / "x"), "--duration", "-1"])
+    assert result.returncode == 12
+    assert "--duration" in result.stderr
