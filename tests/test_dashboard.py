@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import hashlib
+import signal
 import sqlite3
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 
 from engine.dashboard.app import build_app
 from engine.dashboard.db import ReadOnlyDatabase
-from tests.dashboard_support import asgi_get, replay_database
+from tests.dashboard_support import asgi_get, http_get, replay_database
+from tests.engine_process import EngineProcess
 
 TRADES = 9757
 
@@ -66,14 +69,14 @@ async def test_prices_default_window_smas_cross_exactly_at_engine_signals(app: A
     signals = data["signals"]
     assert len(signals) == 16
     bars = {bar[0]: i for i, bar in enumerate(data["bars"])}
-    for signal in signals:
-        i = bars[signal["ts_event"]]
+    for sig in signals:
+        i = bars[sig["ts_event"]]
         _, close, fast, slow = data["bars"][i]
         _, _, prev_fast, prev_slow = data["bars"][i - 1]
-        assert close == signal["price"]
+        assert close == sig["price"]
         now_up = Decimal(fast) > Decimal(slow)
         before_up = Decimal(prev_fast) > Decimal(prev_slow)
-        assert now_up == (signal["side"] == "BUY")
+        assert now_up == (sig["side"] == "BUY")
         assert before_up != now_up
 
 
@@ -247,3 +250,23 @@ async def test_internal_error_is_500_without_traceback(tmp_path: Path) -> None:
     reply = await asgi_get(build_app(str(path)), "/api/portfolio")
     assert reply.status == 500
     assert reply.json() == {"error": "internal error (details are in the dashboard's log)"}
+
+
+async def test_dashboard_process_binds_loopback_serves_and_stops_cleanly_on_sigint(
+    replay_db: Path,
+) -> None:
+    server = EngineProcess(["dashboard", "--db", str(replay_db), "--port", "0"])
+    try:
+        line = await trio.to_thread.run_sync(
+            lambda: server.wait_for(lambda e: e.get("event") == "dashboard_listening", 30)
+        )
+        [url] = line["urls"]
+        assert url.startswith("http://127.0.0.1:") and line["read_only"] is True
+        with trio.fail_after(30):
+            reply = await http_get(url + "/api/symbols")
+        assert reply.status == 200 and reply.json()["symbols"][0]["symbol"] == "BTCUSDT"
+        server.send_signal(signal.SIGINT)
+        assert await trio.to_thread.run_sync(server.finish) == 0
+        assert server.events("dashboard_stopped")
+    finally:
+        server.kill()
