@@ -223,7 +223,7 @@ class BinanceExecution:
                         )  # fmt: skip
                         return out
                 delay = self._delay(exc, backoff)
-                if delay is None:
+                if delay is None or attempt == self._policy.max_submit_attempts:
                     break
                 await self._sleep(delay)
                 continue
