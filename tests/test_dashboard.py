@@ -14,6 +14,8 @@ import trio
 
 from engine.dashboard.app import build_app
 from engine.dashboard.db import ReadOnlyDatabase
+from engine.dashboard.portfolio import FILL_COLUMNS
+from engine.report import build_report
 from tests.dashboard_support import asgi_get, http_get, replay_database
 from tests.engine_process import EngineProcess
 
@@ -116,10 +118,37 @@ async def test_portfolio_equals_fills_recomputed_exactly(app: Any, replay_db: Pa
     assert Decimal(pos["qty"]) == position
     mark = Decimal(portfolio["marks"]["BTCUSDT"])
     assert Decimal(portfolio["equity"]) == cash + position * mark
-    # realised + unrealised - fees == equity, up to the display rounding of the quotient
+    # realised + unrealised - fees == equity, exactly (the engine's ledger keeps it so)
     parts = (Decimal(portfolio["realized_pnl"]) + Decimal(portfolio["unrealized_pnl"])
              - fees)
-    assert abs(parts - Decimal(portfolio["equity"])) < Decimal("1e-7")
+    assert parts == Decimal(portfolio["equity"])
+
+
+async def test_portfolio_agrees_with_hybrid_engine_report(app: Any, replay_db: Path) -> None:
+    portfolio = await _get(app, "/api/portfolio")
+    with sqlite3.connect(replay_db) as conn:
+        report = build_report(conn).to_builtins()
+    assert report["ok"]
+    assert portfolio["cash"] == report["cash"]
+    assert portfolio["fees"] == report["fees"]
+    assert portfolio["realized_pnl"] == report["realised_pnl"]
+    assert portfolio["unrealized_pnl"] == report["unrealised_pnl"]
+    assert portfolio["equity"] == report["equity"]
+    assert {p["symbol"]: p["qty"] for p in portfolio["positions"]} == report["positions"]
+    assert portfolio["conservation_violations"] == 0
+
+
+async def test_portfolio_fill_breaking_conservation_is_counted_not_booked(
+    replay_db: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "broken.db"
+    with sqlite3.connect(replay_db) as src, sqlite3.connect(path) as dst:
+        src.backup(dst)
+        dst.execute("UPDATE fills SET cash_delta = '0'"
+                    " WHERE rowid = (SELECT MAX(rowid) FROM fills)")
+    portfolio = await _get(build_app(str(path)), "/api/portfolio")
+    assert portfolio["conservation_violations"] == 1
+    assert portfolio["fill_count"] == 14
 
 
 async def test_equity_curve_ends_at_portfolio_equity(app: Any) -> None:
@@ -245,8 +274,10 @@ async def test_missing_database_is_503_and_healthz_names_it(tmp_path: Path) -> N
 async def test_internal_error_is_500_without_traceback(tmp_path: Path) -> None:
     path = tmp_path / "bad.db"
     with sqlite3.connect(path) as conn:
-        conn.execute("CREATE TABLE fills (symbol, position_delta, price, fee, cash_delta)")
-        conn.execute("INSERT INTO fills VALUES ('X', 'not-a-number', '1', '0', '0')")
+        conn.execute(f"CREATE TABLE fills ({', '.join(FILL_COLUMNS)})")
+        conn.execute("INSERT INTO fills VALUES ('f', 'o', 'X', 'BUY', '1', 'not-a-number',"
+                     " '0', '0', '1', 0)")
+        conn.execute("CREATE TABLE ticks (symbol, ts_event, price)")
     reply = await asgi_get(build_app(str(path)), "/api/portfolio")
     assert reply.status == 500
     assert reply.json() == {"error": "internal error (details are in the dashboard's log)"}

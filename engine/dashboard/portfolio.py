@@ -1,152 +1,93 @@
-"""Positions, cash and PnL rebuilt from persisted fills (I4: all PnL derives from fills).
+"""Positions, cash and PnL for the dashboard: the engine's own ``Ledger`` over persisted fills.
 
-Average-cost accounting, exact ``Decimal`` throughout:
+The dashboard does no accounting of its own (I4: all PnL derives from fills):
+rows of the ``fills`` table become ``Fill`` events and go through
+``engine.core.ledger.Ledger.apply``, exactly as the engine's restore and
+``hybrid-engine report`` do, so the three always agree.
 
-* ``cash`` is the sum of every fill's ``cash_delta`` (fees included), starting at 0;
-* a fill that grows a position (or opens one) adds to its cost basis;
-* a fill that shrinks it realises ``(price - avg_price) * closed_qty`` (sign-adjusted
-  for shorts) and removes the closed share of the basis; one that flips it closes
-  the old side fully and opens the rest at the fill price;
-* ``unrealized = position * (mark - avg_price)`` at the last traded price;
-* ``equity = cash + sum(position * mark)``, which equals
-  ``realized + unrealized - fees`` (the engine starts flat with no cash).
-
-The average price is a quotient and so may not be exact; a private context with
-``PRECISION`` digits keeps that rounding far below a price's last digit.
+A row that breaks conservation (``cash_delta + position_delta * price + fee != 0``)
+is refused by the ledger; the dashboard counts it in ``conservation_violations``
+and shows the rest instead of failing the page (``hybrid-engine report`` is the
+audit that fails loudly).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import decimal
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Context, Decimal
+from decimal import Decimal
 from typing import Any, Final
 
-PRECISION: Final = 50
-"""Digits for the average-price quotient (prices carry at most ~20 significant digits)."""
+from engine.core.events import Fill, Side
+from engine.core.ledger import ConservationError, Ledger
 
-_CTX: Final = Context(prec=PRECISION)
-_ZERO: Final = Decimal(0)
-
-
-@dataclass(slots=True)
-class Position:
-    symbol: str
-    qty: Decimal = _ZERO
-    cost: Decimal = _ZERO
-    """Signed cost basis of the open quantity: ``qty * avg_price``."""
-    realized: Decimal = _ZERO
-    fees: Decimal = _ZERO
-    fills: int = 0
-
-    @property
-    def avg_price(self) -> Decimal | None:
-        return None if self.qty == 0 else _CTX.divide(self.cost, self.qty)
-
-
-@dataclass(slots=True)
-class Ledger:
-    """Running totals over fills applied in persistence order."""
-
-    positions: dict[str, Position] = field(default_factory=dict)
-    cash: Decimal = _ZERO
-    fees: Decimal = _ZERO
-    fills: int = 0
-
-    def apply(self, symbol: str, position_delta: Decimal, price: Decimal, fee: Decimal,
-              cash_delta: Decimal) -> None:
-        """Account for one fill."""
-        pos = self.positions.get(symbol)
-        if pos is None:
-            pos = self.positions[symbol] = Position(symbol)
-        self.cash += cash_delta
-        self.fees += fee
-        self.fills += 1
-        pos.fees += fee
-        pos.fills += 1
-        delta = position_delta
-        if pos.qty == 0 or (pos.qty > 0) == (delta > 0):
-            pos.cost += delta * price
-            pos.qty += delta
-            return
-        closing = min(abs(delta), abs(pos.qty))
-        sign = Decimal(1) if pos.qty > 0 else Decimal(-1)
-        avg = _CTX.divide(pos.cost, pos.qty)
-        pos.realized += (price - avg) * closing * sign
-        pos.cost -= avg * closing * sign
-        pos.qty -= closing * sign
-        rest = abs(delta) - closing
-        if pos.qty == 0:
-            pos.cost = _ZERO  # drop the quotient's residue once flat
-        if rest > 0:
-            pos.qty = rest * -sign
-            pos.cost = pos.qty * price
-
-    def apply_rows(self, rows: Iterable[tuple[str, str, str, str, str]]) -> None:
-        """Apply ``(symbol, position_delta, price, fee, cash_delta)`` rows of the fills table."""
-        for symbol, position_delta, price, fee, cash_delta in rows:
-            self.apply(symbol, Decimal(position_delta), Decimal(price), Decimal(fee),
-                       Decimal(cash_delta))
-
-    @property
-    def realized(self) -> Decimal:
-        return sum((p.realized for p in self.positions.values()), _ZERO)
-
-    def market_value(self, marks: Mapping[str, Decimal]) -> Decimal:
-        return sum(
-            (p.qty * marks.get(p.symbol, p.avg_price or _ZERO)
-             for p in self.positions.values() if p.qty != 0),
-            _ZERO,
-        )
-
-    def equity(self, marks: Mapping[str, Decimal]) -> Decimal:
-        return self.cash + self.market_value(marks)
-
-    def summary(self, marks: Mapping[str, Decimal]) -> dict[str, Any]:
-        """JSON-ready view (decimals as strings) marked at ``marks`` (last prices)."""
-        positions = []
-        unrealized_total = _ZERO
-        for symbol in sorted(self.positions):
-            pos = self.positions[symbol]
-            avg = pos.avg_price
-            mark = marks.get(symbol)
-            unrealized = _ZERO
-            if avg is not None and mark is not None:
-                unrealized = pos.qty * (mark - avg)
-            unrealized_total += unrealized
-            positions.append({
-                "symbol": symbol,
-                "qty": str(pos.qty),
-                "avg_price": None if avg is None else str(round_display(avg)),
-                "mark_price": None if mark is None else str(mark),
-                "market_value": None if mark is None else str(pos.qty * mark),
-                "realized_pnl": str(round_display(pos.realized)),
-                "unrealized_pnl": str(round_display(unrealized)),
-                "fees": str(pos.fees),
-                "fills": pos.fills,
-            })
-        realized = self.realized
-        return {
-            "positions": positions,
-            "cash": str(self.cash),
-            "fees": str(self.fees),
-            "realized_pnl": str(round_display(realized)),
-            "unrealized_pnl": str(round_display(unrealized_total)),
-            "equity": str(self.equity(marks)),
-            "fill_count": self.fills,
-        }
-
+FILL_COLUMNS: Final = (
+    "fill_id", "order_id", "symbol", "side", "qty", "price", "fee", "cash_delta",
+    "position_delta", "ts_event",
+)
+"""The columns ``fill_from_row`` reads, in order."""
 
 DISPLAY_PLACES: Final = Decimal("1e-8")
-"""Quotient-derived figures are shown to 8 decimal places (exact sums are shown as they are)."""
+"""The average entry price is a quotient; it is shown to this many places."""
+
+_DISPLAY: Final = decimal.Context(prec=40)
 
 
-_DISPLAY_EXPONENT: Final = -8
+def fill_from_row(row: Sequence[Any]) -> Fill:
+    """A ``Fill`` from a row of ``FILL_COLUMNS`` (decimal TEXT columns parsed exactly).
+
+    *Error handling:* ``decimal.InvalidOperation`` / ``ValueError`` for a value that is
+    not a decimal or a side -- a corrupt row, which the caller reports.
+    """
+    fill_id, order_id, symbol, side, qty, price, fee, cash, delta, ts = row
+    return Fill(
+        fill_id=fill_id, order_id=order_id, symbol=symbol, side=Side(side), qty=Decimal(qty),
+        price=Decimal(price), fee=Decimal(fee), cash_delta=Decimal(cash),
+        position_delta=Decimal(delta), ts_event=int(ts),
+    )
 
 
-def round_display(value: Decimal) -> Decimal:
-    """A figure that went through the average-price quotient, cut to ``DISPLAY_PLACES``."""
-    exponent = value.as_tuple().exponent
-    if isinstance(exponent, int) and exponent >= _DISPLAY_EXPONENT:
-        return value
-    return value.quantize(DISPLAY_PLACES, context=_CTX)
+@dataclass(slots=True)
+class Book:
+    """The engine's ledger plus what the dashboard must say about rows it could not book."""
+
+    ledger: Ledger = field(default_factory=Ledger)
+    conservation_violations: int = 0
+
+    def apply_rows(self, rows: Iterable[Sequence[Any]]) -> None:
+        for row in rows:
+            try:
+                self.ledger.apply(fill_from_row(row))
+            except ConservationError:
+                self.conservation_violations += 1
+
+    def summary(self, marks: Mapping[str, Decimal]) -> dict[str, Any]:
+        """JSON-ready positions, cash and PnL (decimals as exact strings) marked at ``marks``."""
+        ledger = self.ledger
+        positions = []
+        for symbol, book in sorted(ledger.books.items()):
+            mark = marks.get(symbol)
+            avg = None
+            if book.position != 0:
+                avg = _DISPLAY.divide(book.basis, book.position).quantize(DISPLAY_PLACES)
+            unrealised = ledger.unrealised({symbol: mark} if mark is not None else {})
+            positions.append({
+                "symbol": symbol,
+                "qty": str(book.position),
+                "avg_price": None if avg is None else str(avg),
+                "mark_price": None if mark is None else str(mark),
+                "market_value": None if mark is None else str(book.position * mark),
+                "realized_pnl": str(book.realised),
+                "unrealized_pnl": str(unrealised),
+            })
+        return {
+            "positions": positions,
+            "cash": str(ledger.cash),
+            "fees": str(ledger.fees),
+            "realized_pnl": str(ledger.realised),
+            "unrealized_pnl": str(ledger.unrealised(marks)),
+            "equity": str(ledger.equity(marks)),
+            "fill_count": ledger.fill_count,
+            "conservation_violations": self.conservation_violations,
+        }

@@ -23,7 +23,8 @@ from decimal import Context, Decimal
 from typing import Any, Final
 
 from engine.config import StrategySection
-from engine.dashboard.portfolio import Ledger
+from engine.dashboard.portfolio import FILL_COLUMNS as LEDGER_COLUMNS
+from engine.dashboard.portfolio import Book
 
 MAX_LIMIT: Final = 500
 """Most rows any list endpoint returns. Larger ``limit`` is a 400."""
@@ -54,6 +55,9 @@ MAX_EQUITY_FILLS: Final = 200_000
 """Most fills the equity curve replays; past it the curve stops early and says ``truncated``."""
 
 NS_PER_S: Final = 1_000_000_000
+
+SYMBOL_AT: Final = LEDGER_COLUMNS.index("symbol")
+TS_AT: Final = LEDGER_COLUMNS.index("ts_event")
 
 _SMA_CTX: Final = Context(prec=40)
 SMA_PLACES: Final = Decimal("1e-8")
@@ -216,13 +220,13 @@ def last_tick(conn: sqlite3.Connection, symbol: str, at_or_before_ns: int | None
     if at_or_before_ns is None:
         row = conn.execute(
             "SELECT price, ts_event FROM ticks WHERE symbol = ?"
-            " ORDER BY ts_event DESC LIMIT 1",
+            " ORDER BY ts_event DESC, rowid DESC LIMIT 1",
             (symbol,),
         ).fetchone()
     else:
         row = conn.execute(
             "SELECT price, ts_event FROM ticks WHERE symbol = ? AND ts_event <= ?"
-            " ORDER BY ts_event DESC LIMIT 1",
+            " ORDER BY ts_event DESC, rowid DESC LIMIT 1",
             (symbol, at_or_before_ns),
         ).fetchone()
     return None if row is None else {"last_price": row[0], "last_ts_event": row[1]}
@@ -472,32 +476,32 @@ class LedgerCache:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._ledger = Ledger()
+        self._book = Book()
         self._last_rowid = 0
 
     def summary(self, conn: sqlite3.Connection) -> dict[str, Any]:
         """Positions, cash and PnL over every fill visible to ``conn``, marked at last prices."""
         with self._lock:
             self._catch_up(conn)
-            marked = marks(conn, sorted(self._ledger.positions))
-            result = self._ledger.summary(marked)
+            marked = marks(conn, sorted(self._book.ledger.books))
+            result = self._book.summary(marked)
         result["marks"] = {s: str(p) for s, p in marked.items()}
         return result
 
     def _catch_up(self, conn: sqlite3.Connection) -> None:
         top = conn.execute("SELECT MAX(rowid) FROM fills").fetchone()[0] or 0
         if top < self._last_rowid:
-            self._ledger = Ledger()
+            self._book = Book()
             self._last_rowid = 0
         while self._last_rowid < top:
             rows = conn.execute(
-                "SELECT rowid, symbol, position_delta, price, fee, cash_delta FROM fills"
+                f"SELECT rowid, {', '.join(LEDGER_COLUMNS)} FROM fills"
                 " WHERE rowid > ? AND rowid <= ? ORDER BY rowid LIMIT ?",
                 (self._last_rowid, top, MAX_LEDGER_FILLS_PER_READ),
             ).fetchall()
             if not rows:
                 break
-            self._ledger.apply_rows(r[1:] for r in rows)
+            self._book.apply_rows(r[1:] for r in rows)
             self._last_rowid = rows[-1][0]
 
 
@@ -516,26 +520,26 @@ def equity_curve(
     start = from_ns if from_ns is not None else span[0]
     end = to_ns if to_ns is not None else span[1]
     fill_rows = conn.execute(
-        "SELECT ts_event, symbol, position_delta, price, fee, cash_delta FROM fills"
+        f"SELECT {', '.join(LEDGER_COLUMNS)} FROM fills"
         " WHERE ts_event <= ? ORDER BY ts_event, rowid LIMIT ?",
         (end, MAX_EQUITY_FILLS + 1),
     ).fetchall()
     truncated = len(fill_rows) > MAX_EQUITY_FILLS
     fill_rows = fill_rows[:MAX_EQUITY_FILLS]
-    ledger = Ledger()
-    syms = sorted({r[1] for r in fill_rows})
+    book = Book()
+    syms = sorted({r[SYMBOL_AT] for r in fill_rows})
     n = max(1, min(points, (end - start) or 1))
     step = max(1, (end - start) // n)
     out: list[list[Any]] = []
     i = 0
     for k in range(n + 1):
         t = min(end, start + k * step) if k < n else end
-        while i < len(fill_rows) and fill_rows[i][0] <= t:
-            ledger.apply_rows([fill_rows[i][1:]])
+        while i < len(fill_rows) and fill_rows[i][TS_AT] <= t:
+            book.apply_rows([fill_rows[i]])
             i += 1
         if out and out[-1][0] == t:
             continue
-        equity = ledger.equity(marks(conn, syms, t)) if syms else Decimal(0)
+        equity = book.ledger.equity(marks(conn, syms, t)) if syms else Decimal(0)
         out.append([t, str(equity)])
     return {
         "from_ns": start,
