@@ -1,13 +1,13 @@
 """The proof's risk-cap validation: tight caps on a real capture, audited from the database.
 
 The first case of ``replays/cases.toml`` (a real Binance capture) is replayed
-in a fresh PAPER-mode process with ``TIGHT_ENV`` -- caps sized so that one
-order fits and a second one does not, and resting limit orders so that a second
-order is actually attempted while the first is open. Then ``audit`` re-derives,
-from the persisted record alone and without the engine's risk code, the
-exposure and the open-order count at every moment an order was created.
+in a fresh PAPER-mode process once per ``SCENARIOS`` entry -- caps that bind at
+the last cent of one order, and caps that fit one order but not a second one
+attempted while the first is held or open. Then ``audit`` re-derives, from the
+persisted record alone and without the engine's risk code, the exposure and
+the open-order count at every moment an order was created.
 
-PASS needs all of:
+PASS needs, for every scenario:
 
 * at least one ``RISK_CAP`` veto persisted (the caps were actually exercised),
 * at least one fill (something was still traded, so "never exceeded" is not vacuous),
@@ -44,26 +44,6 @@ from engine import replay_check
 from engine.proof import CheckResult
 from engine.proof_checks import check_env, tail, timed
 
-TIGHT_NOTIONAL: Final = Decimal("100")
-TIGHT_ENV: Final[Mapping[str, str]] = {
-    "ENGINE_ENGINE_MODE": "paper",
-    "ENGINE_EXECUTION_ORDER_NOTIONAL_USD": str(TIGHT_NOTIONAL),
-    "ENGINE_EXECUTION_ORDER_TYPE": "limit",
-    "ENGINE_EXECUTION_LIMIT_OFFSET_BPS": "5",
-    "ENGINE_EXECUTION_ORDER_TIMEOUT_S": "120",
-    "ENGINE_RISK_MAX_OPEN_ORDERS": "1",
-    "ENGINE_RISK_MAX_SYMBOL_EXPOSURE_USD": str(TIGHT_NOTIONAL * Decimal("1.5")),
-    "ENGINE_RISK_MAX_EXPOSURE_USD": str(TIGHT_NOTIONAL * Decimal("1.5")),
-}
-"""One order (100 USD) fits under the caps, two do not; limit orders 5 bps under the
-signal rest for up to 120 s of event time, so later signals meet an open order."""
-
-REPLAY_TIMEOUT_S: Final = 600.0
-"""Upper bound on the risk replay process; beyond it it is killed and the check FAILs."""
-
-MAX_REPORTED_VIOLATIONS: Final = 10
-TERMINAL_STATES: Final = frozenset({"FILLED", "CANCELED", "REJECTED", "DENIED", "EXPIRED"})
-
 
 @dataclass(frozen=True, slots=True)
 class Caps:
@@ -72,11 +52,54 @@ class Caps:
     max_open_orders: int
 
 
-TIGHT_CAPS: Final = Caps(
-    max_exposure_usd=Decimal(TIGHT_ENV["ENGINE_RISK_MAX_EXPOSURE_USD"]),
-    max_symbol_exposure_usd=Decimal(TIGHT_ENV["ENGINE_RISK_MAX_SYMBOL_EXPOSURE_USD"]),
-    max_open_orders=int(TIGHT_ENV["ENGINE_RISK_MAX_OPEN_ORDERS"]),
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    """One tight-cap replay: the ``ENGINE_*`` overrides it runs with and the caps it audits."""
+
+    name: str
+    why: str
+    caps: Caps
+    execution: Mapping[str, str]
+
+    def env(self) -> dict[str, str]:
+        return {
+            "ENGINE_ENGINE_MODE": "paper",
+            "ENGINE_RISK_MAX_EXPOSURE_USD": str(self.caps.max_exposure_usd),
+            "ENGINE_RISK_MAX_SYMBOL_EXPOSURE_USD": str(self.caps.max_symbol_exposure_usd),
+            "ENGINE_RISK_MAX_OPEN_ORDERS": str(self.caps.max_open_orders),
+            **self.execution,
+        }
+
+
+SCENARIOS: Final[tuple[Scenario, ...]] = (
+    Scenario(
+        name="boundary",
+        why="caps just under one 100 USD market order: whether an entry fits depends on its "
+        "rounded size and the mark, so the cap binds at the last cent",
+        caps=Caps(Decimal("99.9"), Decimal("99.9"), 1),
+        execution={"ENGINE_EXECUTION_ORDER_NOTIONAL_USD": "100"},
+    ),
+    Scenario(
+        name="second_entry",
+        why="caps fit one 100 USD order, not two; limit orders 5 bps under the signal rest up "
+        "to 120 s, so a later entry meets a position or an open order and must be refused",
+        caps=Caps(Decimal("150"), Decimal("150"), 1),
+        execution={
+            "ENGINE_EXECUTION_ORDER_NOTIONAL_USD": "100",
+            "ENGINE_EXECUTION_ORDER_TYPE": "limit",
+            "ENGINE_EXECUTION_LIMIT_OFFSET_BPS": "5",
+            "ENGINE_EXECUTION_ORDER_TIMEOUT_S": "120",
+        },
+    ),
 )
+"""Fixed (not the operator's caps): the check proves the cap *mechanism* of this code on a
+real tape; the bundle binds the operator's own risk config through its hash."""
+
+REPLAY_TIMEOUT_S: Final = 600.0
+"""Upper bound on the risk replay process; beyond it it is killed and the check FAILs."""
+
+MAX_REPORTED_VIOLATIONS: Final = 10
+TERMINAL_STATES: Final = frozenset({"FILLED", "CANCELED", "REJECTED", "DENIED", "EXPIRED"})
 
 
 @dataclass(slots=True)
@@ -205,35 +228,49 @@ def risk_capture(root: Path) -> Path:
     return replays / cases[0].capture
 
 
-def _risk_caps(root: Path, environ: Mapping[str, str]) -> tuple[bool, dict[str, Any], str]:
-    capture = risk_capture(root)
+def _replay_scenario(
+    root: Path, capture: Path, scenario: Scenario, environ: Mapping[str, str]
+) -> tuple[dict[str, Any], list[str]]:
+    """Replay ``capture`` under ``scenario`` in a fresh process and audit the result."""
     figures: dict[str, Any] = {
-        "capture": capture.relative_to(root).as_posix(),
-        "caps": {k.removeprefix("ENGINE_").lower(): v for k, v in TIGHT_ENV.items()},
+        "caps": {k.removeprefix("ENGINE_").lower(): v for k, v in scenario.env().items()}
     }
     with tempfile.TemporaryDirectory(prefix="proof-risk-") as tmp:
         db = Path(tmp) / "risk.db"
         cmd = [sys.executable, "-m", "engine", "replay", str(capture), "--db", str(db)]
         try:
             proc = subprocess.run(
-                cmd, cwd=root, env=check_env(environ, TIGHT_ENV), capture_output=True,
+                cmd, cwd=root, env=check_env(environ, scenario.env()), capture_output=True,
                 text=True, timeout=REPLAY_TIMEOUT_S, check=False,
             )  # fmt: skip
         except subprocess.TimeoutExpired:
-            return False, figures, f"risk replay did not finish within {REPLAY_TIMEOUT_S:g} s"
+            return figures, [f"replay did not finish within {REPLAY_TIMEOUT_S:g} s"]
         figures["returncode"] = proc.returncode
         if proc.returncode != 0 or not db.exists():
-            return False, figures, tail(proc.stdout + proc.stderr)
-        result = audit(db, TIGHT_CAPS)
+            return figures, [f"replay exited {proc.returncode}: {tail(proc.stdout + proc.stderr)}"]
+        result = audit(db, scenario.caps)
     figures.update(result.figures())
     problems = [v for v in result.violations if v]
+    if len(result.violations) > len(problems):
+        problems.append(f"... {len(result.violations)} violations in all")
     if result.risk_cap_vetoes == 0:
         problems.append("no RISK_CAP veto: the caps were never exercised")
     if result.fills == 0:
         problems.append("no fill: nothing was traded, so 'never exceeded' proves nothing")
-    return not problems and not result.violations, figures, tail("; ".join(problems))
+    return figures, problems
+
+
+def _risk_caps(root: Path, environ: Mapping[str, str]) -> tuple[bool, dict[str, Any], str]:
+    capture = risk_capture(root)
+    figures: dict[str, Any] = {"capture": capture.relative_to(root).as_posix()}
+    problems: list[str] = []
+    for scenario in SCENARIOS:
+        scenario_figures, scenario_problems = _replay_scenario(root, capture, scenario, environ)
+        figures[scenario.name] = scenario_figures
+        problems += [f"{scenario.name}: {p}" for p in scenario_problems]
+    return not problems, figures, tail("; ".join(problems))
 
 
 def check_risk_caps(root: Path, environ: Mapping[str, str] = os.environ) -> CheckResult:
-    """Run the risk-cap validation replay with ``TIGHT_ENV`` (fixed, whatever the live config)."""
+    """Run every ``SCENARIOS`` replay (fixed caps, whatever the live config) and audit it."""
     return timed("risk_caps", lambda: _risk_caps(root, environ))

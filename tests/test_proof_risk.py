@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.proof_risk import TIGHT_CAPS, TIGHT_ENV, Audit, Caps, audit
+from engine.proof_risk import SCENARIOS, Audit, Caps, audit
 from engine.store.schema import migrate
 
 CAPS = Caps(
@@ -163,8 +163,18 @@ def test_audit_non_conserving_fill_is_reported(rec: Record, tmp_path: Path) -> N
     assert messages == ["fill:o1:0: cash_delta + position_delta * price + fee != 0"]
 
 
-def test_tight_caps_fit_one_order_not_two() -> None:
-    notional = Decimal(TIGHT_ENV["ENGINE_EXECUTION_ORDER_NOTIONAL_USD"])
-    assert notional <= TIGHT_CAPS.max_symbol_exposure_usd < 2 * notional
-    assert notional <= TIGHT_CAPS.max_exposure_usd < 2 * notional
-    assert TIGHT_CAPS.max_open_orders == 1
+def test_scenarios_caps_are_tight_around_one_order() -> None:
+    boundary, second = SCENARIOS
+    notional = Decimal(boundary.execution["ENGINE_EXECUTION_ORDER_NOTIONAL_USD"])
+    assert boundary.caps.max_symbol_exposure_usd < notional  # binds within one order
+    notional = Decimal(second.execution["ENGINE_EXECUTION_ORDER_NOTIONAL_USD"])
+    assert notional <= second.caps.max_symbol_exposure_usd < 2 * notional  # one fits, two do not
+    assert all(s.caps.max_open_orders == 1 for s in SCENARIOS)
+    assert all(s.env()["ENGINE_ENGINE_MODE"] == "paper" for s in SCENARIOS)
+
+
+def test_audit_marks_at_the_causing_tick_price(rec: Record, tmp_path: Path) -> None:
+    rec.order("o1", "BUY", 100, qty="0.002", price="50000")
+    rec.conn.execute("UPDATE ticks SET price = '76000'")  # the engine's mark when it decided
+    messages = run(rec, tmp_path).violations
+    assert messages and "exposure 152" in messages[0]
