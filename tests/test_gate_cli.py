@@ -1,0 +1,205 @@
+"""Gate G1 end to end: every refusal in a real subprocess, real exit code 12, nothing connected.
+
+``hybrid-engine gate`` prints the verdict and exits 0/12; ``hybrid-engine run``
+with ``mode = "live"`` refuses with 12 and one ``live_gate_refused`` line per
+unmet condition, before opening the database or any connection -- checked with
+listening sockets the engine is pointed at, which must see no connection.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from engine import proof
+from engine.config import load_config
+from tests.engine_process import parse_logs, run_engine
+
+HOUR_NS = 3_600 * 1_000_000_000
+ARMED = {"LIVE_ARMED": "true"}
+
+
+@dataclass
+class Live:
+    config_path: Path
+    proof_path: Path
+    db_path: Path
+    listeners: list[socket.socket]
+
+    def write_bundle(
+        self,
+        *,
+        statuses: dict[str, str] | None = None,
+        age_ns: int = HOUR_NS,
+        code_hash: str | None = None,
+        risk_config: str | None = None,
+    ) -> None:
+        config = load_config(risk_config or self.config_path, environ={})
+        names = dict.fromkeys(proof.REQUIRED_CHECKS, "PASS") | (statuses or {})
+        bundle = proof.build_bundle(
+            checks=[
+                proof.CheckResult(name=n, status=proof.CheckStatus(s), duration_s=1.0)
+                for n, s in names.items()
+            ],
+            created_at_ns=time.time_ns() - age_ns,
+            engine_version="test",
+            code_hash=proof.code_hash() if code_hash is None else code_hash,
+            config=config,
+        )
+        proof.write_bundle(bundle, self.proof_path)
+
+    def nothing_connected(self) -> bool:
+        for listener in self.listeners:
+            listener.setblocking(False)
+            try:
+                conn, _ = listener.accept()
+            except BlockingIOError:
+                continue
+            conn.close()
+            return False
+        return not self.db_path.exists()
+
+
+def listen() -> tuple[socket.socket, int]:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    return sock, sock.getsockname()[1]
+
+
+@pytest.fixture
+def live(tmp_path: Path) -> Iterator[Live]:
+    market, market_port = listen()
+    rest, rest_port = listen()
+    user, user_port = listen()
+    config = tmp_path / "live.toml"
+    config.write_text(
+        f"""
+[engine]
+mode = "live"
+db_path = "{tmp_path / "engine.db"}"
+proof_path = "{tmp_path / "proof.json"}"
+max_proof_age_h = 24
+
+[ingest]
+source = "websocket"
+url = "ws://127.0.0.1:{market_port}/ws"
+
+[risk]
+max_exposure_usd = 200
+max_symbol_exposure_usd = 100
+
+[live]
+rest_url = "http://127.0.0.1:{rest_port}"
+ws_url = "ws://127.0.0.1:{user_port}/ws-api/v3"
+"""
+    )
+    yield Live(config, tmp_path / "proof.json", tmp_path / "engine.db", [market, rest, user])
+    for sock in (market, rest, user):
+        sock.close()
+
+
+def gate(
+    live: Live, env: dict[str, str] | None = None, *extra: str
+) -> tuple[int, dict[str, object]]:
+    proc = run_engine(["gate", "--config", str(live.config_path), *extra], env=env, timeout=60)
+    verdicts = [
+        line for line in parse_logs(proc.stdout) if line.get("event") == "live_gate_verdict"
+    ]
+    assert len(verdicts) == 1, proc.stdout + proc.stderr
+    return proc.returncode, verdicts[0]
+
+
+def unmet(verdict: dict[str, object]) -> list[str]:
+    return [u["condition"] for u in verdict["unmet"]]  # type: ignore[attr-defined,index]
+
+
+def test_gate_cli_all_conditions_hold_exits_zero(live: Live) -> None:
+    live.write_bundle()
+    code, verdict = gate(live, ARMED)
+    assert (code, verdict["allowed"], unmet(verdict)) == (0, True, [])
+    code, verdict = gate(live, None, "--arm-live")
+    assert code == 0
+
+
+@pytest.mark.parametrize(
+    ("setup", "env", "expected"),
+    [
+        ("none", {}, ["armed"]),
+        ("none", {"LIVE_ARMED": "1"}, ["armed"]),
+        ("missing", ARMED, ["bundle_present"]),
+        ("tampered", ARMED, ["checksum"]),
+        ("garbage", ARMED, ["bundle_format"]),
+        ("failed", ARMED, ["checks_pass"]),
+        ("old", ARMED, ["fresh"]),
+        ("code", ARMED, ["code_hash"]),
+        ("risk", ARMED, ["risk_hash"]),
+    ],
+)
+def test_gate_cli_each_refusal_exits_12(
+    live: Live, tmp_path: Path, setup: str, env: dict[str, str], expected: list[str]
+) -> None:
+    if setup == "none":
+        live.write_bundle()
+    elif setup == "tampered":
+        live.write_bundle(statuses={"replay": "FAIL"})
+        raw = json.loads(live.proof_path.read_text())
+        raw["checks"] = [{**c, "status": "PASS"} for c in raw["checks"]]
+        live.proof_path.write_text(json.dumps(raw))
+    elif setup == "garbage":
+        live.proof_path.write_text("{not json")
+    elif setup == "failed":
+        live.write_bundle(statuses={"invariants": "FAIL"})
+    elif setup == "old":
+        live.write_bundle(age_ns=25 * HOUR_NS)
+    elif setup == "code":
+        live.write_bundle(code_hash="0" * 64)
+    elif setup == "risk":
+        other = tmp_path / "other.toml"
+        other.write_text(live.config_path.read_text().replace("max_exposure_usd = 200", ""))
+        live.write_bundle(risk_config=str(other))
+    code, verdict = gate(live, env)
+    assert code == 12
+    assert verdict["allowed"] is False
+    assert unmet(verdict) == expected
+
+
+def test_gate_cli_env_override_of_a_cap_breaks_risk_hash(live: Live) -> None:
+    live.write_bundle()
+    code, verdict = gate(live, {**ARMED, "ENGINE_RISK_MAX_OPEN_ORDERS": "9"})
+    assert code == 12
+    assert unmet(verdict) == ["risk_hash"]
+
+
+def test_run_live_without_gate_exits_12_logs_why_connects_nothing(live: Live) -> None:
+    proc = run_engine(["run", "--config", str(live.config_path)], timeout=60)
+    assert proc.returncode == 12, proc.stdout + proc.stderr
+    refused = [line for line in parse_logs(proc.stdout) if line["event"] == "live_gate_refused"]
+    assert [r["condition"] for r in refused] == ["armed", "bundle_present"]
+    assert all(r["remedy"] for r in refused)
+    assert "G1" in proc.stderr
+    assert live.nothing_connected()
+
+
+@pytest.mark.parametrize(
+    ("setup", "condition"),
+    [("failed", "checks_pass"), ("old", "fresh"), ("code", "code_hash")],
+)
+def test_run_live_armed_with_bad_bundle_exits_12(live: Live, setup: str, condition: str) -> None:
+    if setup == "failed":
+        live.write_bundle(statuses={"risk_caps": "FAIL"})
+    elif setup == "old":
+        live.write_bundle(age_ns=48 * HOUR_NS)
+    else:
+        live.write_bundle(code_hash="f" * 64)
+    proc = run_engine(["run", "--config", str(live.config_path), "--arm-live"], timeout=60)
+    assert proc.returncode == 12
+    refused = [line for line in parse_logs(proc.stdout) if line["event"] == "live_gate_refused"]
+    assert [r["condition"] for r in refused] == [condition]
+    assert live.nothing_connected()
