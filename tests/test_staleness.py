@@ -60,7 +60,7 @@ def test_real_capture_tick_delayed_beyond_limit_is_stale() -> None:
 
 def test_estimator_same_sequence_same_verdicts() -> None:
     def verdicts() -> list[tuple[int, bool]]:
-        estimator = StalenessEstimator(5000, window=64)
+        estimator = StalenessEstimator(5000, block=64)
         out = []
         for i in range(500):
             lag = ((i * 7919) % 997) * MS + (9_000 * MS if i % 50 == 0 else 0)
@@ -74,14 +74,31 @@ def test_estimator_same_sequence_same_verdicts() -> None:
     assert sum(stale for _, stale in first) == 9
 
 
-def test_estimator_window_bounded_forgets_old_baseline() -> None:
-    estimator = StalenessEstimator(100, window=10)
-    for _i in range(10):
+def test_estimator_first_block_uses_running_minimum() -> None:
+    estimator = StalenessEstimator(100, block=4)
+    assert estimator.observe(0, 50 * MS).baseline_ns == 50 * MS
+    assert estimator.observe(0, 20 * MS).baseline_ns == 20 * MS
+    late = estimator.observe(0, 130 * MS)
+    assert (late.excess_ns, late.stale) == (110 * MS, True)
+
+
+def test_estimator_offset_shift_learned_after_a_block() -> None:
+    estimator = StalenessEstimator(100, block=10)
+    for _ in range(10):
         estimator.observe(0, -1_000 * MS)  # an old, very negative offset
-    for _i in range(10):
-        lag = estimator.observe(0, 0)  # the clock offset changed for good
-    assert lag.baseline_ns == 0
-    assert not lag.stale
+    shifted = [estimator.observe(0, 0) for _ in range(10)]
+    assert all(lag.stale for lag in shifted)  # judged against the old block
+    after = estimator.observe(0, 0)
+    assert after.baseline_ns == 0
+    assert not after.stale
+
+
+def test_estimator_block_percentile_ignores_a_low_outlier() -> None:
+    estimator = StalenessEstimator(100, block=200)
+    estimator.observe(0, -60_000 * MS)  # one bogus exchange timestamp
+    for _ in range(199):
+        estimator.observe(0, 0)
+    assert estimator.observe(0, 50 * MS).baseline_ns == 0
 
 
 def test_real_capture_through_strategy_and_execution_has_no_stale_veto() -> None:

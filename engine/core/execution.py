@@ -162,11 +162,12 @@ class Execution:
         self.marks: dict[str, Decimal] = {}
         self.open_orders: dict[str, WorkingOrder] = {}
         self._decided: set[str] = set()
-        self._watermarks: dict[str, int] = {}
-        """Restored: highest trade id per ``venue:symbol`` whose effects are persisted."""
-        self._seen: dict[str, int] = {}
-        """Highest trade id per ``venue:symbol`` processed by this process."""
-        self._last_lag: tuple[str, Lag] | None = None
+        self._watermarks: dict[tuple[str, str], int] = {}
+        """Restored: highest trade id per ``(venue, symbol)`` whose effects are persisted."""
+        self._seen: dict[tuple[str, str], int] = {}
+        """Highest trade id per ``(venue, symbol)`` processed by this process."""
+        self._last_tick_id: str | None = None
+        """The last tick added to the staleness window (a signal follows its cause tick)."""
 
     # -- port -------------------------------------------------------------------
 
@@ -209,16 +210,38 @@ class Execution:
             self._venue.schedule(order)
             self.open_orders[order.order_id] = order
         self._decided |= state.decided_signal_ids
-        self._watermarks.update(state.tape_watermarks)
+        for key, trade_id in state.tape_watermarks.items():
+            venue, _, symbol = key.partition(":")
+            self._watermarks[(venue, symbol)] = trade_id
         self._guard.restore(state.risk_state, state.peak_equity)
 
     def process(self, batch: list[Tick | Signal]) -> list[Record]:
         """Handle ticks and signals in order; return the new records they produced."""
         out: list[Record] = []
+        # The per-tick path is inlined here: it runs for every tick of a replay.
+        seen = self._seen
+        persisted = self._watermarks
+        marks = self.marks
+        add_lag = self._staleness.add
         for item in batch:
-            if isinstance(item, Tick):
-                self._on_tick(item, out)
+            if type(item) is Tick:
+                key = (item.venue, item.symbol)
+                last = seen.get(key)
+                if last is not None and item.trade_id <= last:
+                    continue  # a duplicate (or older) trade in this process: changes nothing
+                seen[key] = item.trade_id
+                marks[item.symbol] = item.price
+                add_lag(item.ts_event, item.ts_recv)
+                self._last_tick_id = item.event_id
+                done = persisted.get(key)
+                if done is not None and item.trade_id <= done:
+                    continue  # processed by an earlier run: its effects are in the database
+                if self._venue is not None and self.open_orders:
+                    self._work_orders(self._venue, item, out)
+                if self._guard.limit is not None:
+                    self._judge_drawdown(item.ts_event, item.event_id, out)
             else:
+                assert isinstance(item, Signal)
                 self._on_signal(item, out)
         return out
 
@@ -251,21 +274,6 @@ class Execution:
         return self.ledger.equity(self.marks)
 
     # -- ticks ------------------------------------------------------------------
-
-    def _on_tick(self, tick: Tick, out: list[Record]) -> None:
-        key = f"{tick.venue}:{tick.symbol}"
-        seen = self._seen.get(key)
-        if seen is not None and tick.trade_id <= seen:
-            return  # a duplicate (or older) trade in this process: it changes nothing (I3)
-        self._seen[key] = tick.trade_id
-        self.marks[tick.symbol] = tick.price
-        self._last_lag = (tick.event_id, self._staleness.observe(tick.ts_event, tick.ts_recv))
-        persisted = self._watermarks.get(key)
-        if persisted is not None and tick.trade_id <= persisted:
-            return  # processed by an earlier run: its effects are already in the database
-        if self._venue is not None and self.open_orders:
-            self._work_orders(self._venue, tick, out)
-        self._judge_drawdown(tick.ts_event, tick.event_id, out)
 
     def _work_orders(self, venue: PaperVenue, tick: Tick, out: list[Record]) -> None:
         available = tick.qty
@@ -303,8 +311,6 @@ class Execution:
             )
 
     def _judge_drawdown(self, ts_event: int, cause_id: str, out: list[Record]) -> None:
-        if self._guard.limit is None:
-            return
         before = self._guard.state
         record = self._guard.evaluate(self.equity(), ts_event, cause_id)
         if record is None:
@@ -321,9 +327,7 @@ class Execution:
         if signal.signal_id in self._decided:
             return
         self._decided.add(signal.signal_id)
-        lag = None
-        if self._last_lag is not None and self._last_lag[0] == signal.cause_id:
-            lag = self._last_lag[1]
+        lag = self._staleness.last() if self._last_tick_id == signal.cause_id else None
         opposite = [
             o
             for o in self.open_orders.values()
@@ -363,7 +367,8 @@ class Execution:
         out.append(self._order_record(order))
         if self._venue is None:
             self._fill_shadow(order, out)
-            self._judge_drawdown(signal.ts_event, signal.signal_id, out)
+            if self._guard.limit is not None:
+                self._judge_drawdown(signal.ts_event, signal.signal_id, out)
         else:
             out.append(order.submitted_event("paper: submitted to the simulated venue"))
             self._venue.schedule(order)
