@@ -28,6 +28,7 @@ events while nobody is subscribed are lost, as on the real venue.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import hashlib
 import hmac
@@ -372,10 +373,8 @@ class FakeBinance:
     async def _pump(self) -> None:
         async for targets, text in self._outbox_receive:
             for ws in targets:
-                try:
+                with contextlib.suppress(ConnectionClosed):
                     await ws.send_message(text)
-                except ConnectionClosed:
-                    pass
 
     # ------------------------------------------------------------------ JSON shapes
 
