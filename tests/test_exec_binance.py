@@ -14,13 +14,15 @@ import pytest
 import trio
 
 from engine import logs
-from engine.adapters.exec_binance import BinanceExecution, LivePolicy
+from engine.adapters.exec_binance import BinanceExecution, LivePolicy, build_live_execution
 from engine.adapters.exec_binance_credentials import Credentials, Secret
 from engine.adapters.exec_binance_failures import FailureKind, LiveRecord, VenueFailure
 from engine.adapters.exec_binance_rest import BinanceRest
 from engine.adapters.exec_binance_signing import client_order_id
+from engine.config import Config, EngineSection, LiveSection, Mode
 from engine.core.events import Fill, Order, OrderEvent, OrderType, Record, Side
 from engine.core.sizing import conserves
+from engine.exits import ConfigError
 from engine.store.sqlite_store import SqliteStore
 from tests.fake_binance_rest import API_KEY, API_SECRET, Behaviour, FakeBinance
 
@@ -359,3 +361,35 @@ def assert_not_in_files(directory: Path, *needles: bytes) -> None:
         data = path.read_bytes()
         for needle in needles:
             assert needle not in data, path
+
+
+async def test_build_live_execution_from_config_places_on_configured_venue(
+    nursery: trio.Nursery,
+) -> None:
+
+    fake = FakeBinance()
+    await fake.serve(nursery)
+    config = Config(engine=EngineSection(mode=Mode.LIVE), live=LiveSection(rest_url=fake.rest_url))
+    env = {"BINANCE_API_KEY": API_KEY, "BINANCE_API_SECRET": API_SECRET}
+    async with httpx.AsyncClient() as client:
+        live = build_live_execution(config, client, env)
+        live.track(make_order())
+        with trio.fail_after(GUARD_S):
+            records = await live.submit(make_order().order_id)
+    assert states(records) == ["ACCEPTED"]
+
+
+async def test_build_live_execution_without_credentials_is_config_error() -> None:
+
+    async with httpx.AsyncClient() as client:
+        with pytest.raises(ConfigError, match="BINANCE_API_KEY"):
+            build_live_execution(Config(), client, {})
+
+
+def test_track_refuses_a_non_live_order() -> None:
+    live = BinanceExecution(rest=None, credentials=credentials())  # type: ignore[arg-type]
+    paper = Order(
+        **{**{f: getattr(make_order(), f) for f in Order.__struct_fields__}, "mode": "paper"}
+    )
+    with pytest.raises(ValueError, match="paper"):
+        live.track(paper)
