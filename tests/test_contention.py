@@ -42,12 +42,12 @@ def test_contention_busy_loops_on_every_core_engine_and_dashboard_stay_healthy(
     tmp_path: Path,
 ) -> None:
     report = contention.run_contention(
-        tmp_path, duration_s=DURATION_S, rate=100.0, heartbeat_s=0.5,
+        tmp_path, duration_s=DURATION_S, rate=100.0, heartbeat_s=1.0,
         hogs=2 * (os.cpu_count() or 1),
     )
     assert contention.check(report) == [], report
     assert report["healthz"]["probes"] >= DURATION_S / 2
-    assert report["heartbeats"] >= DURATION_S / 0.5 / 2
+    assert report["heartbeats"] >= DURATION_S / 2
     assert report["dashboard_exit_code"] == 0
 
 

@@ -275,7 +275,7 @@ async def test_healthz_real_engine_200_while_running_503_after_stop(tmp_path: Pa
     db = tmp_path / "engine.db"
     engine = EngineProcess(
         ["run", "--db", str(db)],
-        env={"ENGINE_ENGINE_HEARTBEAT_INTERVAL_S": "0.5", "PYTHONPATH": str(REPO)},
+        env={"ENGINE_ENGINE_HEARTBEAT_INTERVAL_S": "1", "PYTHONPATH": str(REPO)},
     )
     try:
         await trio.to_thread.run_sync(

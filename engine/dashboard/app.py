@@ -63,7 +63,7 @@ class Dashboard:
         self._api: trio.CapacityLimiter | None = None
         self._probe: trio.CapacityLimiter | None = None
 
-    def _limiter(self, probe: bool) -> trio.CapacityLimiter:
+    def limiter(self, probe: bool) -> trio.CapacityLimiter:
         # Created on first use: a limiter belongs to the Trio run that serves the app.
         if probe:
             if self._probe is None:
@@ -80,7 +80,7 @@ class Dashboard:
             with self.db.connect() as conn:
                 return fn(conn)
 
-        return await trio.to_thread.run_sync(work, limiter=self._limiter(probe))
+        return await trio.to_thread.run_sync(work, limiter=self.limiter(probe))
 
 
 def _json(data: Any, status: int = 200) -> JSONResponse:
@@ -201,7 +201,7 @@ def build_app(db_path: str, *, now_wall_ns: Clock = time.time_ns) -> Starlette:
         Params(request.query_params, ())
         now = dash.now_wall_ns()
         verdict = await trio.to_thread.run_sync(
-            database_verdict, dash.db, now, limiter=dash._limiter(probe=True)
+            database_verdict, dash.db, now, limiter=dash.limiter(probe=True)
         )
         return _json(verdict.as_json(), 200 if verdict.ok else 503)
 
