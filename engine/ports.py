@@ -49,6 +49,11 @@ class OrderExecution(Protocol):
     def process(self, batch: DecisionBatch) -> list[Record]:
         ...
 
+    @property
+    def trading_state(self) -> str:
+        """``ACTIVE`` or ``HALTED`` (drawdown guard): logged by the runtime when it changes."""
+        ...
+
 
 class WriteResult(NamedTuple):
     """What one committed write did, returned from the worker thread.

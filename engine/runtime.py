@@ -31,7 +31,7 @@ import trio
 
 from engine import logs
 from engine.config import Config
-from engine.core.events import Fill, Order, Record, Veto, VetoReason
+from engine.core.events import Fill, Order, Record, RiskState, Veto, VetoReason
 from engine.core.strategy import SmaCross
 from engine.counters import Counters
 from engine.exits import ExitCode, Overload, exit_code_for
@@ -135,6 +135,19 @@ def count_records(records: list[Record], counters: Counters, paper: bool) -> Non
                 counters.stale_vetoes += 1
 
 
+def log_trading_state_change(before: str, after: str, produced: list[Record]) -> None:
+    """ACTIVE <-> HALTED is logged once, with the equity that caused it."""
+    states = [r for r in produced if isinstance(r, RiskState)]
+    latest = states[-1] if states else None
+    logs.warning(
+        "trading_state_changed",
+        before=before,
+        after=after,
+        equity=None if latest is None else str(latest.equity),
+        peak_equity=None if latest is None else str(latest.peak_equity),
+    )
+
+
 async def execution_task(
     execution: OrderExecution,
     receive: trio.MemoryReceiveChannel[DecisionBatch],
@@ -144,8 +157,11 @@ async def execution_task(
 ) -> None:
     async with receive, send:
         async for decisions in receive:
+            before = execution.trading_state
             produced = execution.process(decisions)
             count_records(produced, counters, paper)
+            if execution.trading_state != before:
+                log_trading_state_change(before, execution.trading_state, produced)
             records: RecordBatch = list(decisions)
             records.extend(produced)
             await send_or_overload(send, records, "record")

@@ -6,12 +6,19 @@ import json
 import signal
 import sqlite3
 import threading
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from engine.store.sqlite_store import SqliteStore
-from tests.engine_process import REAL_CAPTURE, REAL_TRADES, EngineProcess, run_engine
+from tests.engine_process import (
+    REAL_CAPTURE,
+    REAL_TRADES,
+    EngineProcess,
+    parse_logs,
+    run_engine,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -152,3 +159,23 @@ def test_locked_database_is_waited_out_and_nothing_is_lost(tmp_path: Path) -> No
     counters = final_heartbeat(db)
     assert counters["persist_errors"] >= 1
     assert scalar(db, "SELECT count(*) FROM ticks") == counters["ingest_processed"] > 0
+
+
+def test_drawdown_halt_is_logged_once_and_later_entries_vetoed(tmp_path: Path) -> None:
+    db = tmp_path / "engine.db"
+    result = run_engine(
+        ["replay", str(REAL_CAPTURE), "--db", str(db)],
+        env={"ENGINE_RISK_MAX_DRAWDOWN_USD": "0.05"},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    changes = [
+        line for line in parse_logs(result.stdout) if line["event"] == "trading_state_changed"
+    ]
+    assert [(c["before"], c["after"]) for c in changes] == [("ACTIVE", "HALTED")]
+    assert Decimal(changes[0]["peak_equity"]) - Decimal(changes[0]["equity"]) > Decimal("0.05")
+    assert int(str(scalar(db, "SELECT count(*) FROM vetoes WHERE reason = 'HALTED'"))) > 0
+    assert final_heartbeat_row(db) == "HALTED"
+
+
+def final_heartbeat_row(db: Path) -> object:
+    return scalar(db, "SELECT trading_state FROM heartbeats WHERE final = 1")
