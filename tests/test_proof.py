@@ -276,3 +276,10 @@ def test_proof_command_bundle_holds_no_credentials(
     text = out.read_text()
     assert secret not in text
     assert "key-DO-NOT-LEAK-1234" not in text
+
+
+def test_code_unchanged_fails_when_source_moved_under_the_checks() -> None:
+    assert proof_command.code_unchanged("a" * 64, "a" * 64).status is CheckStatus.PASS
+    changed = proof_command.code_unchanged("a" * 64, "b" * 64)
+    assert changed.status is CheckStatus.FAIL
+    assert "changed" in changed.detail
