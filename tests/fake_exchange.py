@@ -74,6 +74,7 @@ class Session:
     pace_s: float = 0.0  # pause between trades (0: as fast as the socket takes them)
     deaf: bool = False  # from the start: frames still sent, but pings never answered
     ping_every_s: float | None = None  # the server pings the client this often (never waits)
+    rate_per_s: float | None = None  # pace trades to this average rate (bursty: timer ~1 ms)
 
 
 @dataclass(frozen=True)
@@ -335,7 +336,12 @@ class FakeExchange:
             already = [f for f in self.sent if f.trade_id is not None]
             for frame in already[-script.resend :]:
                 await self._send(ws, frame)
+        start = trio.current_time()
         for count, frame in enumerate(self._next_frames(script, symbols), start=1):
+            if script.rate_per_s is not None:
+                due = start + (count - 1) / script.rate_per_s
+                if trio.current_time() < due:
+                    await trio.sleep_until(due)
             await self._send(ws, frame)
             if script.malformed_every and count % script.malformed_every == 0:
                 kinds = malformed_frames(self.venue, frame.text)

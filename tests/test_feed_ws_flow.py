@@ -8,9 +8,8 @@ import pytest
 import trio
 
 from engine.adapters.capture import iter_capture
-from engine.adapters.dedup import DEDUP_WINDOW
 from engine.adapters.feed_replay import ReplayStream
-from engine.adapters.feed_ws import WebSocketStream
+from engine.adapters.feed_ws import LIVE_PENDING_TICKS, WebSocketStream
 from engine.adapters.progress import Progress
 from engine.core.events import Tick
 from engine.counters import Counters
@@ -29,43 +28,59 @@ from tests.fake_exchange import (
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 
-FLOOD_FRAMES = 5_000
+FLOOD_FRAMES = 20_000
 SLOW_QUEUE = 4
 
 
-async def test_flood_slow_consumer_newest_dropped_counted_reader_never_blocks() -> None:
+async def test_flood_stalled_strategy_newest_dropped_counted_reader_never_blocks() -> None:
     tape = extended_binance_tape(FLOOD_FRAMES)
     async with open_fake_exchange("binance", [Session()], tape=tape) as fake:
         stream = WebSocketStream(ingest_section(fake), Counters())
         send, receive = trio.open_memory_channel[TickBatch](SLOW_QUEUE)
         consumed: list[Tick] = []
         strategy_progress = Progress()
+        unstall = trio.Event()
 
-        async def slow_strategy() -> None:
+        async def stalled_strategy() -> None:
+            await unstall.wait()  # a strategy stuck for the whole flood
             async for batch in receive:
                 consumed.extend(batch)
                 strategy_progress.bump()
-                await trio.sleep(0.001)  # a strategy much slower than the feed
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(stream.stream, send)
-            nursery.start_soon(slow_strategy)
+            nursery.start_soon(stalled_strategy)
             counters = stream.counters
-            # the reader takes every frame off the socket while the strategy lags
+            # the reader takes every frame off the socket although nothing is consumed
             await until(stream.progress, lambda: counters.ingest_received == FLOOD_FRAMES)
-            await until(strategy_progress, lambda: len(consumed) == counters.ingest_processed)
+            assert stream.forwarder is not None
+            held = counters.ingest_processed + stream.forwarder.held
+            # memory bound: the queue's batches, one in flight and the pending list;
+            # everything else was dropped
+            assert held <= (SLOW_QUEUE + 2) * LIVE_PENDING_TICKS
+            assert counters.bp_drops_tick == FLOOD_FRAMES - held
+            unstall.set()
+            await until(strategy_progress, lambda: len(consumed) == held)
             nursery.cancel_scope.cancel()
     assert len(fake.sent) == FLOOD_FRAMES
-    assert counters.bp_drops_tick > 0
-    assert counters.ingest_processed + counters.bp_drops_tick == FLOOD_FRAMES
-    assert len(consumed) == counters.ingest_processed
-    # the queue never held more than its bound: memory does not grow with the flood
+    assert counters.bp_drops_tick >= FLOOD_FRAMES - (SLOW_QUEUE + 2) * LIVE_PENDING_TICKS
+    assert counters.ingest_processed == len(consumed)
     assert send.statistics().max_buffer_size == SLOW_QUEUE
-    assert stream._dedup.remembered() <= DEDUP_WINDOW
-    # drop-newest: what got through is in order and never repeats
-    ids = [t.trade_id for t in consumed]
-    assert ids == sorted(set(ids))
+    assert stream._dedup.remembered() == 0
+    # drop-newest: what got through is the oldest, in order, never repeated
+    assert [t.trade_id for t in consumed] == [f.trade_id for f in tape[: len(consumed)]]
     assert counters.reconnects == 0
+
+
+async def test_burst_coalesced_into_batches_nothing_dropped() -> None:
+    # 2,000 trades at once into a 4-batch queue: the pending list absorbs the burst
+    tape = extended_binance_tape(2_000)
+    async with open_fake_exchange("binance", [Session()], tape=tape) as fake:
+        section = ingest_section(fake)
+        async with running_stream(section, capacity=SLOW_QUEUE) as (stream, receive):
+            ticks = await take(receive, 2_000)
+    assert [t.trade_id for t in ticks] == [f.trade_id for f in tape]
+    assert stream.counters.bp_drops_tick == 0
 
 
 async def test_recorded_capture_replays_to_the_same_ticks(tmp_path: Path) -> None:

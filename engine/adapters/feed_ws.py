@@ -7,9 +7,14 @@ turns its frames into ticks. Per connection ("session") three things run:
   message (``WS_MESSAGE_QUEUE``) and stops reading the socket while it sits
   unread, so nothing slow may sit between ``get_message`` and the next call:
   each frame is stamped (``ts_recv``), recorded (optional), decoded, filtered
-  for duplicates and handed on with ``send_nowait``. A full tick queue drops the
-  newest tick and counts ``bp_drops_tick`` (SPEC S6): the reader never waits
-  for the strategy or the disk, and memory stays bounded however fast the feed.
+  for duplicates and appended, without waiting, to a bounded list of pending
+  ticks. A **forwarder** task moves the pending ticks into the tick channel as
+  one batch (``await send``): only the forwarder ever waits for the strategy.
+  When the strategy lags, the channel fills, the pending list fills to
+  ``LIVE_PENDING_TICKS``, and then the newest tick is dropped and counted in
+  ``bp_drops_tick`` (SPEC S6). The reader never waits for the strategy or the
+  disk, and memory stays bounded however fast the feed; a burst is coalesced
+  into one batch instead of costing a channel operation per tick.
 * **the keepalive** pings after ``keepalive_interval_s`` without a frame and
   forces a reconnect when no pong comes within ``pong_timeout_s`` (S4). A
   frame is proof of life too, so a feed that keeps delivering is never pinged,
@@ -74,8 +79,86 @@ DISCONNECT_TIMEOUT_S: Final = 2.0
 """Upper bound on the closing handshake. A peer we are leaving because it went
 deaf will not answer it; waiting longer only delays the reconnect."""
 
+LIVE_PENDING_TICKS: Final = 1_000
+"""Ticks read but not yet in the tick channel. Overload policy: while this many
+wait (channel full, strategy lagging) the newest tick is dropped and counted in
+``bp_drops_tick``. Memory bound: the runtime's tick channel (``TICK_QUEUE_BATCHES``
+batches of at most this many ticks), one such batch in flight, and this list. It absorbs ~60 ms of a
+16k trades/s burst; measured in ``bench/bench_live.py``."""
+
 MESSAGE_TOO_BIG: Final = 1009
 """Close code trio-websocket uses when a frame exceeds ``max_message_size``."""
+
+
+class TickForwarder:
+    """Reader -> tick channel, the reader never waiting (see the module docstring).
+
+    ``offer`` (sync) appends a tick or drops it when ``capacity`` ticks already
+    wait. ``run`` sends everything pending as one batch whenever the channel
+    takes it; ``ingest_processed`` counts ticks once the channel accepted them.
+
+    *Cancellation* (the drain): whatever is still pending gets one last
+    ``send_nowait``; if the channel is full it is dropped and counted, never
+    silently lost.
+    """
+
+    def __init__(
+        self,
+        send: trio.MemorySendChannel[TickBatch],
+        counters: Counters,
+        capacity: int,
+        progress: Progress | None = None,
+    ) -> None:
+        self._send = send
+        self._counters = counters
+        self._capacity = capacity
+        self._progress = progress or Progress()
+        self._pending: list[Tick] = []
+        self._in_flight = 0
+        self._wakeup: trio.Event | None = None
+
+    @property
+    def held(self) -> int:
+        """Ticks read but not yet accepted by the channel (pending + the batch in flight)."""
+        return len(self._pending) + self._in_flight
+
+    def offer(self, tick: Tick) -> None:
+        if len(self._pending) >= self._capacity:
+            self._counters.bp_drops_tick += 1
+            return
+        self._pending.append(tick)
+        if self._wakeup is not None:
+            self._wakeup.set()
+            self._wakeup = None
+
+    async def run(self) -> None:
+        batch: list[Tick] = []
+        try:
+            while True:
+                if not self._pending:
+                    self._wakeup = trio.Event()
+                    await self._wakeup.wait()
+                batch, self._pending = self._pending, []
+                self._in_flight = len(batch)
+                await self._send.send(batch)
+                self._counters.ingest_processed += len(batch)
+                batch = []
+                self._in_flight = 0
+                self._progress.bump()
+        finally:
+            self._in_flight = 0
+            self._flush_nowait(batch + self._pending)
+            self._pending = []
+
+    def _flush_nowait(self, ticks: list[Tick]) -> None:
+        if not ticks:
+            return
+        try:
+            self._send.send_nowait(ticks)
+        except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+            self._counters.bp_drops_tick += len(ticks)
+            return
+        self._counters.ingest_processed += len(ticks)
 
 
 @dataclass
@@ -163,6 +246,23 @@ def _connection_failure(exc: BaseException) -> str | None:
     return None
 
 
+def _stray_cancel(exc: BaseException) -> str | None:
+    """A reason if ``exc`` is a ``Cancelled`` that no scope of ours asked for.
+
+    trio-websocket #184: after a keepalive timeout we close; a ping arriving
+    meanwhile makes the library's reader task try to pong in CLOSING state and
+    die with ``LocalProtocolError``. That cancels the library's own nursery, and
+    the ``Cancelled`` it put into the closing handshake can then escape
+    ``open_websocket`` in place of the error. Let through, it would cancel
+    whatever nursery it reaches next; when no enclosing scope of this task is
+    cancelled it is the library's, and the session simply ended.
+    """
+    if not isinstance(exc, trio.Cancelled) or trio.current_effective_deadline() == -math.inf:
+        return None
+    hidden = exc.__context__
+    return _describe(hidden) if hidden is not None else "cancelled by trio-websocket"
+
+
 class WebSocketStream:
     """Live ticks from a venue's public WebSocket (see the module docstring).
 
@@ -189,6 +289,7 @@ class WebSocketStream:
         self.stats = LinkStats()
         self.progress = Progress()
         self.recorder: CaptureRecorder | None = None
+        self.forwarder: TickForwarder | None = None
         self._clock = clock
         self._decode = decode
         self._decoder: Decoder = decoder_for(section.venue.value)
@@ -214,12 +315,24 @@ class WebSocketStream:
         *Error handling:* raises ``NetworkBudgetExhausted`` (exit 10) or
         ``ParseRateExceeded`` (exit 11); network errors are retried.
         """
+        forwarder = self.forwarder = TickForwarder(
+            send, self.counters, LIVE_PENDING_TICKS, self.progress
+        )
+        failure: Exception | None = None
         async with self._recording():
             try:
-                await self._connect_loop(send)
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(forwarder.run)
+                    try:
+                        await self._connect_loop()
+                    except Exception as exc:  # raised below, after the forwarder flushed
+                        failure = exc
+                    nursery.cancel_scope.cancel()
             finally:
                 self.counters.connected = 0
                 self.progress.bump()
+        if failure is not None:
+            raise failure
 
     @asynccontextmanager
     async def _recording(self) -> AsyncIterator[None]:
@@ -230,7 +343,7 @@ class WebSocketStream:
             self.recorder = recorder
             yield
 
-    async def _connect_loop(self, send: trio.MemorySendChannel[TickBatch]) -> None:
+    async def _connect_loop(self) -> None:
         counters = self.counters
         last_reason = ""
         self._budget.lost(trio.current_time())
@@ -268,7 +381,7 @@ class WebSocketStream:
             else:
                 logs.info("ws_connect", venue=self.section.venue.value, url=self.url)
             self.stats.attempts += 1
-            session = await self._run_session(send)
+            session = await self._run_session()
             now = trio.current_time()
             if session.healthy_since is None:
                 self._budget.failed(now)
@@ -277,7 +390,7 @@ class WebSocketStream:
             self._backoff.connection_ended(session.healthy_since, now)
             last_reason = session.end_reason or "closed"
 
-    async def _run_session(self, send: trio.MemorySendChannel[TickBatch]) -> _Session:
+    async def _run_session(self) -> _Session:
         """One connection from handshake to loss; returns why it ended."""
         now = trio.current_time()
         session = _Session(opened_at=now, last_rx=now)
@@ -295,14 +408,14 @@ class WebSocketStream:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._keepalive, ws, session, nursery.cancel_scope)
                     try:
-                        await self._read(ws, send, session)
+                        await self._read(ws, session)
                     except Exception as exc:  # raised below, not wrapped in a group
                         fatal = exc
                     nursery.cancel_scope.cancel()
                 if fatal is not None:
                     raise fatal
         except BaseException as exc:
-            reason = _connection_failure(exc)
+            reason = _connection_failure(exc) or _stray_cancel(exc)
             if reason is None:
                 raise
             if session.end_reason is None:
@@ -359,12 +472,7 @@ class WebSocketStream:
         session.healthy_since = now
         self._budget.working()
 
-    async def _read(
-        self,
-        ws: trio_websocket.WebSocketConnection,
-        send: trio.MemorySendChannel[TickBatch],
-        session: _Session,
-    ) -> None:
+    async def _read(self, ws: trio_websocket.WebSocketConnection, session: _Session) -> None:
         """Read frames until the connection closes; hand each on without waiting."""
         counters = self.counters
         recorder = self.recorder
@@ -387,7 +495,7 @@ class WebSocketStream:
             if recorder is not None:
                 recorder.record_nowait(ts_recv, raw)
             if decode:
-                self._accept(raw, ts_recv, send, now)
+                self._accept(raw, ts_recv, now)
             self.progress.bump()
 
     def _on_closed(self, exc: trio_websocket.ConnectionClosed, session: _Session) -> None:
@@ -403,9 +511,7 @@ class WebSocketStream:
                 trio.current_time(),
             )
 
-    def _accept(
-        self, raw: bytes, ts_recv: int, send: trio.MemorySendChannel[TickBatch], now: float
-    ) -> None:
+    def _accept(self, raw: bytes, ts_recv: int, now: float) -> None:
         counters = self.counters
         try:
             tick = self._decoder(raw, ts_recv)
@@ -420,9 +526,9 @@ class WebSocketStream:
             if self.section.venue is Venue.COINBASE:
                 self._check_venue_error(raw)
             return
-        self._admit(tick, send)
+        self._admit(tick)
 
-    def _admit(self, tick: Tick, send: trio.MemorySendChannel[TickBatch]) -> None:
+    def _admit(self, tick: Tick) -> None:
         counters = self.counters
         new, gap = self._dedup.admit(tick.venue, tick.symbol, tick.trade_id)
         if not new:
@@ -439,12 +545,8 @@ class WebSocketStream:
                 missing=gap.missing,
                 gaps_for_symbol=self._dedup.gaps_by_symbol()[f"{gap.venue}:{gap.symbol}"],
             )
-        try:
-            send.send_nowait([tick])
-        except trio.WouldBlock:
-            counters.bp_drops_tick += 1
-            return
-        counters.ingest_processed += 1
+        assert self.forwarder is not None
+        self.forwarder.offer(tick)
 
     def _reject(self, reason: str, raw: bytes, now: float) -> None:
         self.counters.parse_errors += 1
