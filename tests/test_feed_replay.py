@@ -117,11 +117,11 @@ async def test_replay_gzip_and_plain_give_identical_ticks(tmp_path: Path) -> Non
 
 
 async def test_replay_files_in_given_order_each_flushing_its_last_batch(tmp_path: Path) -> None:
-    first = write(tmp_path / "1", [(R0 + i, trade(i)) for i in range(1, 4)])
-    second = write(tmp_path / "2", [(R0 + i, trade(i)) for i in range(10, 12)])
+    first = write(tmp_path / "1", [(R0 + i, trade(i)) for i in range(4, 7)])
+    second = write(tmp_path / "2", [(R0 + i, trade(i)) for i in range(1, 3)])
     counters = Counters()
     batches = await collect(ReplayStream([second, first], counters, batch_size=2))
-    assert [[t.trade_id for t in b] for b in batches] == [[10, 11], [1, 2], [3]]
+    assert [[t.trade_id for t in b] for b in batches] == [[1, 2], [4, 5], [6]]
     assert snapshot(counters) == (5, 5, 0, 0)
 
 
@@ -302,3 +302,29 @@ def test_replay_stream_rejects_bad_arguments() -> None:
         ReplayStream([], Counters(), speed=-1)
     with pytest.raises(ValueError, match="batch_size"):
         ReplayStream([], Counters(), batch_size=0)
+
+
+async def test_replay_decoder_raising_other_value_error_counted_as_malformed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, logged: LogCapture
+) -> None:
+    real = DECODERS["binance"]
+
+    def sloppy(raw: bytes, ts_recv: int, /) -> Tick | None:
+        if b"boom" in raw:
+            raise RecursionError("nesting too deep")
+        if b"bad" in raw:
+            raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte")
+        return real(raw, ts_recv)
+
+    monkeypatch.setitem(DECODERS, "binance", sloppy)
+    path = write(
+        tmp_path / "c.txt",
+        [(R0, trade(1)), (R0, b'{"e":"boom"}'), (R0, b'{"e":"bad"}'), (R0, trade(2))],
+    )
+    counters = Counters()
+    batches = await collect(ReplayStream([path], counters))
+    assert [t.trade_id for b in batches for t in b] == [1, 2]
+    assert snapshot(counters) == (4, 2, 0, 2)
+    reasons = [str(w["reason"]) for w in logged.events("malformed_message")]
+    assert reasons[0] == "RecursionError: nesting too deep"
+    assert reasons[1].startswith("UnicodeDecodeError")

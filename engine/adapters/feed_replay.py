@@ -11,7 +11,7 @@ cryptofeed ``wss://`` markers are not messages); ``skipped_messages`` the
 well-formed messages that are not trades; ``parse_errors`` the malformed ones;
 ``ingest_processed`` the ticks handed to the channel, added when ``send`` returns,
 so it always equals what downstream received. Once a file is done,
-``ingest_received == ingest_processed + skipped_messages + parse_errors``
+``ingest_received == ingest_processed + skipped_messages + parse_errors + duplicates``
 (per this stream's own contributions). ``tick_count`` belongs to the strategy.
 
 *Pacing:* ``speed == 0`` replays as fast as the pipeline takes it. ``speed > 0``
@@ -50,6 +50,7 @@ import trio
 from engine import logs
 from engine.adapters.capture import MALFORMED, open_capture, read_capture_blocks
 from engine.adapters.decoding import Decoder, MalformedMessage, decoder_for, detect_venue
+from engine.adapters.dedup import TradeDedup
 from engine.core.events import Tick
 from engine.counters import Counters
 from engine.exits import ConfigError
@@ -111,6 +112,10 @@ class ReplayStream:
         venue = ""
         probes = 0
         batch: list[Tick] = []
+        # A trade seen before in this file (a live recording holds what a reconnect
+        # resent) is dropped as the live feed dropped it, so the replay decides
+        # alike. Per file: files may be given in any order.
+        dedup = TradeDedup()
         # Local tallies, pushed into the shared counters before every send and
         # at the end (attribute increments per line would cost ~10% of decode).
         received = skipped = 0
@@ -156,9 +161,22 @@ class ReplayStream:
                             errors += 1
                             self._log_malformed(path, first_line_no + i, exc.reason, raw)
                             continue
+                        except (ValueError, RecursionError) as exc:
+                            # A decoder should say MalformedMessage; one bad line must
+                            # still never stop the replay (SPEC L3), whatever it raised.
+                            errors += 1
+                            reason = f"{type(exc).__name__}: {exc}"
+                            self._log_malformed(path, first_line_no + i, reason, raw)
+                            continue
                         if tick is None:
                             skipped += 1
                             continue
+                        new, gap = dedup.admit(tick.venue, tick.symbol, tick.trade_id)
+                        if not new:
+                            counters.duplicates += 1
+                            continue
+                        if gap is not None:
+                            counters.gaps += 1
                         if paced:
                             if r0 < 0:
                                 r0 = ts
