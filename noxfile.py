@@ -38,6 +38,20 @@ def bench(session: nox.Session) -> None:
 
 
 @nox.session
+def contention(session: nox.Session) -> None:
+    """I7/S15: engine + dashboard healthy while busy loops saturate every core."""
+    session.install("-e", ".")
+    session.run("python", "bench/contention.py", *session.posargs)
+
+
+@nox.session
+def live_bench(session: nox.Session) -> None:
+    """Live path: the fake exchange pushes trades over loopback at rising rates."""
+    session.install("-e", ".[dev]")
+    session.run("python", "bench/bench_live.py", *session.posargs)
+
+
+@nox.session
 def proof(session: nox.Session) -> None:
     """Build the proof bundle that gate G1 requires for LIVE."""
     session.install("-e", ".[dev]")
