@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import signal
 import sqlite3
-import threading
 from decimal import Decimal
 from pathlib import Path
 
@@ -140,7 +139,6 @@ def test_locked_database_is_waited_out_and_nothing_is_lost(tmp_path: Path) -> No
         },
     )
     locker = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
-    release = threading.Event()
     try:
         engine.wait_for(lambda e: e.get("event") == "heartbeat" and e["persist_count"] > 0)
         locker.execute("BEGIN EXCLUSIVE")
@@ -148,7 +146,6 @@ def test_locked_database_is_waited_out_and_nothing_is_lost(tmp_path: Path) -> No
         # so seeing the retry proves the lock was held longer than busy_timeout.
         engine.wait_for(lambda e: e.get("event") == "persist_lock_retry")
         locker.execute("COMMIT")
-        release.set()
         engine.wait_for(lambda e: e.get("event") == "heartbeat" and e["persist_errors"] > 0)
         engine.send_signal(signal.SIGINT)
         code = engine.finish()

@@ -1,0 +1,149 @@
+"""The runtime in-process: drain order, failure hand-off, overload policy.
+
+Real SQLite store (tmp_path) and real clock where a worker thread is involved;
+the mock clock only for the in-memory overload timer.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import trio
+import trio.testing
+
+from engine.config import Config
+from engine.core.events import Tick, tick_id
+from engine.core.execution import Execution
+from engine.core.strategy import SmaCross
+from engine.counters import Counters
+from engine.exits import ExitCode, NetworkBudgetExhausted, Overload
+from engine.ports import TickBatch
+from engine.runtime import (
+    ENQUEUE_TIMEOUT_S,
+    Components,
+    RunState,
+    run_engine,
+    send_or_overload,
+)
+from engine.sdnotify import Notifier
+from engine.store.sqlite_store import SqliteStore
+
+
+def make_ticks(start: int, n: int) -> TickBatch:
+    ticks = []
+    for i in range(start, start + n):
+        # A zig-zag so the SMA crosses and signals/orders/fills appear too.
+        price = Decimal(100 + (i // 7) % 5) + Decimal(i % 3) / 10
+        ticks.append(
+            Tick(
+                event_id=tick_id("binance", "BTCUSDT", i),
+                venue="binance",
+                symbol="BTCUSDT",
+                trade_id=i,
+                ts_event=i * 400_000_000,
+                ts_recv=i * 400_000_000 + 1_000_000,
+                price=price,
+                qty=Decimal("0.5"),
+            )
+        )
+    return ticks
+
+
+class ListSource:
+    """A MarketDataStream of prepared batches; optionally fails after sending them."""
+
+    def __init__(self, batches: list[TickBatch], fail_with: Exception | None = None) -> None:
+        self.batches = batches
+        self.fail_with = fail_with
+
+    async def stream(self, send: trio.MemorySendChannel[TickBatch]) -> None:
+        for batch in self.batches:
+            await send.send(batch)
+        if self.fail_with is not None:
+            raise self.fail_with
+
+
+def wiring(tmp_path: Path, source: ListSource) -> tuple[Components, RunState, Path]:
+    config = Config()
+    db = tmp_path / "engine.db"
+    store = SqliteStore.open(db)
+    components = Components(
+        source=source,
+        strategy=SmaCross(config.strategy.fast, config.strategy.slow, 0),
+        execution=Execution(config),
+        store=store,
+    )
+    state = RunState(
+        config=config, counters=Counters(), notifier=Notifier.from_env({}), run_id="run-test"
+    )
+    store.start_run("run-test", 1, "test", "shadow", 0, "test", "{}")
+    return components, state, db
+
+
+def count(db: Path, table: str) -> int:
+    with sqlite3.connect(db) as conn:
+        (n,) = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
+    return int(n)
+
+
+async def test_run_engine_finished_source_drains_everything_and_exits_0(tmp_path: Path) -> None:
+    batches = [make_ticks(i * 100, 100) for i in range(5)]
+    components, state, db = wiring(tmp_path, ListSource(batches))
+    with trio.fail_after(30):
+        code = await run_engine(components, state)
+    components.store.close()
+    assert code is ExitCode.COMPLETE
+    assert count(db, "ticks") == 500
+    assert state.counters.tick_count == 500
+    assert count(db, "signals") == state.counters.signal_count > 0
+    assert count(db, "fills") == state.counters.trade_count
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT clean_shutdown, exit_code FROM runs").fetchall() == [(1, 0)]
+        assert conn.execute("SELECT count(*) FROM heartbeats WHERE final = 1").fetchone() == (1,)
+
+
+async def test_run_engine_source_failure_is_raised_after_the_drain(tmp_path: Path) -> None:
+    batches = [make_ticks(i * 50, 50) for i in range(3)]
+    source = ListSource(batches, fail_with=NetworkBudgetExhausted("budget spent"))
+    components, state, db = wiring(tmp_path, source)
+    with trio.fail_after(30):
+        code = await run_engine(components, state)
+    components.store.close()
+    assert code is ExitCode.NETWORK
+    assert count(db, "ticks") == 150  # accepted before the failure: all persisted
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT clean_shutdown, exit_code FROM runs").fetchall() == [(0, 10)]
+
+
+async def test_send_or_overload_waits_then_raises_at_timeout(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    send, receive = trio.open_memory_channel[int](1)
+    send.send_nowait(0)  # full
+    start = trio.current_time()
+    with pytest.raises(Overload, match="record queue stayed full"):
+        await send_or_overload(send, 1, "record")
+    assert trio.current_time() - start == pytest.approx(ENQUEUE_TIMEOUT_S)
+    assert receive.receive_nowait() == 0
+    with pytest.raises(trio.WouldBlock):
+        receive.receive_nowait()  # the refused item was not half-queued
+
+
+async def test_send_or_overload_succeeds_when_space_frees_in_time(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    send, receive = trio.open_memory_channel[int](1)
+    send.send_nowait(0)
+
+    async def consume_later() -> None:
+        await trio.sleep(ENQUEUE_TIMEOUT_S - 1)
+        assert await receive.receive() == 0
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(consume_later)
+        await send_or_overload(send, 1, "record")
+    assert receive.receive_nowait() == 1
+    assert trio.current_time() == pytest.approx(ENQUEUE_TIMEOUT_S - 1)
