@@ -49,7 +49,7 @@ from engine.runtime import TICK_QUEUE_BATCHES, Components, RunState, run_pipelin
 from engine.sdnotify import Notifier  # noqa: E402
 from engine.store.sqlite_store import SqliteStore  # noqa: E402
 
-DEFAULT_RATES = (1_000, 2_000, 5_000, 10_000, 20_000, 40_000, 80_000)
+DEFAULT_RATES = (1_000, 2_000, 5_000, 10_000, 15_000, 20_000, 30_000, 40_000, 80_000)
 DEFAULT_SECONDS = 2.0
 MAX_LATENCY_SAMPLES = 1_000_000
 KEPT_PACE = 0.95
