@@ -13,7 +13,7 @@ from engine.adapters.backoff import Backoff, BackoffPolicy
 from engine.adapters.feed_ws import WebSocketStream, feed_url
 from engine.config import IngestSection, Source, Venue
 from engine.counters import Counters
-from engine.exits import NetworkBudgetExhausted, ParseRateExceeded
+from engine.exits import ConfigError, NetworkBudgetExhausted, ParseRateExceeded
 from engine.ports import TickBatch
 from tests.fake_exchange import (
     End,
@@ -253,3 +253,9 @@ async def test_stream_frame_above_max_message_size_is_parse_error_then_reconnect
     [bad] = log_lines.events("malformed_message")
     assert "max_message_size=4096" in bad["reason"]
     assert log_lines.events("ws_disconnected")[0]["reason"].startswith("closed 1009")
+
+
+def test_stream_no_symbols_is_a_config_error_exit_12() -> None:
+    section = IngestSection(source=Source.WEBSOCKET, symbols=())
+    with pytest.raises(ConfigError, match=r"ingest\.symbols"):
+        WebSocketStream(section, Counters())

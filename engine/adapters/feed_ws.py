@@ -65,7 +65,7 @@ from engine.adapters.recorder import CaptureRecorder, open_capture_recorder
 from engine.config import IngestSection, Venue
 from engine.core.events import Tick
 from engine.counters import Counters
-from engine.exits import NetworkBudgetExhausted
+from engine.exits import ConfigError, NetworkBudgetExhausted
 from engine.ports import TickBatch
 
 BINANCE_DEFAULT_URL: Final = "wss://stream.binance.com:9443"
@@ -281,8 +281,8 @@ class WebSocketStream:
         decode: bool = True,
         healthy_after_s: float = HEALTHY_AFTER_S,
     ) -> None:
-        if not section.symbols:
-            raise ValueError("ingest.symbols: the websocket source needs at least one symbol")
+        if not section.symbols or not all(s.strip() for s in section.symbols):
+            raise ConfigError("ingest.symbols: the websocket source needs non-empty symbols")
         self.section = section
         self.counters = counters
         self.url = feed_url(section)

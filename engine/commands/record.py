@@ -78,10 +78,7 @@ def run(args: argparse.Namespace) -> int:
 async def record(section: IngestSection, duration: float | None) -> ExitCode:
     """Record until ``duration`` elapses, a signal arrives, or the budget is spent."""
     counters = Counters()
-    try:
-        stream = WebSocketStream(section, counters, decode=False)
-    except (KeyError, ValueError) as exc:
-        raise ConfigError(str(exc)) from None
+    stream = WebSocketStream(section, counters, decode=False)
     send, _receive = trio.open_memory_channel[TickBatch](1)  # decode=False: never used
     code = ExitCode.COMPLETE
     stopped_by = "duration"
