@@ -29,8 +29,9 @@ class MarketDataStream(Protocol):
     *Resource handling:* the source does not close ``send``; the ingest task owns it.
 
     *Overload policy* belongs to the source: a replay awaits ``send`` (lossless
-    backpressure); a live feed uses ``send_nowait`` and drops the newest batch
-    on ``trio.WouldBlock``, counting ``bp_drops_tick``.
+    backpressure); a live feed never lets its socket reader wait -- it drops the
+    newest tick when its own bounded pending buffer is full, counting
+    ``bp_drops_tick`` (see docs/ingest.md).
     """
 
     async def stream(self, send: trio.MemorySendChannel[TickBatch]) -> None:

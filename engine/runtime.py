@@ -44,7 +44,8 @@ T = TypeVar("T")
 
 TICK_QUEUE_BATCHES: Final = 16
 """ingest -> strategy. Overload policy is the source's: a replay awaits (lossless
-backpressure); a live feed drops the newest batch and counts ``bp_drops_tick``."""
+backpressure); a live feed drops the newest tick from its bounded pending buffer
+and counts ``bp_drops_tick`` (its socket reader never waits)."""
 
 DECISION_QUEUE_BATCHES: Final = 16
 """strategy -> execution. Never dropped: a full queue is waited on for at most
