@@ -97,6 +97,7 @@ def run_with(
             notifier=Notifier.from_env(),
             run_id=run_id,
             trading_state=lambda: execution.trading_state,
+            abandon_writes=store.abandon,
         )
         components = Components(
             source=source,

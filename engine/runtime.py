@@ -70,8 +70,11 @@ class RunState:
     ingest_scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     pipeline_scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     draining: bool = False
+    drain_started: trio.Event = field(default_factory=trio.Event)
     ingest_failure: BaseException | None = None
     trading_state: Callable[[], str] = lambda: "ACTIVE"
+    abandon_writes: Callable[[], None] = lambda: None
+    """Tells a write stuck retrying on a lock to give up (``SqliteStore.abandon``)."""
 
 
 async def send_or_overload(send: trio.MemorySendChannel[T], item: T, queue: str) -> None:
@@ -173,23 +176,43 @@ def _signal_name(signum: int) -> str:
 
 
 async def signal_task(state: RunState) -> None:
-    """First SIGINT/SIGTERM: stop ingest and start the drain clock. Second: stop now."""
+    """First SIGINT/SIGTERM: stop ingest and start the drain. Second: stop now."""
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for signum in signals:
             if not state.draining:
-                state.draining = True
-                deadline = trio.current_time() + state.config.engine.drain_timeout_s
-                state.pipeline_scope.deadline = deadline
-                state.ingest_scope.cancel()
-                state.notifier.stopping()
+                begin_drain(state, f"signal {_signal_name(signum)}")
                 logs.info(
                     "shutdown_requested",
                     signal=_signal_name(signum),
                     drain_timeout_s=state.config.engine.drain_timeout_s,
                 )
             else:
-                logs.warning("shutdown_forced", signal=_signal_name(signum))
-                state.pipeline_scope.cancel()
+                force_stop(state, f"second signal {_signal_name(signum)}")
+
+
+def begin_drain(state: RunState, why: str) -> None:
+    """Stop ingest; everything it accepted flows on to disk (the drain)."""
+    state.draining = True
+    state.ingest_scope.cancel()
+    state.notifier.stopping()
+    state.drain_started.set()
+    logs.info("drain_started", reason=why)
+
+
+def force_stop(state: RunState, why: str) -> None:
+    """Cancel the whole pipeline now; a write stuck on a lock gives up too (exit 13)."""
+    logs.warning("shutdown_forced", reason=why)
+    state.abandon_writes()
+    state.pipeline_scope.cancel()
+
+
+async def drain_deadline_task(state: RunState) -> None:
+    """A drain that takes longer than ``drain_timeout_s`` is forced to stop."""
+    await state.drain_started.wait()
+    await trio.sleep(state.config.engine.drain_timeout_s)
+    force_stop(
+        state, f"drain took longer than drain_timeout_s={state.config.engine.drain_timeout_s}"
+    )
 
 
 async def heartbeat_task(
@@ -276,6 +299,7 @@ async def run_pipeline(components: Components, state: RunState) -> None:
 
     async with trio.open_nursery() as services:
         services.start_soon(signal_task, state)
+        services.start_soon(drain_deadline_task, state)
         services.start_soon(heartbeat_task, state, components.store, limiter)
         queues = (tick_send, decision_send, record_send)
         services.start_soon(

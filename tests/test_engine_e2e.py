@@ -176,3 +176,38 @@ def test_drawdown_halt_is_logged_once_and_later_entries_vetoed(tmp_path: Path) -
 
 def final_heartbeat_row(db: Path) -> object:
     return scalar(db, "SELECT trading_state FROM heartbeats WHERE final = 1")
+
+
+@pytest.mark.parametrize("force", ["drain_timeout", "second_signal"])
+def test_drain_that_cannot_finish_is_forced_and_exits_13(tmp_path: Path, force: str) -> None:
+    """The writer is stuck on a lock held by another connection; the stop still happens."""
+    db = tmp_path / "engine.db"
+    SqliteStore.open(db).close()
+    engine = EngineProcess(
+        ["replay", str(REAL_CAPTURE), "--db", str(db), "--speed", "4"],
+        env={
+            "ENGINE_ENGINE_HEARTBEAT_INTERVAL_S": "0.2",
+            "ENGINE_ENGINE_BUSY_TIMEOUT_MS": "1000",
+            "ENGINE_ENGINE_DRAIN_TIMEOUT_S": "1.5" if force == "drain_timeout" else "600",
+        },
+    )
+    locker = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    try:
+        engine.wait_for(lambda e: e.get("event") == "heartbeat" and e["persist_count"] > 0)
+        locker.execute("BEGIN EXCLUSIVE")
+        engine.wait_for(lambda e: e.get("event") == "persist_lock_retry")
+        engine.send_signal(signal.SIGINT)
+        engine.wait_for(lambda e: e.get("event") == "shutdown_requested")
+        if force == "second_signal":
+            engine.send_signal(signal.SIGINT)
+        forced = engine.wait_for(lambda e: e.get("event") == "shutdown_forced")
+        code = engine.finish()  # while the lock is still held: nothing waits for it
+    finally:
+        locker.close()
+        engine.kill()
+    assert code == 13
+    expected = "second signal" if force == "second_signal" else "drain_timeout_s"
+    assert expected in forced["reason"]
+    stopped = engine.events("engine_stopped")
+    assert stopped and stopped[0]["exit_name"] == "OVERLOAD"
+    assert not engine.events("clean_shutdown")

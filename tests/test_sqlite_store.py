@@ -31,7 +31,7 @@ from engine.core.events import (
 from engine.ports import WriteResult
 from engine.store.digest import digest, table_counts
 from engine.store.schema import RECORD_TABLES
-from engine.store.sqlite_store import SqliteStore, backoff_s, is_lock_error
+from engine.store.sqlite_store import SqliteStore, StoreAbandoned, backoff_s, is_lock_error
 
 
 def tick(n: int, price: str = "61000.10", qty: str = "0.00100000") -> Tick:
@@ -216,7 +216,7 @@ def test_open_logs_store_opened_with_pragmas_and_migrations(tmp_path: Path) -> N
     assert first["pragmas"] == {"journal_mode": "wal", "synchronous": 1,
                                 "busy_timeout": 5000, "temp_store": 2}
     assert first["migrations_applied"] == ["0001_trading_records", "0002_runs_heartbeats",
-                                          "0003_risk_states"]
+                                          "0003_risk_states", "0004_venue_failures"]
     assert second["migrations_applied"] == []
 
 
@@ -282,3 +282,28 @@ def test_backoff_doubles_then_caps() -> None:
     assert [backoff_s(a, 0.05, 2.0) for a in range(1, 8)] == [
         0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 2.0]
     assert backoff_s(10_000, 0.05, 2.0) == 2.0
+
+
+def test_write_records_abandoned_while_locked_raises_and_stores_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "engine.db"
+    attempts: list[float] = []
+    store: SqliteStore
+
+    def sleep(delay: float) -> None:
+        # Between retries the runtime forces the stop (deadline or second signal).
+        attempts.append(delay)
+        store.abandon()
+
+    store = SqliteStore.open(path, busy_timeout_ms=50, retry_first_s=0.01, sleep=sleep)
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(StoreAbandoned, match="stop was forced") as info:
+            store.write_records([tick(n) for n in range(10)])
+    finally:
+        other.execute("COMMIT")
+        other.close()
+    assert info.value.exit_code == 13
+    assert len(attempts) == 1  # one retry, then the abandon was seen
+    assert store.connection.execute("SELECT count(*) FROM ticks").fetchone() == (0,)
+    store.close()

@@ -9,13 +9,17 @@ writer connection; calls must not overlap.
 if the write still fails with "database is locked"/"busy", the transaction is
 rolled back and the *same* batch retried after a capped exponential backoff,
 forever: a batch is never dropped, and the runtime's drain deadline bounds the
-wait. Each retry is logged and counted in the returned ``WriteResult``.
+wait: when a drain is forced (deadline passed, second signal) the runtime calls
+``abandon()`` and the retry loop raises ``StoreAbandoned`` instead of waiting on
+(a worker thread cannot be cancelled from outside; this is how it is told to stop).
+Each retry is logged and counted in the returned ``WriteResult``.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -23,6 +27,7 @@ from typing import Final, TypeVar
 
 from engine import logs
 from engine.core.events import Record
+from engine.exits import Overload
 from engine.ports import WriteResult
 from engine.store.connection import BUSY_TIMEOUT_MS, open_writer, read_pragmas
 from engine.store.schema import RECORD_TABLES, Row, migrate
@@ -54,6 +59,10 @@ def backoff_s(attempt: int, first_s: float, max_s: float) -> float:
     return min(max_s, first_s * float(2 ** min(attempt - 1, 30)))
 
 
+class StoreAbandoned(Overload):
+    """Raised by a write retrying on a lock after ``SqliteStore.abandon()`` (a forced stop)."""
+
+
 class SqliteStore:
     """The database of one engine process (see module docstring for threading and locks)."""
 
@@ -73,6 +82,7 @@ class SqliteStore:
         self._retry_first_s = retry_first_s
         self._retry_max_s = retry_max_s
         self._sleep = sleep
+        self._abandoned = threading.Event()
 
     @classmethod
     def open(
@@ -167,8 +177,16 @@ class SqliteStore:
                 "INSERT INTO runs (run_id, pid, command, mode, started_wall_ns,"
                 " code_version, config_json, pragmas_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT DO NOTHING",
-                (run_id, pid, command, mode, started_wall_ns, code_version, config_json,
-                 pragmas_json),
+                (
+                    run_id,
+                    pid,
+                    command,
+                    mode,
+                    started_wall_ns,
+                    code_version,
+                    config_json,
+                    pragmas_json,
+                ),
             ).rowcount
 
         inserted, retries = self._transaction(write, what="run", size=1)
@@ -222,6 +240,10 @@ class SqliteStore:
         busy, log, done = row
         return int(busy), int(log), int(done)
 
+    def abandon(self) -> None:
+        """Make a write that is retrying on a lock give up (thread-safe; forced stop only)."""
+        self._abandoned.set()
+
     def close(self) -> None:
         """Close the writer connection (SQLite checkpoints and removes the WAL if it can)."""
         self._conn.close()
@@ -260,4 +282,9 @@ class SqliteStore:
                     delay_s=delay,
                     error=str(exc),
                 )
+                if self._abandoned.is_set():
+                    raise StoreAbandoned(
+                        f"gave up a {what} write of {size} record(s) after {retries} lock"
+                        " retries: the stop was forced"
+                    ) from exc
                 self._sleep(delay)
