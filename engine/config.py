@@ -169,7 +169,9 @@ class ExecutionSection(Section, frozen=True):
 
 class LiveSection(Section, frozen=True):
     rest_url: str = "https://api.binance.com"
-    ws_url: str = "wss://stream.binance.com:9443"
+    ws_url: str = "wss://ws-api.binance.com:443/ws-api/v3"
+    """The WebSocket **API** (not the market-data stream host): the LIVE user-data
+    subscription ``userDataStream.subscribe.signature`` lives there."""
     credentials_file: str = ""
 
 

@@ -13,7 +13,9 @@ from engine.core.events import Fill, Order, OrderEvent, Side, Signal, Tick, Veto
 from engine.store import schema
 from engine.store.schema import DIGEST_TABLES, RECORD_TABLES, migrate
 
-ALL_MIGRATIONS = ["0001_trading_records", "0002_runs_heartbeats", "0003_risk_states"]
+ALL_MIGRATIONS = [
+    "0001_trading_records", "0002_runs_heartbeats", "0003_risk_states", "0004_venue_failures",
+]
 
 EXPECTED_COLUMNS = {
     "ticks": {"event_id": "TEXT", "venue": "TEXT", "symbol": "TEXT", "trade_id": "INTEGER",

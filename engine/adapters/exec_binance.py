@@ -5,7 +5,9 @@ Nothing constructs this outside ``mode = "live"``, and the runtime calls
 it (I1).
 
 *Using it.* ``track(order)`` returns the ``Order`` and its SUBMITTED event:
-persist them first, then ``await submit(order_id)``. Every method returns the
+persist them first, then ``await submit(order_id)``. (In the engine the core's
+LIVE ``Execution`` already recorded both, and ``engine.live`` waits until they
+are committed before it submits.) Every method returns the
 records to persist -- order transitions, fills, and a ``VenueFailure`` for
 every failed call (each is also logged: L4). Fills normally arrive through
 ``run_user_stream`` (the WebSocket-API user-data stream); the order response
@@ -177,10 +179,14 @@ class BinanceExecution:
 
     def track(self, order: Order) -> list[LiveRecord]:
         """Start tracking ``order``; persist the returned Order + SUBMITTED before ``submit``."""
-        if order.mode != MODE:
+        if order.mode.lower() != MODE:
             raise ValueError(f"{order.order_id}: a {order.mode!r} order cannot go to a live venue")
         cid = client_order_id(order.order_id)
         return [*self.book.add(order, f"live: sending to binance as {cid}")]
+
+    def is_open(self, order_id: str) -> bool:
+        """Whether ``order_id`` is tracked here and not in a terminal state."""
+        return self.book.is_open(order_id)
 
     def restore(self, working: WorkingOrder, fill_ids: list[str]) -> None:
         """Resume an order a previous run left open (then ``reconcile``)."""
@@ -389,14 +395,20 @@ def wall_ms() -> int:
 
 
 def build_live_execution(
-    config: Config, client: httpx.AsyncClient, environ: Mapping[str, str] = os.environ
+    config: Config,
+    client: httpx.AsyncClient,
+    environ: Mapping[str, str] = os.environ,
+    *,
+    credentials: Credentials | None = None,
 ) -> BinanceExecution:
-    """The LIVE adapter for ``config`` (credentials loaded and checked here: ConfigError/12).
+    """The LIVE adapter for ``config`` (credentials loaded and checked here: ConfigError/12,
+    unless already loaded ones are passed).
 
     Call only after ``engine.gate.enforce`` passed.
     """
-    credentials = load_credentials(config.live.credentials_file, environ)
-    logs.info("live_credentials_loaded", source=credentials.source)
+    if credentials is None:
+        credentials = load_credentials(config.live.credentials_file, environ)
+        logs.info("live_credentials_loaded", source=credentials.source)
     rest = BinanceRest(
         base_url=config.live.rest_url, credentials=credentials, client=client, wall_ms=wall_ms
     )

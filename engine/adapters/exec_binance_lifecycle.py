@@ -224,6 +224,10 @@ class LiveBook:
     def order_id_for_client(self, client_id: str) -> str | None:
         return self._by_client.get(client_id)
 
+    def is_open(self, order_id: str) -> bool:
+        working = self._orders.get(order_id)
+        return working is not None and working.state not in TERMINAL
+
     def open_order_ids(self) -> list[str]:
         return sorted(oid for oid, o in self._orders.items() if o.state not in TERMINAL)
 

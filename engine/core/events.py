@@ -169,5 +169,55 @@ class RiskState(Event, frozen=True, tag="risk_state"):
     reason: str
 
 
-Record = Tick | Signal | Veto | Order | OrderEvent | Fill | RiskState
+class FailureKind(enum.StrEnum):
+    """What went wrong talking to a venue (the ``kind`` of a ``VenueFailure``)."""
+
+    TIMEOUT = "TIMEOUT"
+    """No answer in time: the outcome of a state-changing call is unknown."""
+    NETWORK = "NETWORK"
+    """The connection failed or dropped."""
+    RATE_LIMITED = "RATE_LIMITED"
+    """HTTP 429: slow down (the request was not executed)."""
+    BANNED = "BANNED"
+    """HTTP 418: IP banned for repeated rate-limit violations."""
+    SERVER_ERROR = "SERVER_ERROR"
+    """HTTP 5xx: the venue's problem; the outcome is unknown."""
+    VENUE_ERROR = "VENUE_ERROR"
+    """A 4xx with a venue error code other than an order rejection."""
+    BAD_RESPONSE = "BAD_RESPONSE"
+    """A response or stream message that did not decode as expected."""
+    INCONSISTENT = "INCONSISTENT"
+    """A venue report that contradicts what we know (overfill, unknown order)."""
+    FEE_UNPRICED = "FEE_UNPRICED"
+    """A commission charged in an asset we cannot value (recorded as fee 0)."""
+    GAVE_UP = "GAVE_UP"
+    """Retries exhausted; the order was given up (see its DENIED transition)."""
+
+
+class VenueFailure(Event, frozen=True, tag="venue_failure"):
+    """One failed interaction with a LIVE venue: logged *and* persisted (L4).
+
+    A venue's "no" to an order is an order transition (REJECTED), not this.
+    ``ts_event`` is local wall-clock ns (the failure is our own event; the venue
+    gave no time for it), so ``failure_id`` -- ``vf:<operation>:<order id or
+    ->:<ts_event>:<attempt>`` -- is unique but not reproducible, and the
+    ``venue_failures`` table is not part of the digest.
+    """
+
+    failure_id: str
+    order_id: str
+    """Our order id, or ``""`` when the failure concerns no single order (the stream)."""
+    operation: str
+    """``new_order``, ``query_order``, ``cancel_order``, ``my_trades``, ``user_stream``, ..."""
+    kind: FailureKind
+    http_status: int
+    """0 when there was no HTTP response."""
+    code: int
+    """The venue's error code, 0 when it gave none."""
+    message: str
+    attempt: int
+    ts_event: int
+
+
+Record = Tick | Signal | Veto | Order | OrderEvent | Fill | RiskState | VenueFailure
 """Everything the pipeline hands to persistence."""

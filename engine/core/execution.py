@@ -1,11 +1,12 @@
-"""Execution: risk checks, then orders through a simulated venue (SHADOW or PAPER).
+"""Execution: risk checks, then orders to a simulated venue (SHADOW, PAPER) or a real one (LIVE).
 
-``Execution`` implements the ``OrderExecution`` port for the two simulated
-modes. It is pure and synchronous: ``process`` takes the strategy's decision
-batch (ticks and signals in arrival order) and returns the *new* records it
-produced -- ``Veto``, ``Order``, ``OrderEvent``, ``Fill`` -- in causal order.
-It has no way to reach a network: it imports nothing that could, and a LIVE
-adapter is never constructed here (I1).
+``Execution`` implements the ``OrderExecution`` port. It is pure and
+synchronous: ``process`` takes the strategy's decision batch (ticks and
+signals in arrival order) and returns the *new* records it produced --
+``Veto``, ``Order``, ``OrderEvent``, ``Fill`` -- in causal order. It has no way
+to reach a network: it imports nothing that could, and no venue adapter is
+ever constructed here (I1). LIVE is the same decision logic with the venue
+outside: see "LIVE" below.
 
 Per tick: the symbol's mark price and the staleness estimate are updated (and,
 in PAPER, resting orders are worked against the tape). Per signal: the risk
@@ -34,6 +35,20 @@ Duplicate ticks: a trade whose id is not above the highest already processed
 for its ``venue:symbol`` in this process is ignored entirely (venues number
 trades in increasing order per symbol).
 
+LIVE: the same risk chain, sizing, ids and ledger; only the venue is real,
+so this class cannot decide outcomes -- it asks for them. An approved order is
+recorded SUBMITTED (``Order`` + its seq-0 ``OrderEvent``, to be persisted
+*before* anything is sent) and stays open; a cancellation (superseded, HALTED,
+``order_timeout_s`` of event time elapsed) is only *requested*: the order
+stays open -- its remainder still counts toward exposure and
+``max_open_orders`` (I2) -- until the venue confirms. Both are *intents* in an
+outbox (``take_intents``) that the shell (``engine.live``) carries to the
+venue. What the venue answers comes back as the adapter's ``OrderEvent``s and
+``Fill``s through ``apply_venue``: transitions are adopted by ``seq`` (older or
+repeated ones change nothing), fills are booked once by ``fill_id`` (I3, I4).
+The drawdown guard is judged on ticks only in LIVE (a fill moves equity by at
+most its fee and price difference; the next tick judges it).
+
 Restarts (``restore``): the ledger is rebuilt from the persisted fills, open
 orders of this mode are resumed, decided signals are remembered, and a tick at
 or below the persisted tape watermark of its ``venue:symbol`` only updates the
@@ -45,7 +60,7 @@ order: then the database always holds a consistent prefix of the run.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Final
@@ -53,6 +68,7 @@ from typing import TYPE_CHECKING, Final
 from engine.core.events import (
     Fill,
     Order,
+    OrderEvent,
     OrderState,
     OrderType,
     Record,
@@ -64,8 +80,8 @@ from engine.core.events import (
     Veto,
 )
 from engine.core.ledger import Ledger
-from engine.core.orders import OrderAction, WorkingOrder, fill_action
-from engine.core.paper import PaperVenue
+from engine.core.orders import TERMINAL, TRANSITIONS, OrderAction, WorkingOrder, fill_action
+from engine.core.paper import NS_PER_S, PaperVenue
 from engine.core.risk import DrawdownGuard, Limits, Proposal, evaluate
 from engine.core.sizing import (
     EXACT,
@@ -83,7 +99,30 @@ if TYPE_CHECKING:  # engine.config reads the environment: the core only needs it
     from engine.config import Config
 
 SIMULATED_MODES: Final = ("shadow", "paper")
-"""``config.engine.mode`` values this class simulates; LIVE is a separate adapter (G1)."""
+"""``config.engine.mode`` values whose venue this class simulates."""
+
+MODES: Final = (*SIMULATED_MODES, "live")
+"""Every ``config.engine.mode`` this class runs; in LIVE the venue is the shell's (G1)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitOrder:
+    """LIVE intent: send ``order`` to the venue (its SUBMITTED record must be persisted first)."""
+
+    order: Order
+
+
+@dataclass(frozen=True, slots=True)
+class CancelOrder:
+    """LIVE intent: ask the venue to cancel the unfilled remainder of ``order_id``."""
+
+    order_id: str
+    symbol: str
+    reason: str
+
+
+Intent = SubmitOrder | CancelOrder
+"""What LIVE execution asks the shell to do at the venue, in the order it must be done."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,9 +178,16 @@ class Execution:
 
     def __init__(self, config: Config) -> None:
         mode = str(config.engine.mode.value)
-        if mode not in SIMULATED_MODES:
-            raise ValueError(f"Execution simulates SHADOW and PAPER only, not {mode!r}")
+        if mode not in MODES:
+            raise ValueError(f"Execution runs {', '.join(MODES)}, not {mode!r}")
         self._mode_name = mode.upper()
+        self._live = mode == "live"
+        self._timeout_ns = round(config.execution.order_timeout_s * NS_PER_S)
+        self._intents: list[Intent] = []
+        self._cancelling: set[str] = set()
+        """LIVE: orders whose cancellation was requested and not yet confirmed."""
+        self._fill_ids: set[str] = set()
+        """LIVE: every fill booked (restored ones included): a fill is booked once (I3)."""
         self._exec = config.execution
         self._limit_orders = str(config.execution.order_type.value) == "limit"
         self._limits = Limits(
@@ -173,7 +219,7 @@ class Execution:
 
     @property
     def mode(self) -> str:
-        """``"SHADOW"`` or ``"PAPER"`` (the ``mode`` column of ``orders``)."""
+        """``"SHADOW"``, ``"PAPER"`` or ``"LIVE"`` (the ``mode`` column of ``orders``)."""
         return self._mode_name
 
     @property
@@ -185,12 +231,15 @@ class Execution:
         """Resume from what earlier runs persisted; call once, before the first batch.
 
         Open orders of another mode (a PAPER order in a SHADOW run) are not
-        resumed: no venue here could work them.
+        resumed: no venue here could work them. LIVE orders are resumed as open;
+        the shell reconciles them with the venue before trading.
         """
         for fill in state.fills:
             self.ledger.apply(fill)
+            if self._live:
+                self._fill_ids.add(fill.fill_id)
         for restored in state.open_orders:
-            if restored.order.mode != self._mode_name or self._venue is None:
+            if restored.order.mode != self._mode_name or (self._venue is None and not self._live):
                 continue
             o = restored.order
             order = WorkingOrder(
@@ -207,7 +256,10 @@ class Execution:
                 next_seq=restored.next_seq,
                 fills=restored.fills,
             )
-            self._venue.schedule(order)
+            if self._venue is not None:
+                self._venue.schedule(order)
+            else:
+                order.expires_at = order.ts_submitted + self._timeout_ns
             self.open_orders[order.order_id] = order
         self._decided |= state.decided_signal_ids
         for key, trade_id in state.tape_watermarks.items():
@@ -223,6 +275,7 @@ class Execution:
         persisted = self._watermarks
         marks = self.marks
         add_lag = self._staleness.add
+        live = self._live
         for item in batch:
             if type(item) is Tick:
                 key = (item.venue, item.symbol)
@@ -238,12 +291,79 @@ class Execution:
                     continue  # processed by an earlier run: its effects are in the database
                 if self._venue is not None and self.open_orders:
                     self._work_orders(self._venue, item, out)
+                elif live and self.open_orders:
+                    self._expire_live(item.ts_event)
                 if self._guard.limit is not None:
                     self._judge_drawdown(item.ts_event, item.event_id, out)
             else:
                 assert isinstance(item, Signal)
                 self._on_signal(item, out)
         return out
+
+    # -- LIVE: the venue's side ----------------------------------------------------
+
+    def take_intents(self) -> list[Intent]:
+        """LIVE: what to do at the venue since the last call, in order (empties the outbox)."""
+        intents, self._intents = self._intents, []
+        return intents
+
+    def apply_venue(self, records: Iterable[Record]) -> list[Record]:
+        """LIVE: book what the venue said; return the records that changed anything here.
+
+        ``records`` are the adapter's ``OrderEvent``s and ``Fill``s (anything else,
+        e.g. a ``VenueFailure``, is ignored). An event is adopted when its ``seq``
+        is at or beyond the order's next one -- the adapter numbers transitions,
+        and the submit path and the user stream may hand them over out of order;
+        an older or repeated event changes nothing. A fill is booked in the ledger
+        once per ``fill_id``. Applying the same records again returns ``[]`` and
+        changes nothing (I3). The caller persists *all* of ``records`` (inserts
+        are idempotent), not only what this returns.
+
+        *Error handling:* an inconsistent event is a bug, never a market event:
+        ``ValueError`` for one that overfills its order, un-fills it, or (when it
+        is the very next transition) is not an edge of the lifecycle table.
+        """
+        changed: list[Record] = []
+        for record in records:
+            if type(record) is OrderEvent:
+                if self._adopt(record):
+                    changed.append(record)
+            elif type(record) is Fill:
+                if record.fill_id in self._fill_ids:
+                    continue
+                self.ledger.apply(record)
+                self._fill_ids.add(record.fill_id)
+                changed.append(record)
+        return changed
+
+    def _adopt(self, event: OrderEvent) -> bool:
+        order = self.open_orders.get(event.order_id)
+        if order is None or event.seq < order.next_seq:
+            return False  # closed already, or a transition we already hold
+        if event.filled_qty > order.qty or event.filled_qty < order.filled_qty:
+            raise ValueError(
+                f"{event.order_id} seq {event.seq}: filled {event.filled_qty} is outside "
+                f"[{order.filled_qty}, {order.qty}]"
+            )
+        if event.seq == order.next_seq and not _reachable(order.state, event.state):
+            raise ValueError(f"{event.order_id}: no transition {order.state} -> {event.state}")
+        order.state = event.state
+        order.filled_qty = event.filled_qty
+        order.next_seq = event.seq + 1
+        if event.state in TERMINAL:
+            del self.open_orders[event.order_id]
+            self._cancelling.discard(event.order_id)
+        return True
+
+    def _expire_live(self, ts_event: int) -> None:
+        for order in list(self.open_orders.values()):
+            if order.expires_at is not None and ts_event >= order.expires_at:
+                self._cancel(
+                    order,
+                    order.expires_at,
+                    f"live: order_timeout_s {self._exec.order_timeout_s} elapsed",
+                    [],
+                )
 
     # -- exposure ---------------------------------------------------------------
 
@@ -338,7 +458,8 @@ class Execution:
             for order in opposite:  # exit intent: stop resting entries even if nothing to sell
                 self._cancel(order, signal.ts_event, f"superseded by {signal.signal_id}", out)
             opposite = []
-        proposal = self._propose(signal, lag, superseded=len(opposite))
+        # LIVE: a superseded order is open until the venue confirms the cancel (I2).
+        proposal = self._propose(signal, lag, superseded=0 if self._live else len(opposite))
         denial = evaluate(proposal, self._limits)
         if denial is not None:
             out.append(
@@ -364,8 +485,14 @@ class Execution:
             price=proposal.price,
             ts_submitted=signal.ts_event,
         )
-        out.append(self._order_record(order))
-        if self._venue is None:
+        record = self._order_record(order)
+        out.append(record)
+        if self._live:
+            out.append(order.submitted_event("live: recorded, to be sent to the venue"))
+            order.expires_at = order.ts_submitted + self._timeout_ns
+            self.open_orders[order.order_id] = order
+            self._intents.append(SubmitOrder(record))
+        elif self._venue is None:
             self._fill_shadow(order, out)
             if self._guard.limit is not None:
                 self._judge_drawdown(signal.ts_event, signal.signal_id, out)
@@ -437,7 +564,16 @@ class Execution:
         )
 
     def _cancel(self, order: WorkingOrder, ts_event: int, reason: str, out: list[Record]) -> None:
-        """Cancel the unfilled remainder; what already filled stays booked (S11)."""
+        """Cancel the unfilled remainder; what already filled stays booked (S11).
+
+        LIVE: only request it (once); the venue's CANCELED comes back through
+        ``apply_venue`` and until then the order stays open.
+        """
+        if self._live:
+            if order.order_id not in self._cancelling:
+                self._cancelling.add(order.order_id)
+                self._intents.append(CancelOrder(order.order_id, order.symbol, reason))
+            return
         leaves = order.leaves_qty
         out.append(
             order.transition(
@@ -481,3 +617,10 @@ class Execution:
         if order.state is OrderState.FILLED:
             self.open_orders.pop(order.order_id, None)
         return fill
+
+
+def _reachable(state: OrderState, target: OrderState) -> bool:
+    """Whether one step of the lifecycle table leads from ``state`` to ``target``."""
+    return any(
+        to is target for (origin, _action), to in TRANSITIONS.items() if origin is state
+    )

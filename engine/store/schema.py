@@ -30,7 +30,17 @@ from typing import Any, Final
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
-from engine.core.events import Fill, Order, OrderEvent, Record, RiskState, Signal, Tick, Veto
+from engine.core.events import (
+    Fill,
+    Order,
+    OrderEvent,
+    Record,
+    RiskState,
+    Signal,
+    Tick,
+    VenueFailure,
+    Veto,
+)
 
 MIGRATION_SET: Final = "hybrid-engine"
 """Name of this project's migration set in ``_sqlite_migrations``."""
@@ -173,6 +183,26 @@ def _m0003_risk_states(db: Database) -> None:
     )
 
 
+@migrations(name="0004_venue_failures")
+def _m0004_venue_failures(db: Database) -> None:
+    # Every failed interaction with a LIVE venue (L4: logged *and* persisted):
+    # engine.core.events.VenueFailure. ts_event is local wall-clock ns.
+    db.execute(
+        """CREATE TABLE venue_failures (
+            failure_id TEXT PRIMARY KEY,
+            order_id TEXT NOT NULL,
+            operation TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            http_status INTEGER NOT NULL,
+            code INTEGER NOT NULL,
+            message TEXT NOT NULL,
+            attempt INTEGER NOT NULL,
+            ts_event INTEGER NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX ix_venue_failures_order_id ON venue_failures (order_id)")
+
+
 def migrate(db: Database | sqlite3.Connection) -> list[str]:
     """Apply every pending migration; return the names newly applied, in order.
 
@@ -302,6 +332,14 @@ RECORD_TABLES: Final[Mapping[type[Record], RecordTable]] = {
         ("state_id",),
         # Not in the digest: adding it would change every committed replay digest,
         # and a halt's effect on decisions is already there (HALTED vetoes).
+        in_digest=False,
+    ),
+    VenueFailure: record_table(
+        "venue_failures",
+        ("failure_id", "order_id", "operation", "kind", "http_status", "code", "message",
+         "attempt", "ts_event"),
+        ("failure_id",),
+        # Not in the digest: wall-clock times and ids (LIVE only; a replay has none).
         in_digest=False,
     ),
 }
