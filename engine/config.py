@@ -210,7 +210,9 @@ def env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
             if rest.startswith(prefix) and rest[len(prefix) :] in section_type.__struct_fields__:
                 key = rest[len(prefix) :]
                 hint = typing.get_type_hints(section_type, include_extras=False)[key]
-                value: Any = [s.strip() for s in raw.split(",") if s.strip()] if _is_list(hint) else raw
+                value: Any = raw
+                if _is_list(hint):
+                    value = [s.strip() for s in raw.split(",") if s.strip()]
                 out.setdefault(section, {})[key] = value
                 break
         else:

@@ -16,19 +16,23 @@ SAMPLE_CHARS: Final = 200
 """Malformed input is logged truncated to this many characters."""
 
 _encoder = msgspec.json.Encoder(decimal_format="string")
-_stream: TextIO | None = None
+
+
+class _Sink:
+    """Where log lines go: ``None`` means whatever ``sys.stdout`` is at the time."""
+
+    stream: TextIO | None = None
 
 
 def set_stream(stream: TextIO | None) -> None:
     """Redirect log lines (tests); ``None`` means the current ``sys.stdout``."""
-    global _stream
-    _stream = stream
+    _Sink.stream = stream
 
 
 def emit(level: str, event: str, **fields: Any) -> None:
     """Write one log object: ``{"ts": ..., "level": ..., "event": ..., **fields}``."""
     record = {"ts": time.time(), "level": level, "event": event, **fields}
-    out = _stream if _stream is not None else sys.stdout
+    out = _Sink.stream if _Sink.stream is not None else sys.stdout
     out.write(_encoder.encode(record).decode() + "\n")
     out.flush()
 
