@@ -23,9 +23,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from engine.core.events import Fill, Side, TradingState
+from engine.core.events import Fill, TradingState
 from engine.core.ledger import Ledger
 from engine.core.sizing import conserves
+from engine.store.restore import FILL_COLUMNS, fill_from_row
 
 MAX_LISTED_PROBLEMS = 20
 """Problems listed by name in the report; the count covers all of them."""
@@ -121,19 +122,9 @@ def _note(report: Report, problem: str) -> None:
 
 
 def _fill_from_row(row: tuple[Any, ...]) -> Fill | None:
+    """A stored fill, or ``None`` when a value does not parse (reported, not booked)."""
     try:
-        return Fill(
-            fill_id=row[0],
-            order_id=row[1],
-            symbol=row[2],
-            side=Side(row[3]),
-            qty=Decimal(row[4]),
-            price=Decimal(row[5]),
-            fee=Decimal(row[6]),
-            cash_delta=Decimal(row[7]),
-            position_delta=Decimal(row[8]),
-            ts_event=row[9],
-        )
+        return fill_from_row(row)
     except (InvalidOperation, ValueError, TypeError):
         return None
 
@@ -142,10 +133,7 @@ def _book_fills(conn: sqlite3.Connection, report: Report) -> tuple[Ledger, dict[
     """Check every fill and book the ones that conserve; return the ledger and qty per order."""
     ledger = Ledger()
     filled: dict[str, Decimal] = {}
-    rows = conn.execute(
-        "SELECT fill_id, order_id, symbol, side, qty, price, fee, cash_delta, position_delta,"
-        " ts_event FROM fills ORDER BY rowid"
-    )
+    rows = conn.execute(f"SELECT {FILL_COLUMNS} FROM fills ORDER BY rowid")
     for row in rows:
         report.fills += 1
         fill = _fill_from_row(row)

@@ -13,8 +13,9 @@ yet (an older database) read as empty.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from decimal import Decimal
-from typing import Final
+from typing import Any, Final
 
 from engine.core.events import Fill, Order, OrderState, OrderType, RiskState, Side, TradingState
 from engine.core.execution import RestoredOrder, RestoredState
@@ -30,29 +31,33 @@ def _has_table(conn: sqlite3.Connection, name: str) -> bool:
     return row is not None
 
 
+FILL_COLUMNS = (
+    "fill_id, order_id, symbol, side, qty, price, fee, cash_delta, position_delta, ts_event"
+)
+
+
+def fill_from_row(r: Sequence[Any]) -> Fill:
+    """A ``fills`` row (``FILL_COLUMNS`` order) as a ``Fill``; raises on a malformed value."""
+    return Fill(
+        fill_id=r[0],
+        order_id=r[1],
+        symbol=r[2],
+        side=Side(r[3]),
+        qty=Decimal(r[4]),
+        price=Decimal(r[5]),
+        fee=Decimal(r[6]),
+        cash_delta=Decimal(r[7]),
+        position_delta=Decimal(r[8]),
+        ts_event=r[9],
+    )
+
+
 def load_fills(conn: sqlite3.Connection) -> list[Fill]:
     """Every fill, in insertion order (the order the ledger booked them)."""
     if not _has_table(conn, "fills"):
         return []
-    rows = conn.execute(
-        "SELECT fill_id, order_id, symbol, side, qty, price, fee, cash_delta, position_delta,"
-        " ts_event FROM fills ORDER BY rowid"
-    )
-    return [
-        Fill(
-            fill_id=r[0],
-            order_id=r[1],
-            symbol=r[2],
-            side=Side(r[3]),
-            qty=Decimal(r[4]),
-            price=Decimal(r[5]),
-            fee=Decimal(r[6]),
-            cash_delta=Decimal(r[7]),
-            position_delta=Decimal(r[8]),
-            ts_event=r[9],
-        )
-        for r in rows
-    ]
+    rows = conn.execute(f"SELECT {FILL_COLUMNS} FROM fills ORDER BY rowid")
+    return [fill_from_row(r) for r in rows]
 
 
 def load_open_orders(conn: sqlite3.Connection) -> list[RestoredOrder]:
