@@ -7,6 +7,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 import trio
@@ -14,15 +15,18 @@ import trio
 from engine import __version__, logs
 from engine.adapters.feed_replay import ReplayStream
 from engine.config import Config, Mode, Source, config_to_builtins
-from engine.core.execution import Execution
+from engine.core.execution import Execution, RestoredState
 from engine.core.strategy import from_config
 from engine.counters import Counters
 from engine.exits import ConfigError, ExitCode
 from engine.ports import MarketDataStream
-from engine.runtime import Components, RunState, new_run_id, run_engine
+from engine.runtime import Components, RunState, VenueLink, new_run_id, run_engine
 from engine.sdnotify import Notifier
 from engine.store.restore import load_restored_state
 from engine.store.sqlite_store import SqliteStore
+
+if TYPE_CHECKING:  # imported for real only in LIVE (check_mode)
+    from engine.adapters.exec_binance_credentials import Credentials
 
 
 def build_source(
@@ -54,13 +58,43 @@ def build_source(
     return WebSocketStream(ingest, counters)
 
 
-def check_mode(config: Config, arm_live: bool) -> None:
-    """Refuse LIVE unless gate G1 holds (engine.gate logs every unmet condition)."""
-    if config.engine.mode is Mode.LIVE:
-        from engine.gate import enforce
+def check_mode(config: Config, arm_live: bool) -> Credentials | None:
+    """Refuse LIVE unless gate G1 holds (engine.gate logs every unmet condition).
 
-        enforce(config, environ=os.environ, arm_flag=arm_live)
-        raise ConfigError("mode 'live' has no order adapter wired into the runtime yet")
+    In LIVE, also load the venue credentials now -- before the database or any
+    connection is opened -- so a missing key or a loose credentials file is
+    exit 12 with nothing touched. ``None`` in SHADOW and PAPER.
+    """
+    if config.engine.mode is not Mode.LIVE:
+        return None
+    from engine.adapters.exec_binance_credentials import load_credentials
+    from engine.gate import enforce
+
+    enforce(config, environ=os.environ, arm_flag=arm_live)
+    credentials = load_credentials(config.live.credentials_file, os.environ)
+    logs.info("live_credentials_loaded", source=credentials.source)
+    return credentials
+
+
+def build_venue(
+    config: Config,
+    execution: Execution,
+    credentials: Credentials | None,
+    counters: Counters,
+    restored: RestoredState,
+) -> VenueLink | None:
+    """The link to the real venue: LIVE only, after the gate (never built in SHADOW/PAPER, I1)."""
+    if credentials is None:
+        return None
+    from engine.live import LiveVenue  # the LIVE adapter stack is imported in LIVE only
+
+    return LiveVenue(
+        config=config,
+        core=execution,
+        credentials=credentials,
+        counters=counters,
+        restored=restored,
+    )
 
 
 def run_with(
@@ -73,14 +107,15 @@ def run_with(
     arm_live: bool = False,
 ) -> int:
     """Open the store, wire the pipeline, run it under Trio; return the exit code."""
-    check_mode(config, arm_live)
+    credentials = check_mode(config, arm_live)
     counters = Counters()
     source = build_source(config, counters, captures, speed)
     path = db_path or config.engine.db_path
     store = SqliteStore.open(path, busy_timeout_ms=config.engine.busy_timeout_ms)
     try:
         execution = Execution(config)
-        execution.restore(load_restored_state(store.connection))
+        restored = load_restored_state(store.connection)
+        execution.restore(restored)
         run_id = new_run_id()
         store.start_run(
             run_id=run_id,
@@ -104,6 +139,7 @@ def run_with(
             strategy=from_config(config.strategy),
             execution=execution,
             store=store,
+            venue=build_venue(config, execution, credentials, counters, restored),
         )
         logs.info(
             "engine_starting",

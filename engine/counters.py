@@ -17,6 +17,7 @@ class Counters:
     signal_count: int = 0
     shadow_orders: int = 0
     paper_orders: int = 0
+    live_orders: int = 0
     trade_count: int = 0
     persist_count: int = 0
     persist_errors: int = 0
@@ -37,6 +38,8 @@ class Counters:
     reconnects: int = 0
     connected: int = 0
     backoff_ms: int = 0
+    # LIVE venue (engine.live)
+    venue_failures: int = 0
 
     def snapshot(self) -> dict[str, int]:
         return asdict(self)

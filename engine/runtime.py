@@ -11,6 +11,9 @@
 * **execution** runs the pure ``OrderExecution`` over each decision batch and
   forwards the batch plus every record it produced.
 * **persistence** batches records into the writer thread (``engine.store.task``).
+* **venue** (LIVE only, ``Components.venue``): ``engine.live.LiveVenue`` sends the
+  execution core's order intents to the exchange once their SUBMITTED records are
+  committed, and feeds the venue's answers back through the core into persistence.
 
 Each task owns its channel ends with ``async with``: when ingest ends (source
 exhausted, cancelled by a signal, or failed) its send side closes, strategy's
@@ -25,7 +28,8 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Final, TypeVar
+from functools import partial
+from typing import Final, Protocol, TypeVar
 
 import trio
 
@@ -35,10 +39,17 @@ from engine.core.events import Fill, Order, Record, RiskState, Veto, VetoReason
 from engine.core.strategy import SmaCross
 from engine.counters import Counters
 from engine.exits import ExitCode, Overload, exit_code_for
-from engine.ports import DecisionBatch, MarketDataStream, OrderExecution, RecordBatch, TickBatch
+from engine.ports import (
+    DecisionBatch,
+    MarketDataStream,
+    OrderExecution,
+    Persistence,
+    RecordBatch,
+    TickBatch,
+)
 from engine.sdnotify import Notifier
 from engine.store.sqlite_store import SqliteStore
-from engine.store.task import run_persistence
+from engine.store.task import PERSIST_BATCH_AGE_S, run_persistence
 
 T = TypeVar("T")
 
@@ -124,11 +135,13 @@ async def strategy_task(
             await send_or_overload(send, decisions, "decision")
 
 
-def count_records(records: list[Record], counters: Counters, paper: bool) -> None:
+def count_records(records: list[Record], counters: Counters, mode: str) -> None:
     for record in records:
         if isinstance(record, Order):
-            if paper:
+            if mode == "paper":
                 counters.paper_orders += 1
+            elif mode == "live":
+                counters.live_orders += 1
             else:
                 counters.shadow_orders += 1
         elif isinstance(record, Fill):
@@ -152,23 +165,62 @@ def log_trading_state_change(before: str, after: str, produced: list[Record]) ->
     )
 
 
+class VenueLink(Protocol):
+    """The LIVE path's hooks into the pipeline (``engine.live.LiveVenue``); absent otherwise."""
+
+    @property
+    def persist_batch_age_s(self) -> float:
+        """Persistence flush age: bounds how long an order waits to be committed, then sent."""
+        ...
+
+    def persistence(self, store: Persistence) -> Persistence:
+        """The store the persistence task writes through (tells the link what is durable)."""
+        ...
+
+    def dispatch(self) -> None:
+        """Hand the core's pending intents to the venue task; never waits (13 when full)."""
+        ...
+
+    def close(self) -> None:
+        """No more intents: the venue task finishes, cancels resting orders, and ends."""
+        ...
+
+    async def run(
+        self,
+        records: trio.MemorySendChannel[RecordBatch],
+        draining: Callable[[], bool],
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Talk to the venue until ``close`` and the drain; started once it is ready."""
+        ...
+
+
 async def execution_task(
     execution: OrderExecution,
     receive: trio.MemoryReceiveChannel[DecisionBatch],
     send: trio.MemorySendChannel[RecordBatch],
     counters: Counters,
-    paper: bool,
+    mode: str,
+    *,
+    venue: VenueLink | None = None,
 ) -> None:
     async with receive, send:
-        async for decisions in receive:
-            before = execution.trading_state
-            produced = execution.process(decisions)
-            count_records(produced, counters, paper)
-            if execution.trading_state != before:
-                log_trading_state_change(before, execution.trading_state, produced)
-            records: RecordBatch = list(decisions)
-            records.extend(produced)
-            await send_or_overload(send, records, "record")
+        try:
+            async for decisions in receive:
+                before = execution.trading_state
+                produced = execution.process(decisions)
+                count_records(produced, counters, mode)
+                if execution.trading_state != before:
+                    log_trading_state_change(before, execution.trading_state, produced)
+                records: RecordBatch = list(decisions)
+                records.extend(produced)
+                await send_or_overload(send, records, "record")
+                if venue is not None:  # after the records are queued: write-ahead
+                    venue.dispatch()
+        finally:
+            if venue is not None:
+                venue.close()
 
 
 def _signal_name(signum: int) -> str:
@@ -286,6 +338,8 @@ class Components:
     strategy: SmaCross
     execution: OrderExecution
     store: SqliteStore
+    venue: VenueLink | None = None
+    """LIVE only: the link to the real venue (``engine.live``). Never set in SHADOW/PAPER (I1)."""
 
 
 async def run_pipeline(components: Components, state: RunState) -> None:
@@ -295,7 +349,13 @@ async def run_pipeline(components: Components, state: RunState) -> None:
     tick_send, tick_recv = trio.open_memory_channel[TickBatch](TICK_QUEUE_BATCHES)
     decision_send, decision_recv = trio.open_memory_channel[DecisionBatch](DECISION_QUEUE_BATCHES)
     record_send, record_recv = trio.open_memory_channel[RecordBatch](RECORD_QUEUE_BATCHES)
-    paper = str(state.config.engine.mode) == "paper"
+    mode = str(state.config.engine.mode)
+    venue = components.venue
+    persistence: Persistence = components.store
+    persist_age_s = PERSIST_BATCH_AGE_S
+    if venue is not None:
+        persistence = venue.persistence(components.store)
+        persist_age_s = venue.persist_batch_age_s
 
     async with trio.open_nursery() as services:
         services.start_soon(signal_task, state)
@@ -311,15 +371,27 @@ async def run_pipeline(components: Components, state: RunState) -> None:
             async with trio.open_nursery() as pipeline:
                 # Started downstream first, so every consumer exists before its producer.
                 pipeline.start_soon(
-                    run_persistence, components.store, record_recv, counters, limiter
+                    partial(
+                        run_persistence,
+                        persistence,
+                        record_recv,
+                        counters,
+                        limiter,
+                        max_batch_age_s=persist_age_s,
+                    )
                 )
+                if venue is not None:  # LIVE: trades only once the venue's view is reconciled
+                    await pipeline.start(venue.run, record_send.clone(), lambda: state.draining)
                 pipeline.start_soon(
-                    execution_task,
-                    components.execution,
-                    decision_recv,
-                    record_send,
-                    counters,
-                    paper,
+                    partial(
+                        execution_task,
+                        components.execution,
+                        decision_recv,
+                        record_send,
+                        counters,
+                        mode,
+                        venue=venue,
+                    )
                 )
                 pipeline.start_soon(
                     strategy_task, components.strategy, tick_recv, decision_send, counters
