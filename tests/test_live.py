@@ -11,6 +11,8 @@ from __future__ import annotations
 import io
 import json
 import sqlite3
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
 from pathlib import Path
@@ -43,6 +45,7 @@ from engine.runtime import Components, RunState, run_engine
 from engine.sdnotify import Notifier
 from engine.store.restore import load_restored_state
 from engine.store.sqlite_store import SqliteStore
+from tests.engine_process import REAL_CAPTURE, REPO, engine_env
 from tests.fake_binance_rest import API_KEY, API_SECRET, Behaviour, FakeBinance, FakeOrder
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
@@ -326,3 +329,25 @@ def test_live_dispatch_with_a_full_intent_queue_stops_with_overload() -> None:
         venue.dispatch()
     with pytest.raises(Overload, match="intent queue full"):
         venue.dispatch()
+
+
+PROBE = """
+import json, sys
+from engine.cli import main
+code = main(["replay", sys.argv[1], "--db", sys.argv[2]])
+loaded = [m for m in ("engine.live", "engine.adapters.exec_binance", "httpx") if m in sys.modules]
+sys.stderr.write("PROBE " + json.dumps({"code": code, "loaded": loaded}) + "\\n")
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["shadow", "paper"])
+def test_shadow_and_paper_runs_never_load_the_live_path(tmp_path: Path, mode: str) -> None:
+    """I1: outside LIVE neither ``engine.live`` nor the venue adapter (nor httpx) is imported."""
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, str(REAL_CAPTURE), str(tmp_path / "e.db")],
+        capture_output=True, text=True, cwd=REPO, timeout=120, check=False,
+        env=engine_env({"ENGINE_ENGINE_MODE": mode}),
+    )  # fmt: skip
+    (probe,) = [line for line in done.stderr.splitlines() if line.startswith("PROBE ")]
+    assert json.loads(probe.removeprefix("PROBE ")) == {"code": 0, "loaded": []}
