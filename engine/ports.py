@@ -55,6 +55,11 @@ class OrderExecution(Protocol):
         """``ACTIVE`` or ``HALTED`` (drawdown guard): logged by the runtime when it changes."""
         ...
 
+    @property
+    def stale_ticks(self) -> int:
+        """Ticks judged stale so far (the heartbeat's ``stale_ticks``)."""
+        ...
+
 
 class WriteResult(NamedTuple):
     """What one committed write did, returned from the worker thread.

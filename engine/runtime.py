@@ -211,6 +211,7 @@ async def execution_task(
                 before = execution.trading_state
                 produced = execution.process(decisions)
                 count_records(produced, counters, mode)
+                counters.stale_ticks = execution.stale_ticks
                 if execution.trading_state != before:
                     log_trading_state_change(before, execution.trading_state, produced)
                 records: RecordBatch = list(decisions)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import signal
 import sqlite3
@@ -50,6 +51,7 @@ def test_replay_real_capture_persists_every_trade_and_exits_0(tmp_path: Path) ->
     assert counters["ingest_processed"] == REAL_TRADES
     assert counters["tick_count"] == REAL_TRADES
     assert counters["signal_count"] == scalar(db, "SELECT count(*) FROM signals")
+    assert counters["stale_ticks"] == 0  # the recorder's 1.27 s clock skew is normal
     assert '"event":"clean_shutdown"' in result.stdout
 
 
@@ -211,3 +213,19 @@ def test_drain_that_cannot_finish_is_forced_and_exits_13(tmp_path: Path, force: 
     stopped = engine.events("engine_stopped")
     assert stopped and stopped[0]["exit_name"] == "OVERLOAD"
     assert not engine.events("clean_shutdown")
+
+
+def test_delayed_tick_is_counted_stale_and_the_normal_skew_is_not(tmp_path: Path) -> None:
+    """The capture's recorder clock runs ~1.27 s behind the exchange: that is normal.
+    One trade delivered 7 s late (beyond max_staleness_ms = 5 s) is stale."""
+    lines = gzip.decompress(REAL_CAPTURE.read_bytes()).splitlines()
+    trades = [i for i, line in enumerate(lines) if b'"e":"trade"' in line]
+    late = trades[3000]
+    ts, _, payload = lines[late].partition(b" ")
+    lines[late] = str(int(ts) + 7_000_000_000).encode() + b" " + payload
+    capture = tmp_path / "delayed.capture"
+    capture.write_bytes(b"\n".join(lines) + b"\n")
+    db = tmp_path / "engine.db"
+    result = run_engine(["replay", str(capture), "--db", str(db)])
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert final_heartbeat(db)["stale_ticks"] == 1

@@ -227,6 +227,11 @@ class Execution:
         """``"ACTIVE"`` or ``"HALTED"`` (the drawdown guard's state)."""
         return str(self._guard.state)
 
+    @property
+    def stale_ticks(self) -> int:
+        """Ticks seen so far that lagged more than ``max_staleness_ms`` beyond normal."""
+        return self._staleness.stale_ticks
+
     def restore(self, state: RestoredState) -> None:
         """Resume from what earlier runs persisted; call once, before the first batch.
 

@@ -74,6 +74,8 @@ class StalenessEstimator:
         """The baseline from the last complete block (``None`` during the first block)."""
         self._raw = 0
         self._baseline = 0
+        self.stale_ticks = 0
+        """How many ticks so far lagged more than ``max_staleness_ms`` beyond normal."""
 
     def observe(self, ts_event: int, ts_recv: int) -> Lag:
         """Add one tick and judge it against the baseline."""
@@ -92,6 +94,8 @@ class StalenessEstimator:
             self._baseline = self._block_min
         else:
             self._baseline = settled
+        if raw - self._baseline > self._limit_ns:
+            self.stale_ticks += 1
         if len(block) == self._size:
             block.sort()
             self._settled = block[int(PERCENTILE * (self._size - 1))]
