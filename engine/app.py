@@ -19,8 +19,9 @@ from engine.core.execution import Execution, RestoredState
 from engine.core.strategy import from_config
 from engine.counters import Counters
 from engine.exits import ConfigError, ExitCode
-from engine.ports import MarketDataStream
-from engine.runtime import Components, RunState, VenueLink, new_run_id, run_engine
+from engine.ports import MarketDataStream, VenueLink
+from engine.run_state import RunState
+from engine.runtime import Components, new_run_id, run_engine
 from engine.sdnotify import Notifier
 from engine.store.restore import load_restored_state
 from engine.store.sqlite_store import SqliteStore

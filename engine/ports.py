@@ -6,7 +6,7 @@ Adapters live in ``engine.adapters`` (market data, order execution) and
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple, Protocol
 
 import trio
@@ -81,4 +81,35 @@ class Persistence(Protocol):
 
     def write_records(self, records: Sequence[Record]) -> WriteResult:
         """Store records idempotently in one transaction; retry on lock, never drop."""
+        ...
+
+
+class VenueLink(Protocol):
+    """The LIVE path's hooks into the pipeline (``engine.live.LiveVenue``); absent otherwise."""
+
+    @property
+    def persist_batch_age_s(self) -> float:
+        """Persistence flush age: bounds how long an order waits to be committed, then sent."""
+        ...
+
+    def persistence(self, store: Persistence) -> Persistence:
+        """The store the persistence task writes through (tells the link what is durable)."""
+        ...
+
+    def dispatch(self) -> None:
+        """Hand the core's pending intents to the venue task; never waits (13 when full)."""
+        ...
+
+    def close(self) -> None:
+        """No more intents: the venue task finishes, cancels resting orders, and ends."""
+        ...
+
+    async def run(
+        self,
+        records: trio.MemorySendChannel[RecordBatch],
+        draining: Callable[[], bool],
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Talk to the venue until ``close`` and the drain; started once it is ready."""
         ...

@@ -24,21 +24,19 @@ That *is* the drain; it needs no flags. See docs/architecture.md.
 from __future__ import annotations
 
 import os
-import signal
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
-from typing import Final, Protocol, TypeVar
+from typing import Final, TypeVar
 
 import trio
 
 from engine import logs
-from engine.config import Config
 from engine.core.events import Fill, Order, Record, RiskState, Veto, VetoReason
 from engine.core.strategy import SmaCross
 from engine.counters import Counters
 from engine.exits import ExitCode, Overload, exit_code_for
+from engine.heartbeat import heartbeat_task, watchdog_task, write_heartbeat
 from engine.ports import (
     DecisionBatch,
     MarketDataStream,
@@ -46,8 +44,10 @@ from engine.ports import (
     Persistence,
     RecordBatch,
     TickBatch,
+    VenueLink,
 )
-from engine.sdnotify import Notifier
+from engine.run_state import RunState
+from engine.shutdown import drain_deadline_task, signal_task
 from engine.store.sqlite_store import SqliteStore
 from engine.store.task import PERSIST_BATCH_AGE_S, run_persistence
 
@@ -68,24 +68,6 @@ RECORD_QUEUE_BATCHES: Final = 64
 ENQUEUE_TIMEOUT_S: Final = 30.0
 """How long a record that must not be dropped may wait for queue space before
 the engine declares itself overloaded (exit 13) instead of silently losing it."""
-
-
-@dataclass
-class RunState:
-    """What the shell tasks share about one run (single Trio thread, no locks)."""
-
-    config: Config
-    counters: Counters
-    notifier: Notifier
-    run_id: str
-    ingest_scope: trio.CancelScope = field(default_factory=trio.CancelScope)
-    pipeline_scope: trio.CancelScope = field(default_factory=trio.CancelScope)
-    draining: bool = False
-    drain_started: trio.Event = field(default_factory=trio.Event)
-    ingest_failure: BaseException | None = None
-    trading_state: Callable[[], str] = lambda: "ACTIVE"
-    abandon_writes: Callable[[], None] = lambda: None
-    """Tells a write stuck retrying on a lock to give up (``SqliteStore.abandon``)."""
 
 
 async def send_or_overload(send: trio.MemorySendChannel[T], item: T, queue: str) -> None:
@@ -165,37 +147,6 @@ def log_trading_state_change(before: str, after: str, produced: list[Record]) ->
     )
 
 
-class VenueLink(Protocol):
-    """The LIVE path's hooks into the pipeline (``engine.live.LiveVenue``); absent otherwise."""
-
-    @property
-    def persist_batch_age_s(self) -> float:
-        """Persistence flush age: bounds how long an order waits to be committed, then sent."""
-        ...
-
-    def persistence(self, store: Persistence) -> Persistence:
-        """The store the persistence task writes through (tells the link what is durable)."""
-        ...
-
-    def dispatch(self) -> None:
-        """Hand the core's pending intents to the venue task; never waits (13 when full)."""
-        ...
-
-    def close(self) -> None:
-        """No more intents: the venue task finishes, cancels resting orders, and ends."""
-        ...
-
-    async def run(
-        self,
-        records: trio.MemorySendChannel[RecordBatch],
-        draining: Callable[[], bool],
-        *,
-        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-    ) -> None:
-        """Talk to the venue until ``close`` and the drain; started once it is ready."""
-        ...
-
-
 async def execution_task(
     execution: OrderExecution,
     receive: trio.MemoryReceiveChannel[DecisionBatch],
@@ -222,113 +173,6 @@ async def execution_task(
         finally:
             if venue is not None:
                 venue.close()
-
-
-def _signal_name(signum: int) -> str:
-    return signal.Signals(signum).name
-
-
-async def signal_task(state: RunState) -> None:
-    """First SIGINT/SIGTERM: stop ingest and start the drain. Second: stop now."""
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for signum in signals:
-            if not state.draining:
-                begin_drain(state, f"signal {_signal_name(signum)}")
-                logs.info(
-                    "shutdown_requested",
-                    signal=_signal_name(signum),
-                    drain_timeout_s=state.config.engine.drain_timeout_s,
-                )
-            else:
-                force_stop(state, f"second signal {_signal_name(signum)}")
-
-
-def begin_drain(state: RunState, why: str) -> None:
-    """Stop ingest; everything it accepted flows on to disk (the drain)."""
-    state.draining = True
-    state.ingest_scope.cancel()
-    state.notifier.stopping()
-    state.drain_started.set()
-    logs.info("drain_started", reason=why)
-
-
-def force_stop(state: RunState, why: str) -> None:
-    """Cancel the whole pipeline now; a write stuck on a lock gives up too (exit 13)."""
-    logs.warning("shutdown_forced", reason=why)
-    state.abandon_writes()
-    state.pipeline_scope.cancel()
-
-
-async def drain_deadline_task(state: RunState) -> None:
-    """A drain that takes longer than ``drain_timeout_s`` is forced to stop."""
-    await state.drain_started.wait()
-    await trio.sleep(state.config.engine.drain_timeout_s)
-    force_stop(
-        state, f"drain took longer than drain_timeout_s={state.config.engine.drain_timeout_s}"
-    )
-
-
-async def heartbeat_task(
-    state: RunState, store: SqliteStore, limiter: trio.CapacityLimiter
-) -> None:
-    """Every ``heartbeat_interval_s``: log and store the counters, tell systemd."""
-    interval = state.config.engine.heartbeat_interval_s
-    next_at = trio.current_time() + interval
-    while True:
-        await trio.sleep_until(next_at)
-        # A beat delayed by a slow write is not repeated to catch up: skip to the next slot.
-        next_at = max(next_at + interval, trio.current_time())
-        await write_heartbeat(state, store, limiter, final=False)
-
-
-async def write_heartbeat(
-    state: RunState, store: SqliteStore, limiter: trio.CapacityLimiter, *, final: bool
-) -> None:
-    snapshot = state.counters.snapshot()
-    trading_state = state.trading_state()
-    logs.info(
-        "heartbeat", run_id=state.run_id, final=final, trading_state=trading_state, **snapshot
-    )
-    state.notifier.status(
-        f"ticks={snapshot['tick_count']} signals={snapshot['signal_count']} "
-        f"fills={snapshot['trade_count']} persisted={snapshot['persist_count']} "
-        f"state={trading_state}"
-    )
-    result = await trio.to_thread.run_sync(
-        store.write_heartbeat,
-        state.run_id,
-        time.time_ns(),
-        state.config.engine.heartbeat_interval_s,
-        snapshot,
-        final,
-        str(state.config.engine.mode),
-        trading_state,
-        limiter=limiter,
-    )
-    state.counters.persist_errors += result.lock_retries
-
-
-async def watchdog_task(state: RunState, pending_batches: Callable[[], int]) -> None:
-    """Ping systemd's watchdog only while the pipeline makes progress.
-
-    Progress since the last check means: persistence wrote something, or the
-    pipeline had nothing to do (every queue empty -- a quiet market is healthy).
-    Work waiting in a queue while nothing is persisted is a stall: no ping, and
-    systemd restarts us after ``WatchdogSec``.
-    """
-    interval = state.notifier.watchdog_interval_s
-    if interval is None:
-        return
-    last_persisted = -1
-    while True:
-        persisted = state.counters.persist_count
-        pending = pending_batches()
-        if persisted != last_persisted or pending == 0:
-            state.notifier.watchdog()
-        else:
-            logs.warning("watchdog_withheld", pending_batches=pending, persisted=persisted)
-        last_persisted = persisted
-        await trio.sleep(interval)
 
 
 @dataclass

@@ -41,7 +41,8 @@ from engine.exits import ExitCode, Overload
 from engine.live import INTENT_QUEUE_BATCHES, LiveVenue
 from engine.ports import TickBatch
 from engine.report import build_report
-from engine.runtime import Components, RunState, run_engine
+from engine.run_state import RunState
+from engine.runtime import Components, run_engine
 from engine.sdnotify import Notifier
 from engine.store.restore import load_restored_state
 from engine.store.sqlite_store import SqliteStore

@@ -21,10 +21,10 @@ from engine.core.strategy import SmaCross
 from engine.counters import Counters
 from engine.exits import ExitCode, NetworkBudgetExhausted, Overload
 from engine.ports import TickBatch
+from engine.run_state import RunState
 from engine.runtime import (
     ENQUEUE_TIMEOUT_S,
     Components,
-    RunState,
     run_engine,
     send_or_overload,
 )

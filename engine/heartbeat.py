@@ -1,0 +1,75 @@
+"""Heartbeats (logged, stored, told to systemd) and the systemd watchdog."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import trio
+
+from engine import logs
+from engine.run_state import RunState
+from engine.store.sqlite_store import SqliteStore
+
+
+async def heartbeat_task(
+    state: RunState, store: SqliteStore, limiter: trio.CapacityLimiter
+) -> None:
+    """Every ``heartbeat_interval_s``: log and store the counters, tell systemd."""
+    interval = state.config.engine.heartbeat_interval_s
+    next_at = trio.current_time() + interval
+    while True:
+        await trio.sleep_until(next_at)
+        # A beat delayed by a slow write is not repeated to catch up: skip to the next slot.
+        next_at = max(next_at + interval, trio.current_time())
+        await write_heartbeat(state, store, limiter, final=False)
+
+
+async def write_heartbeat(
+    state: RunState, store: SqliteStore, limiter: trio.CapacityLimiter, *, final: bool
+) -> None:
+    snapshot = state.counters.snapshot()
+    trading_state = state.trading_state()
+    logs.info(
+        "heartbeat", run_id=state.run_id, final=final, trading_state=trading_state, **snapshot
+    )
+    state.notifier.status(
+        f"ticks={snapshot['tick_count']} signals={snapshot['signal_count']} "
+        f"fills={snapshot['trade_count']} persisted={snapshot['persist_count']} "
+        f"state={trading_state}"
+    )
+    result = await trio.to_thread.run_sync(
+        store.write_heartbeat,
+        state.run_id,
+        time.time_ns(),
+        state.config.engine.heartbeat_interval_s,
+        snapshot,
+        final,
+        str(state.config.engine.mode),
+        trading_state,
+        limiter=limiter,
+    )
+    state.counters.persist_errors += result.lock_retries
+
+
+async def watchdog_task(state: RunState, pending_batches: Callable[[], int]) -> None:
+    """Ping systemd's watchdog only while the pipeline makes progress.
+
+    Progress since the last check means: persistence wrote something, or the
+    pipeline had nothing to do (every queue empty -- a quiet market is healthy).
+    Work waiting in a queue while nothing is persisted is a stall: no ping, and
+    systemd restarts us after ``WatchdogSec``.
+    """
+    interval = state.notifier.watchdog_interval_s
+    if interval is None:
+        return
+    last_persisted = -1
+    while True:
+        persisted = state.counters.persist_count
+        pending = pending_batches()
+        if persisted != last_persisted or pending == 0:
+            state.notifier.watchdog()
+        else:
+            logs.warning("watchdog_withheld", pending_batches=pending, persisted=persisted)
+        last_persisted = persisted
+        await trio.sleep(interval)
