@@ -97,21 +97,7 @@ NOT_SENT_REASON: Final = "live: engine stopping; never sent to the venue"
 
 def working_order_of(restored: RestoredOrder) -> WorkingOrder:
     """A fresh ``WorkingOrder`` for the adapter's book (the core keeps its own copy)."""
-    o = restored.order
-    return WorkingOrder(
-        order_id=o.order_id,
-        signal_id=o.signal_id,
-        symbol=o.symbol,
-        side=o.side,
-        order_type=o.order_type,
-        qty=o.qty,
-        price=o.price,
-        ts_submitted=o.ts_event,
-        state=restored.state,
-        filled_qty=restored.filled_qty,
-        next_seq=restored.next_seq,
-        fills=restored.fills,
-    )
+    return restored.working()
 
 
 class WriteAhead:

@@ -6,7 +6,7 @@ signals in arrival order) and returns the *new* records it produced --
 ``Veto``, ``Order``, ``OrderEvent``, ``Fill`` -- in causal order. It has no way
 to reach a network: it imports nothing that could, and no venue adapter is
 ever constructed here (I1). LIVE is the same decision logic with the venue
-outside: see "LIVE" below.
+outside (``engine.core.live_orders``).
 
 Per tick: the symbol's mark price and the staleness estimate are updated (and,
 in PAPER, resting orders are worked against the tape). Per signal: the risk
@@ -22,7 +22,8 @@ slippage), so its records are SUBMITTED -> ACCEPTED -> FILLED and one ``Fill``.
 
 PAPER: the order rests in ``engine.core.paper``'s simulated venue and fills
 against later trades (latency, slippage, partial fills capped by each trade's
-size, cancellation of the remainder after ``order_timeout_s``).
+size, cancellation of the remainder after ``order_timeout_s``), worked tick by
+tick in ``engine.core.paper_working``.
 
 Signals on a symbol with open orders of the *opposite* side cancel those first
 ("superseded"): a SELL means "be flat", so a resting BUY must not re-enter; a
@@ -35,68 +36,62 @@ Duplicate ticks: a trade whose id is not above the highest already processed
 for its ``venue:symbol`` in this process is ignored entirely (venues number
 trades in increasing order per symbol).
 
-LIVE: the same risk chain, sizing, ids and ledger; only the venue is real,
-so this class cannot decide outcomes -- it asks for them. An approved order is
-recorded SUBMITTED (``Order`` + its seq-0 ``OrderEvent``, to be persisted
-*before* anything is sent) and stays open; a cancellation (superseded, HALTED,
-``order_timeout_s`` of event time elapsed) is only *requested*: the order
-stays open -- its remainder still counts toward exposure and
-``max_open_orders`` (I2) -- until the venue confirms. Both are *intents* in an
-outbox (``take_intents``) that the shell (``engine.live``) carries to the
-venue. What the venue answers comes back as the adapter's ``OrderEvent``s and
-``Fill``s through ``apply_venue``: transitions are adopted by ``seq`` (older or
-repeated ones change nothing), fills are booked once by ``fill_id`` (I3, I4).
-The drawdown guard is judged on ticks only in LIVE (a fill moves equity by at
-most its fee and price difference; the next tick judges it).
+LIVE: orders are recorded SUBMITTED and stay open; submissions and
+cancellations are intents for the shell (``take_intents``), and the venue's
+answers come back through ``apply_venue`` (``engine.core.live_orders``). The
+drawdown guard is judged on ticks only in LIVE (a fill moves equity by at most
+its fee and price difference; the next tick judges it).
 
-Restarts (``restore``): the ledger is rebuilt from the persisted fills, open
-orders of this mode are resumed, decided signals are remembered, and a tick at
-or below the persisted tape watermark of its ``venue:symbol`` only updates the
-mark and the staleness estimate -- its effects are already in the database.
-This relies on the runtime persisting each batch's ticks together with the
-records ``process`` returned for that batch, in one list (one transaction), in
-order: then the database always holds a consistent prefix of the run.
+Restarts: ``restore`` resumes from what earlier runs persisted
+(``engine.core.restored``).
+
+The names other modules import from here -- ``RestoredState``,
+``RestoredOrder``, the intents, the id functions -- are re-exported from the
+modules that define them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Final
 
-from engine.core.events import (
-    Fill,
-    Order,
-    OrderEvent,
-    OrderState,
-    OrderType,
-    Record,
-    RiskState,
-    Side,
-    Signal,
-    Tick,
-    TradingState,
-    Veto,
+from engine.core import exposure
+from engine.core.booking import (
+    book_fill,
+    cancel_remainder,
+    fill_id_for,
+    order_id_for,
+    order_record,
+    veto_id_for,
 )
+from engine.core.events import OrderType, Record, Side, Signal, Tick, TradingState, Veto
 from engine.core.ledger import Ledger
-from engine.core.orders import TERMINAL, TRANSITIONS, OrderAction, WorkingOrder, fill_action
+from engine.core.live_orders import CancelOrder, Intent, LiveOrders, SubmitOrder
+from engine.core.orders import OrderAction, WorkingOrder
 from engine.core.paper import NS_PER_S, PaperVenue
+from engine.core.paper_working import work_orders
+from engine.core.restored import RestoredOrder, RestoredState
 from engine.core.risk import DrawdownGuard, Limits, Proposal, evaluate
-from engine.core.sizing import (
-    EXACT,
-    ZERO,
-    cash_delta_for,
-    fee_for,
-    offset_price,
-    position_delta_for,
-    qty_for_notional,
-    slipped_price,
-)
+from engine.core.sizing import ZERO, offset_price, qty_for_notional, slipped_price
 from engine.core.staleness import Lag, StalenessEstimator
 
 if TYPE_CHECKING:  # engine.config reads the environment: the core only needs its types
     from engine.config import Config
+
+__all__ = [
+    "MODES",
+    "SIMULATED_MODES",
+    "CancelOrder",
+    "Execution",
+    "Intent",
+    "RestoredOrder",
+    "RestoredState",
+    "SubmitOrder",
+    "fill_id_for",
+    "order_id_for",
+    "veto_id_for",
+]
 
 SIMULATED_MODES: Final = ("shadow", "paper")
 """``config.engine.mode`` values whose venue this class simulates."""
@@ -105,76 +100,8 @@ MODES: Final = (*SIMULATED_MODES, "live")
 """Every ``config.engine.mode`` this class runs; in LIVE the venue is the shell's (G1)."""
 
 
-@dataclass(frozen=True, slots=True)
-class SubmitOrder:
-    """LIVE intent: send ``order`` to the venue (its SUBMITTED record must be persisted first)."""
-
-    order: Order
-
-
-@dataclass(frozen=True, slots=True)
-class CancelOrder:
-    """LIVE intent: ask the venue to cancel the unfilled remainder of ``order_id``."""
-
-    order_id: str
-    symbol: str
-    reason: str
-
-
-Intent = SubmitOrder | CancelOrder
-"""What LIVE execution asks the shell to do at the venue, in the order it must be done."""
-
-
-@dataclass(frozen=True, slots=True)
-class RestoredOrder:
-    """An order that was still open when the previous run stopped, as the database has it."""
-
-    order: Order
-    state: OrderState
-    filled_qty: Decimal
-    next_seq: int
-    """``seq`` of the next transition (one past the last persisted ``order_events`` row)."""
-    fills: int
-    """Fills already persisted for it (the next fill is ``fill:<order_id>:<fills>``)."""
-
-
-@dataclass(frozen=True, slots=True)
-class RestoredState:
-    """What the previous runs left in the database, as execution needs it at start-up.
-
-    Built by ``engine.store.restore.load_restored_state``; ``RestoredState()`` is
-    the state of an empty database.
-    """
-
-    fills: tuple[Fill, ...] = ()
-    """Every persisted fill, in the order it was written (the ledger is rebuilt from them)."""
-    open_orders: tuple[RestoredOrder, ...] = ()
-    decided_signal_ids: frozenset[str] = frozenset()
-    """Signals that already led to an order or a veto: never decided again (I3)."""
-    tape_watermarks: Mapping[str, int] = field(default_factory=dict)
-    """``"<venue>:<symbol>"`` -> highest trade id already processed and persisted.
-    Ticks at or below it only update marks and the staleness estimate: their
-    effects (PAPER fills, timeouts, equity peaks) are already in the database."""
-    risk_state: RiskState | None = None
-    """The drawdown guard's latest persisted state (``None``: never written)."""
-    peak_equity: Decimal | None = None
-    """The highest ``peak_equity`` ever persisted."""
-
-
-def order_id_for(signal_id: str) -> str:
-    return f"ord:{signal_id}"
-
-
-def veto_id_for(signal_id: str) -> str:
-    return f"veto:{signal_id}"
-
-
-def fill_id_for(order_id: str, n: int) -> str:
-    return f"fill:{order_id}:{n}"
-
-
 class Execution:
-    """SHADOW / PAPER execution over decision batches (see module docstring)."""
+    """SHADOW / PAPER / LIVE execution over decision batches (see module docstring)."""
 
     def __init__(self, config: Config) -> None:
         mode = str(config.engine.mode.value)
@@ -183,11 +110,8 @@ class Execution:
         self._mode_name = mode.upper()
         self._live = mode == "live"
         self._timeout_ns = round(config.execution.order_timeout_s * NS_PER_S)
-        self._intents: list[Intent] = []
-        self._cancelling: set[str] = set()
-        """LIVE: orders whose cancellation was requested and not yet confirmed."""
-        self._fill_ids: set[str] = set()
-        """LIVE: every fill booked (restored ones included): a fill is booked once (I3)."""
+        self._live_orders = LiveOrders()
+        """LIVE: the intents outbox and the venue's records adopted."""
         self._exec = config.execution
         self._limit_orders = str(config.execution.order_type.value) == "limit"
         self._limits = Limits(
@@ -242,34 +166,18 @@ class Execution:
         for fill in state.fills:
             self.ledger.apply(fill)
             if self._live:
-                self._fill_ids.add(fill.fill_id)
+                self._live_orders.fill_ids.add(fill.fill_id)
         for restored in state.open_orders:
             if restored.order.mode != self._mode_name or (self._venue is None and not self._live):
                 continue
-            o = restored.order
-            order = WorkingOrder(
-                order_id=o.order_id,
-                signal_id=o.signal_id,
-                symbol=o.symbol,
-                side=o.side,
-                order_type=o.order_type,
-                qty=o.qty,
-                price=o.price,
-                ts_submitted=o.ts_event,
-                state=restored.state,
-                filled_qty=restored.filled_qty,
-                next_seq=restored.next_seq,
-                fills=restored.fills,
-            )
+            order = restored.working()
             if self._venue is not None:
                 self._venue.schedule(order)
             else:
                 order.expires_at = order.ts_submitted + self._timeout_ns
             self.open_orders[order.order_id] = order
         self._decided |= state.decided_signal_ids
-        for key, trade_id in state.tape_watermarks.items():
-            venue, _, symbol = key.partition(":")
-            self._watermarks[(venue, symbol)] = trade_id
+        self._watermarks.update(state.watermarks())
         self._guard.restore(state.risk_state, state.peak_equity)
 
     def process(self, batch: list[Tick | Signal]) -> list[Record]:
@@ -295,9 +203,18 @@ class Execution:
                 if done is not None and item.trade_id <= done:
                     continue  # processed by an earlier run: its effects are in the database
                 if self._venue is not None and self.open_orders:
-                    self._work_orders(self._venue, item, out)
+                    work_orders(
+                        self._venue,
+                        item,
+                        settings=self._exec,
+                        ledger=self.ledger,
+                        open_orders=self.open_orders,
+                        out=out,
+                    )
                 elif live and self.open_orders:
-                    self._expire_live(item.ts_event)
+                    self._live_orders.expire(
+                        self.open_orders, item.ts_event, self._exec.order_timeout_s
+                    )
                 if self._guard.limit is not None:
                     self._judge_drawdown(item.ts_event, item.event_id, out)
             else:
@@ -305,70 +222,20 @@ class Execution:
                 self._on_signal(item, out)
         return out
 
-    # -- LIVE: the venue's side ----------------------------------------------------
+    # -- LIVE: the venue's side (engine.core.live_orders) ---------------------------
 
     def take_intents(self) -> list[Intent]:
         """LIVE: what to do at the venue since the last call, in order (empties the outbox)."""
-        intents, self._intents = self._intents, []
-        return intents
+        return self._live_orders.take()
 
     def apply_venue(self, records: Iterable[Record]) -> list[Record]:
         """LIVE: book what the venue said; return the records that changed anything here.
 
-        ``records`` are the adapter's ``OrderEvent``s and ``Fill``s (anything else,
-        e.g. a ``VenueFailure``, is ignored). An event is adopted when its ``seq``
-        is at or beyond the order's next one -- the adapter numbers transitions,
-        and the submit path and the user stream may hand them over out of order;
-        an older or repeated event changes nothing. A fill is booked in the ledger
-        once per ``fill_id``. Applying the same records again returns ``[]`` and
-        changes nothing (I3). The caller persists *all* of ``records`` (inserts
-        are idempotent), not only what this returns.
-
-        *Error handling:* an inconsistent event is a bug, never a market event:
-        ``ValueError`` for one that overfills its order, un-fills it, or (when it
-        is the very next transition) is not an edge of the lifecycle table.
+        Transitions are adopted by ``seq``, fills booked once by ``fill_id``;
+        applying the same records again returns ``[]``. See ``LiveOrders.apply``
+        (its *Error handling*: ``ValueError`` for an inconsistent event).
         """
-        changed: list[Record] = []
-        for record in records:
-            if type(record) is OrderEvent:
-                if self._adopt(record):
-                    changed.append(record)
-            elif type(record) is Fill:
-                if record.fill_id in self._fill_ids:
-                    continue
-                self.ledger.apply(record)
-                self._fill_ids.add(record.fill_id)
-                changed.append(record)
-        return changed
-
-    def _adopt(self, event: OrderEvent) -> bool:
-        order = self.open_orders.get(event.order_id)
-        if order is None or event.seq < order.next_seq:
-            return False  # closed already, or a transition we already hold
-        if event.filled_qty > order.qty or event.filled_qty < order.filled_qty:
-            raise ValueError(
-                f"{event.order_id} seq {event.seq}: filled {event.filled_qty} is outside "
-                f"[{order.filled_qty}, {order.qty}]"
-            )
-        if event.seq == order.next_seq and not _reachable(order.state, event.state):
-            raise ValueError(f"{event.order_id}: no transition {order.state} -> {event.state}")
-        order.state = event.state
-        order.filled_qty = event.filled_qty
-        order.next_seq = event.seq + 1
-        if event.state in TERMINAL:
-            del self.open_orders[event.order_id]
-            self._cancelling.discard(event.order_id)
-        return True
-
-    def _expire_live(self, ts_event: int) -> None:
-        for order in list(self.open_orders.values()):
-            if order.expires_at is not None and ts_event >= order.expires_at:
-                self._cancel(
-                    order,
-                    order.expires_at,
-                    f"live: order_timeout_s {self._exec.order_timeout_s} elapsed",
-                    [],
-                )
+        return self._live_orders.apply(records, self.open_orders, self.ledger)
 
     # -- exposure ---------------------------------------------------------------
 
@@ -379,61 +246,18 @@ class Execution:
         """
         if mark is None:
             mark = self.marks.get(symbol, ZERO)
-        qty = self.ledger.position(symbol)
-        for order in self.open_orders.values():
-            if order.symbol == symbol and order.side is Side.BUY:
-                qty = EXACT.add(qty, order.leaves_qty)
-        return EXACT.multiply(qty, mark)
+        return exposure.symbol_exposure(self.ledger, self.open_orders, symbol, mark)
 
     def total_exposure(self, overrides: Mapping[str, Decimal] | None = None) -> Decimal:
         """Sum of every symbol's exposure (``overrides`` replace marks, e.g. before any tick)."""
         marks = dict(self.marks)
         marks.update(overrides or {})
-        symbols = set(self.ledger.books) | {o.symbol for o in self.open_orders.values()}
-        total = ZERO
-        for symbol in sorted(symbols):
-            total = EXACT.add(total, self.symbol_exposure(symbol, marks.get(symbol, ZERO)))
-        return total
+        return exposure.total_exposure(self.ledger, self.open_orders, marks)
 
     def equity(self) -> Decimal:
         return self.ledger.equity(self.marks)
 
     # -- ticks ------------------------------------------------------------------
-
-    def _work_orders(self, venue: PaperVenue, tick: Tick, out: list[Record]) -> None:
-        available = tick.qty
-        for order in list(self.open_orders.values()):
-            if order.expires_at is not None and tick.ts_event >= order.expires_at:
-                self._cancel(
-                    order,
-                    order.expires_at,
-                    f"paper: order_timeout_s {self._exec.order_timeout_s} elapsed",
-                    out,
-                )
-                continue
-            if order.state is OrderState.SUBMITTED:
-                if tick.ts_event < order.active_at:
-                    continue
-                out.append(
-                    order.transition(
-                        OrderAction.ACCEPT,
-                        order.active_at,
-                        f"paper: reached the simulated venue after latency_ms "
-                        f"{self._exec.latency_ms}",
-                    )
-                )
-            match = venue.match(order, tick, available)
-            if match is None:
-                continue
-            available = EXACT.subtract(available, match.qty)
-            self._fill(
-                order,
-                qty=match.qty,
-                price=match.price,
-                ts_event=tick.ts_event,
-                reason=f"paper: fill against trade {tick.event_id} ({tick.qty} @ {tick.price})",
-                out=out,
-            )
 
     def _judge_drawdown(self, ts_event: int, cause_id: str, out: list[Record]) -> None:
         before = self._guard.state
@@ -490,13 +314,13 @@ class Execution:
             price=proposal.price,
             ts_submitted=signal.ts_event,
         )
-        record = self._order_record(order)
+        record = order_record(order, self._mode_name)
         out.append(record)
         if self._live:
             out.append(order.submitted_event("live: recorded, to be sent to the venue"))
             order.expires_at = order.ts_submitted + self._timeout_ns
             self.open_orders[order.order_id] = order
-            self._intents.append(SubmitOrder(record))
+            self._live_orders.submit(record)
         elif self._venue is None:
             self._fill_shadow(order, out)
             if self._guard.limit is not None:
@@ -520,10 +344,7 @@ class Execution:
                 f"with qty_step {self._exec.qty_step}"
             )
         else:
-            qty = self.ledger.position(symbol)
-            for o in self.open_orders.values():
-                if o.symbol == symbol and o.side is Side.SELL:
-                    qty = EXACT.subtract(qty, o.leaves_qty)
+            qty = exposure.unsold_position(self.ledger, self.open_orders, symbol)
             sizing = f"the whole {symbol} position not already being sold: {qty}"
         return Proposal(
             side=signal.side,
@@ -546,26 +367,16 @@ class Execution:
         ts = order.ts_submitted
         out.append(order.submitted_event("shadow: recorded, not sent (SHADOW mode)"))
         out.append(order.transition(OrderAction.ACCEPT, ts, "shadow: simulated acknowledgement"))
-        self._fill(
+        book_fill(
             order,
             qty=order.qty,
             price=order.price,
             ts_event=ts,
             reason="shadow: simulated immediate fill at the assumed price",
+            fee_bps=self._exec.fee_bps,
+            ledger=self.ledger,
+            open_orders=self.open_orders,
             out=out,
-        )
-
-    def _order_record(self, order: WorkingOrder) -> Order:
-        return Order(
-            order_id=order.order_id,
-            signal_id=order.signal_id,
-            mode=self._mode_name,
-            symbol=order.symbol,
-            side=order.side,
-            order_type=order.order_type,
-            qty=order.qty,
-            price=order.price,
-            ts_event=order.ts_submitted,
         )
 
     def _cancel(self, order: WorkingOrder, ts_event: int, reason: str, out: list[Record]) -> None:
@@ -575,57 +386,6 @@ class Execution:
         ``apply_venue`` and until then the order stays open.
         """
         if self._live:
-            if order.order_id not in self._cancelling:
-                self._cancelling.add(order.order_id)
-                self._intents.append(CancelOrder(order.order_id, order.symbol, reason))
+            self._live_orders.request_cancel(order, reason)
             return
-        leaves = order.leaves_qty
-        out.append(
-            order.transition(
-                OrderAction.CANCEL,
-                ts_event,
-                f"{reason}; cancelled remainder {leaves} of {order.qty}",
-            )
-        )
-        del self.open_orders[order.order_id]
-
-    def _fill(
-        self,
-        order: WorkingOrder,
-        *,
-        qty: Decimal,
-        price: Decimal,
-        ts_event: int,
-        reason: str,
-        out: list[Record],
-    ) -> Fill:
-        """Book one fill of ``qty`` at ``price``: its transition, the ``Fill`` and the ledger."""
-        action = fill_action(order, qty)
-        fee = fee_for(qty, price, self._exec.fee_bps)
-        position_delta = position_delta_for(order.side, qty)
-        fill = Fill(
-            fill_id=fill_id_for(order.order_id, order.fills),
-            order_id=order.order_id,
-            symbol=order.symbol,
-            side=order.side,
-            qty=qty,
-            price=price,
-            fee=fee,
-            cash_delta=cash_delta_for(position_delta, price, fee),
-            position_delta=position_delta,
-            ts_event=ts_event,
-        )
-        out.append(order.transition(action, ts_event, f"{reason}: {qty} @ {price}", qty))
-        out.append(fill)
-        order.fills += 1
-        self.ledger.apply(fill)
-        if order.state is OrderState.FILLED:
-            self.open_orders.pop(order.order_id, None)
-        return fill
-
-
-def _reachable(state: OrderState, target: OrderState) -> bool:
-    """Whether one step of the lifecycle table leads from ``state`` to ``target``."""
-    return any(
-        to is target for (origin, _action), to in TRANSITIONS.items() if origin is state
-    )
+        cancel_remainder(order, ts_event, reason, open_orders=self.open_orders, out=out)

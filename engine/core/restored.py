@@ -1,0 +1,84 @@
+"""What earlier runs left in the database, as execution needs it to resume.
+
+Restarts: the ledger is rebuilt from the persisted fills, open orders of this
+mode are resumed, decided signals are remembered, and a tick at or below the
+persisted tape watermark of its ``venue:symbol`` only updates the mark and the
+staleness estimate -- its effects are already in the database. This relies on
+the runtime persisting each batch's ticks together with the records
+``Execution.process`` returned for that batch, in one list (one transaction),
+in order: then the database always holds a consistent prefix of the run.
+
+``engine.store.restore.load_restored_state`` builds a ``RestoredState``;
+``Execution.restore`` consumes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from engine.core.events import Fill, Order, OrderState, RiskState
+from engine.core.orders import WorkingOrder
+
+
+@dataclass(frozen=True, slots=True)
+class RestoredOrder:
+    """An order that was still open when the previous run stopped, as the database has it."""
+
+    order: Order
+    state: OrderState
+    filled_qty: Decimal
+    next_seq: int
+    """``seq`` of the next transition (one past the last persisted ``order_events`` row)."""
+    fills: int
+    """Fills already persisted for it (the next fill is ``fill:<order_id>:<fills>``)."""
+
+    def working(self) -> WorkingOrder:
+        """The in-memory order execution tracks, at the point the database left it."""
+        o = self.order
+        return WorkingOrder(
+            order_id=o.order_id,
+            signal_id=o.signal_id,
+            symbol=o.symbol,
+            side=o.side,
+            order_type=o.order_type,
+            qty=o.qty,
+            price=o.price,
+            ts_submitted=o.ts_event,
+            state=self.state,
+            filled_qty=self.filled_qty,
+            next_seq=self.next_seq,
+            fills=self.fills,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RestoredState:
+    """What the previous runs left in the database, as execution needs it at start-up.
+
+    Built by ``engine.store.restore.load_restored_state``; ``RestoredState()`` is
+    the state of an empty database.
+    """
+
+    fills: tuple[Fill, ...] = ()
+    """Every persisted fill, in the order it was written (the ledger is rebuilt from them)."""
+    open_orders: tuple[RestoredOrder, ...] = ()
+    decided_signal_ids: frozenset[str] = frozenset()
+    """Signals that already led to an order or a veto: never decided again (I3)."""
+    tape_watermarks: Mapping[str, int] = field(default_factory=dict)
+    """``"<venue>:<symbol>"`` -> highest trade id already processed and persisted.
+    Ticks at or below it only update marks and the staleness estimate: their
+    effects (PAPER fills, timeouts, equity peaks) are already in the database."""
+    risk_state: RiskState | None = None
+    """The drawdown guard's latest persisted state (``None``: never written)."""
+    peak_equity: Decimal | None = None
+    """The highest ``peak_equity`` ever persisted."""
+
+    def watermarks(self) -> dict[tuple[str, str], int]:
+        """``tape_watermarks`` keyed ``(venue, symbol)``, as the per-tick path looks them up."""
+        out: dict[tuple[str, str], int] = {}
+        for key, trade_id in self.tape_watermarks.items():
+            venue, _, symbol = key.partition(":")
+            out[(venue, symbol)] = trade_id
+        return out
