@@ -1,0 +1,79 @@
+"""Which exceptions out of a WebSocket session are a lost connection, and why, in words.
+
+A session ends for many reasons -- refused, timed out, closed by the peer,
+reset -- and none of them should leave the stream: each becomes the *reason*
+for the next attempt (logged with it). Anything not listed here is a bug or
+a stop (budget, parse rate, a closed channel) and must propagate.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Final
+
+import trio
+import trio_websocket
+import wsproto.utilities
+
+CONNECTION_ERRORS: Final = (
+    trio_websocket.HandshakeError,  # refused, timed out, DNS/TCP/TLS failure
+    trio_websocket.ConnectionClosed,  # e.g. closed while we sent the subscribe
+    OSError,
+    # trio-websocket #184: a pong sent while closing after a heartbeat timeout
+    # raises LocalProtocolError out of the library's reader task.
+    wsproto.utilities.LocalProtocolError,
+    trio_websocket._impl.TrioWebsocketInternalError,
+)
+
+
+def describe(exc: BaseException) -> str:
+    """A one-line reason for a lost connection."""
+    if isinstance(exc, trio_websocket.ConnectionRejected):
+        return f"handshake rejected with HTTP {exc.status_code}"
+    if isinstance(exc, trio_websocket.ConnectionTimeout):
+        return "connect timed out"
+    if isinstance(exc, trio_websocket.DisconnectionTimeout):
+        return "closing handshake timed out"
+    if isinstance(exc, trio_websocket.ConnectionClosed):
+        return close_text(exc)
+    if isinstance(exc, trio_websocket.HandshakeError) and exc.__cause__ is not None:
+        return f"connect failed: {exc.__cause__!r}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def close_text(exc: trio_websocket.ConnectionClosed) -> str:
+    """The close code, its name and the peer's reason, as the log shows them."""
+    reason = exc.reason
+    if reason is None:
+        return "connection closed"
+    text = f"closed {reason.code} {reason.name}"
+    return f"{text}: {reason.reason}" if reason.reason else text
+
+
+def connection_failure(exc: BaseException) -> str | None:
+    """A reason if ``exc`` (or every leaf of a group) is a network failure, else None."""
+    if isinstance(exc, BaseExceptionGroup):
+        match, rest = exc.split(CONNECTION_ERRORS)
+        if rest is None and match is not None:
+            return "; ".join(describe(e) for e in match.exceptions)
+        return None
+    if isinstance(exc, CONNECTION_ERRORS):
+        return describe(exc)
+    return None
+
+
+def stray_cancel(exc: BaseException) -> str | None:
+    """A reason if ``exc`` is a ``Cancelled`` that no scope of ours asked for.
+
+    trio-websocket #184: after a keepalive timeout we close; a ping arriving
+    meanwhile makes the library's reader task try to pong in CLOSING state and
+    die with ``LocalProtocolError``. That cancels the library's own nursery, and
+    the ``Cancelled`` it put into the closing handshake can then escape
+    ``open_websocket`` in place of the error. Let through, it would cancel
+    whatever nursery it reaches next; when no enclosing scope of this task is
+    cancelled it is the library's, and the session simply ended.
+    """
+    if not isinstance(exc, trio.Cancelled) or trio.current_effective_deadline() == -math.inf:
+        return None
+    hidden = exc.__context__
+    return describe(hidden) if hidden is not None else "cancelled by trio-websocket"

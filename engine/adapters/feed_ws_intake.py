@@ -1,0 +1,92 @@
+"""Input quality of the WebSocket source: decode each frame, count the bad, drop duplicates.
+
+Malformed frames (and frames above ``max_message_size``, which the library
+answers by closing with 1009) are counted, sampled into the log and skipped;
+above ``max_parse_errors_per_min`` ingest stops with ``ParseRateExceeded``
+(exit 11, ``engine.adapters.parse_budget``). Duplicate trades (same venue,
+symbol, trade id -- e.g. resent after a reconnect) are dropped and counted,
+gaps in trade ids counted per symbol and logged (``engine.adapters.dedup``).
+Frames that are not trades (subscription acks, heartbeats) are counted as
+skipped; a Coinbase ``error`` frame is logged.
+
+It runs inside the reader, once per frame, so it never waits.
+"""
+
+from __future__ import annotations
+
+from engine import logs
+from engine.adapters import coinbase
+from engine.adapters.decoding import Decoder, MalformedMessage, decoder_for
+from engine.adapters.dedup import TradeDedup
+from engine.adapters.parse_budget import ParseBudget
+from engine.config import IngestSection, Venue
+from engine.core.events import Tick
+from engine.counters import Counters
+
+
+class FrameIntake:
+    """Frame -> new ``Tick`` or nothing, with the counters and logs that go with it."""
+
+    def __init__(self, section: IngestSection, counters: Counters, dedup: TradeDedup) -> None:
+        self._section = section
+        self._counters = counters
+        self._decoder: Decoder = decoder_for(section.venue.value)
+        self._dedup = dedup
+        self._parse_budget = ParseBudget(section.max_parse_errors_per_min)
+
+    def accept(self, raw: bytes, ts_recv: int, now: float) -> Tick | None:
+        """The frame's trade if it is one and new; ``None`` for anything else.
+
+        *Error handling:* ``ParseRateExceeded`` once bad frames pass the budget.
+        """
+        try:
+            tick = self._decoder(raw, ts_recv)
+        except MalformedMessage as exc:
+            self.reject(exc.reason, raw, now)
+            return None
+        except ValueError as exc:  # e.g. a codec error a decoder let through: still just bad input
+            self.reject(f"{type(exc).__name__}: {exc}", raw, now)
+            return None
+        if tick is None:
+            self._counters.skipped_messages += 1
+            if self._section.venue is Venue.COINBASE:
+                self._check_venue_error(raw)
+            return None
+        return tick if self._admit(tick) else None
+
+    def reject(self, reason: str, raw: bytes, now: float) -> None:
+        """Count, log and budget one bad frame (``raw`` is sampled into the log)."""
+        self._counters.parse_errors += 1
+        sample = logs.sample(raw)
+        logs.warning(
+            "malformed_message",
+            venue=self._section.venue.value,
+            reason=reason,
+            sample=sample,
+            parse_errors=self._counters.parse_errors,
+        )
+        self._parse_budget.record(now, sample)
+
+    def _admit(self, tick: Tick) -> bool:
+        counters = self._counters
+        new, gap = self._dedup.admit(tick.venue, tick.symbol, tick.trade_id)
+        if not new:
+            counters.duplicates += 1
+            return False
+        if gap is not None:
+            counters.gaps += 1
+            logs.warning(
+                "trade_gap",
+                venue=gap.venue,
+                symbol=gap.symbol,
+                first_missing=gap.first,
+                last_missing=gap.last,
+                missing=gap.missing,
+                gaps_for_symbol=self._dedup.gaps_by_symbol()[f"{gap.venue}:{gap.symbol}"],
+            )
+        return True
+
+    def _check_venue_error(self, raw: bytes) -> None:
+        error = coinbase.decode_coinbase_error(raw)
+        if error is not None:
+            logs.error("venue_error", venue=self._section.venue.value, message=error)
