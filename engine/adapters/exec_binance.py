@@ -62,6 +62,7 @@ from engine.adapters.exec_binance_rest import BinanceRest, VenueCallError
 from engine.adapters.exec_binance_signing import client_order_id
 from engine.adapters.exec_binance_wire import ExecutionReport, VenueOrder
 from engine.config import Config
+from engine.core.booking import order_record
 from engine.core.events import Order, OrderState
 from engine.core.orders import WorkingOrder
 
@@ -203,7 +204,7 @@ class BinanceExecution:
             if working.state is not OrderState.SUBMITTED:
                 return out  # the stream settled it meanwhile
             try:
-                response = await self.rest.new_order(_order_of(working), cid)
+                response = await self.rest.new_order(order_record(working, MODE), cid)
             except VenueCallError as exc:
                 out.append(self._call_failure("new_order", order_id, exc, attempt))
                 last = f"{exc.kind}: {exc.message}"
@@ -374,20 +375,6 @@ class BinanceExecution:
         if self._apply(order_id, report_from_execution(report), out):
             out += await self.refresh(order_id)
         return out
-
-
-def _order_of(working: WorkingOrder) -> Order:
-    return Order(
-        order_id=working.order_id,
-        signal_id=working.signal_id,
-        mode=MODE,
-        symbol=working.symbol,
-        side=working.side,
-        order_type=working.order_type,
-        qty=working.qty,
-        price=working.price,
-        ts_event=working.ts_submitted,
-    )
 
 
 def wall_ms() -> int:
