@@ -17,29 +17,31 @@ from engine.store.schema import RECORD_TABLES, migrate
 from engine.store.sqlite_store import (
     INSERT_CHUNK_ROWS,
     MAX_STATEMENT_PARAMS,
-    chunk_sizes,
     insert_rows,
     largest_chunk,
+    statement_rows,
 )
 
 TICKS = RECORD_TABLES[Tick]
 
 
-@given(st.integers(min_value=0, max_value=10_000), st.sampled_from([1, 2, 64, 1024]))
-def test_chunk_sizes_any_count_powers_of_two_summing_to_it(n: int, largest: int) -> None:
-    sizes = chunk_sizes(n, largest)
-    assert sum(sizes) == n
-    assert all(s & (s - 1) == 0 and 1 <= s <= largest for s in sizes)
-    assert sizes == sorted(sizes, reverse=True)
-    assert len(sizes) <= n // largest + largest.bit_length()
+@given(st.integers(min_value=1, max_value=5000), st.sampled_from([1, 3, 64, 4095]))
+def test_statement_rows_any_count_fits_with_less_padding_than_rows(
+    n: int, largest: int
+) -> None:
+    n = min(n, largest)
+    size = statement_rows(n, largest)
+    assert n <= size <= largest
+    assert size == largest or size & (size - 1) == 0  # few distinct statements
+    assert size - n < n
 
 
 def test_largest_chunk_every_table_within_parameter_limit() -> None:
     for table in RECORD_TABLES.values():
         rows = largest_chunk(len(table.columns))
         assert 1 <= rows <= INSERT_CHUNK_ROWS
-        assert rows * len(table.columns) <= MAX_STATEMENT_PARAMS
-    assert largest_chunk(40) * 40 <= MAX_STATEMENT_PARAMS < largest_chunk(40) * 2 * 40
+        assert rows * len(table.columns) + 1 <= MAX_STATEMENT_PARAMS  # + the LIMIT
+    assert largest_chunk(8) == 4095
 
 
 def tick_row(n: int) -> tuple[object, ...]:
@@ -53,7 +55,7 @@ def fresh(path: Path) -> sqlite3.Connection:
     return conn
 
 
-@pytest.mark.parametrize("count", [0, 1, 7, 1024, 1025, 2047, 3001])
+@pytest.mark.parametrize("count", [0, 1, 2, 7, 1024, 1025, 4095, 4096, 9001])
 def test_insert_rows_any_count_same_table_as_executemany(tmp_path: Path, count: int) -> None:
     # Duplicates inside the batch and against rows already stored are both skipped.
     existing = [tick_row(n) for n in range(0, 40, 3)]

@@ -19,12 +19,16 @@ with the Trio thread. ``executemany`` releases the GIL around every row's
 ``sqlite3_step`` and must win it back before the next row; while the Trio
 thread is busy decoding, each re-acquisition can wait out the interpreter's
 switch interval (5 ms), so the writer crawls (measured: 13k rows/s against a
-busy thread, 400k alone). One ``INSERT ... VALUES (...), (...), ...`` statement
-of up to ``INSERT_CHUNK_ROWS`` rows binds its parameters with the GIL, then does
-all of its B-tree work in ONE step without it: 1,024 rows per GIL round trip,
-and about half the per-row cost even alone. Values are bound exactly as
-``executemany`` binds them, rows go in in the same order, and a conflicting id
-is skipped the same way (also against an earlier row of the same statement).
+busy thread, 400k alone). One ``INSERT ... SELECT * FROM (VALUES (...), ...)``
+statement of up to ``INSERT_CHUNK_ROWS`` rows binds its parameters with the GIL,
+then does all of its B-tree work in ONE step without it -- so a whole batch
+costs a handful of GIL round trips (start, ``BEGIN``, one statement per table,
+``COMMIT``), and about half the per-row CPU of ``executemany`` even alone.
+Values are bound exactly as ``executemany`` binds them, rows go in in the same
+order, and a conflicting id is skipped the same way (also against an earlier
+row of the same statement). Statements have a power-of-two number of rows (a
+few cached statements per table serve any count): the rest is padded with
+NULLs that ``LIMIT`` keeps out.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ from engine.core.events import Record
 from engine.exits import Overload
 from engine.ports import WriteResult
 from engine.store.connection import BUSY_TIMEOUT_MS, open_writer, read_pragmas
-from engine.store.schema import RECORD_TABLES, RecordTable, Row, migrate
+from engine.store.schema import RECORD_TABLES, RecordTable, Row, SqlValue, migrate
 
 RETRY_BACKOFF_FIRST_S: Final = 0.05
 """Sleep before the first retry of a locked write (after busy_timeout already waited)."""
@@ -53,10 +57,10 @@ RETRY_BACKOFF_MAX_S: Final = 2.0
 """Cap of the doubling backoff between retries. Overload policy: retry forever at
 this pace; the drain deadline (exit 13) is the only bound."""
 
-INSERT_CHUNK_ROWS: Final = 1024
-"""Most rows per multi-row INSERT (a power of two, see ``chunk_sizes``). Bounds the
-prepared statements cached per table (one per power of two, 11 at most) and,
-with ``MAX_STATEMENT_PARAMS``, the parameters of one statement."""
+INSERT_CHUNK_ROWS: Final = 4096
+"""Most rows per INSERT statement (fewer for a wide table, see ``largest_chunk``):
+a persistence batch (``PERSIST_BATCH_RECORDS`` = 2,000 plus the list that
+crossed it) fits one statement per table."""
 
 MAX_STATEMENT_PARAMS: Final = 32766
 """SQLite's default ``SQLITE_MAX_VARIABLE_NUMBER`` (builds may allow more, never
@@ -77,49 +81,51 @@ def is_lock_error(exc: sqlite3.Error) -> bool:
     return "locked" in text or "busy" in text
 
 
-def chunk_sizes(n: int, largest: int = INSERT_CHUNK_ROWS) -> list[int]:
-    """Split ``n`` rows into statement sizes: ``largest`` while it fits, then powers of two.
+def largest_chunk(columns: int) -> int:
+    """Most rows one statement inserts into a table of ``columns`` (see ``INSERT_CHUNK_ROWS``)."""
+    return max(1, min(INSERT_CHUNK_ROWS, (MAX_STATEMENT_PARAMS - 1) // columns))
 
-    Only ``log2(largest) + 1`` distinct sizes ever occur, so each table needs at
-    most that many prepared statements (they stay in the connection's cache).
-    """
-    sizes: list[int] = []
-    size = largest
-    while n > 0:
-        while size > n:
-            size >>= 1
-        sizes.append(size)
-        n -= size
-    return sizes
+
+def statement_rows(n: int, largest: int) -> int:
+    """Rows of the statement that inserts ``n <= largest`` rows: the next power of two,
+    capped at ``largest``. So a table needs at most ``log2(largest) + 2`` statements,
+    and the padding (bound as NULLs, never inserted) is less than ``n``."""
+    size = 1
+    while size < n:
+        size <<= 1
+    return min(size, largest)
 
 
 @cache
-def multi_row_insert_sql(table: RecordTable, rows: int) -> str:
-    """``table.insert_sql`` with ``rows`` value tuples (same conflict handling)."""
+def padded_insert_sql(table: RecordTable, rows: int) -> str:
+    """``table.insert_sql`` for the first ``?`` (the last parameter) of ``rows`` value rows.
+
+    ``INSERT ... SELECT`` needs a ``WHERE`` before ``ON CONFLICT`` (SQLite's
+    upsert parsing rule); ``LIMIT`` drops the padding rows after the real ones.
+    """
     marks = "(" + ", ".join("?" * len(table.columns)) + ")"
     return (
-        f"INSERT INTO {table.table} ({', '.join(table.columns)}) VALUES "
+        f"INSERT INTO {table.table} ({', '.join(table.columns)}) SELECT * FROM (VALUES "
         + ", ".join([marks] * rows)
-        + " ON CONFLICT DO NOTHING"
+        + ") WHERE true LIMIT ? ON CONFLICT DO NOTHING"
     )
 
 
-def largest_chunk(columns: int) -> int:
-    """Rows per statement for a table of ``columns``: a power of two within both bounds."""
-    rows = INSERT_CHUNK_ROWS
-    while rows > 1 and rows * columns > MAX_STATEMENT_PARAMS:
-        rows >>= 1
-    return rows
-
-
 def insert_rows(conn: sqlite3.Connection, table: RecordTable, rows: Sequence[Row]) -> int:
-    """Insert ``rows`` into ``table`` in order with multi-row INSERTs; the number inserted."""
+    """Insert ``rows`` into ``table`` in order, one statement per ``largest_chunk``
+    rows; the number inserted (a row whose key exists is skipped)."""
+    columns = len(table.columns)
+    largest = largest_chunk(columns)
     inserted = 0
-    start = 0
-    for size in chunk_sizes(len(rows), largest_chunk(len(table.columns))):
-        params = list(chain.from_iterable(rows[start : start + size]))
-        inserted += conn.execute(multi_row_insert_sql(table, size), params).rowcount
-        start += size
+    for start in range(0, len(rows), largest):
+        chunk = rows[start : start + largest]
+        n = len(chunk)
+        size = statement_rows(n, largest)
+        params: list[SqlValue] = list(chain.from_iterable(chunk))
+        if size > n:
+            params.extend([None] * ((size - n) * columns))
+        params.append(n)
+        inserted += conn.execute(padded_insert_sql(table, size), params).rowcount
     return inserted
 
 
