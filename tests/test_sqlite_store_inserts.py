@@ -85,3 +85,17 @@ def test_insert_rows_check_violation_fails_whole_statement(tmp_path: Path) -> No
     with pytest.raises(sqlite3.IntegrityError):
         insert_rows(conn, table, [good, bad])
     assert conn.execute("SELECT count(*) FROM fills").fetchone() == (0,)
+
+
+def test_insert_rows_records_with_row_function_same_as_rows(tmp_path: Path) -> None:
+    records = [Tick(event_id=f"t{n % 600}", venue="v", symbol="S", trade_id=n, ts_event=n,
+                    ts_recv=n, price=Decimal("1.50"), qty=Decimal("1E-8")) for n in range(5000)]
+    contents = []
+    for name, args in (("rows", ([TICKS.row(r) for r in records],)),
+                       ("records", (records, TICKS.row))):
+        conn = fresh(tmp_path / f"{name}.db")
+        assert insert_rows(conn, TICKS, *args) == 600
+        contents.append(conn.execute("SELECT rowid, * FROM ticks ORDER BY rowid").fetchall())
+        conn.close()
+    assert contents[0] == contents[1]
+    assert contents[0][0] == (1, "t0", "v", "S", 0, 0, 0, "1.50", "1E-8")

@@ -41,7 +41,7 @@ from collections.abc import Callable, Sequence
 from functools import cache
 from itertools import chain
 from pathlib import Path
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 
 from engine import logs
 from engine.core.events import Record
@@ -111,17 +111,29 @@ def padded_insert_sql(table: RecordTable, rows: int) -> str:
     )
 
 
-def insert_rows(conn: sqlite3.Connection, table: RecordTable, rows: Sequence[Row]) -> int:
-    """Insert ``rows`` into ``table`` in order, one statement per ``largest_chunk``
-    rows; the number inserted (a row whose key exists is skipped)."""
+def insert_rows(
+    conn: sqlite3.Connection,
+    table: RecordTable,
+    items: Sequence[Any],
+    row: Callable[[Any], Row] | None = None,
+) -> int:
+    """Insert ``items`` into ``table`` in order, one statement per ``largest_chunk``
+    of them; the number inserted (a row whose key exists is skipped).
+
+    ``items`` are rows, or records turned into rows by ``row`` one statement's
+    worth at a time: each row tuple is flattened into the parameters and freed at
+    once, instead of a batch's worth of tuples living until the write -- those
+    kept the cyclic GC busy (~4% of a replay's CPU).
+    """
     columns = len(table.columns)
     largest = largest_chunk(columns)
     inserted = 0
-    for start in range(0, len(rows), largest):
-        chunk = rows[start : start + largest]
+    for start in range(0, len(items), largest):
+        chunk = items[start : start + largest]
         n = len(chunk)
         size = statement_rows(n, largest)
-        params: list[SqlValue] = list(chain.from_iterable(chunk))
+        rows = chunk if row is None else map(row, chunk)
+        params: list[SqlValue] = list(chain.from_iterable(rows))
         if size > n:
             params.extend([None] * ((size - n) * columns))
         params.append(n)
@@ -216,18 +228,19 @@ class SqliteStore:
         is then not stored.
         """
         # Group by type (hashing a type is cheap; this loop runs once per record).
-        groups: dict[type[Record], list[Row]] = {}
+        groups: dict[type[Record], list[Record]] = {}
         for record in records:
             kind = type(record)
-            rows = groups.get(kind)
-            if rows is None:
-                rows = groups[kind] = []
-            rows.append(RECORD_TABLES[kind].row(record))
+            same = groups.get(kind)
+            if same is None:
+                same = groups[kind] = []
+            same.append(record)
 
         def write() -> int:
             inserted = 0
-            for kind, rows in groups.items():
-                inserted += insert_rows(self._conn, RECORD_TABLES[kind], rows)
+            for kind, same in groups.items():
+                table = RECORD_TABLES[kind]
+                inserted += insert_rows(self._conn, table, same, table.row)
             return inserted
 
         inserted, retries = self._transaction(write, what="records", size=len(records))
