@@ -7,7 +7,12 @@ medians, their ratio and the engine's peak RSS. The engine's time is taken from
 its own log (``pipeline_started`` to ``clean_shutdown``), so interpreter start-up
 and imports are excluded on both sides.
 
-Usage: python bench/bench_replay.py [--trades N] [--runs K] [--keep DIR]
+``--pin CPU`` runs both on that one CPU only (the children inherit this
+process's affinity): no thread of the engine can then overlap another, so the
+ratio measures the CPU spent per tick -- steadier than the two-core figure when
+other work shares the machine (see docs/performance.md).
+
+Usage: python bench/bench_replay.py [--trades N] [--runs K] [--keep DIR] [--pin CPU]
 """
 
 from __future__ import annotations
@@ -75,6 +80,7 @@ def main() -> None:
     parser.add_argument("--trades", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--keep", type=Path)
+    parser.add_argument("--pin", type=int, metavar="CPU", help="run everything on this CPU")
     args = parser.parse_args()
     work = args.keep or Path(tempfile.mkdtemp(prefix="bench-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -83,6 +89,8 @@ def main() -> None:
     if not capture.exists():
         write_synthetic_capture(capture, args.trades, seed=42)
     print(f"capture: {capture} ({args.trades} trades, written in {time.perf_counter() - t0:.1f}s)")
+    if args.pin is not None:
+        os.sched_setaffinity(0, {args.pin})
     floors, engines, rss = [], [], []
     for i in range(args.runs):
         floors.append(run_floor(capture, work / f"floor-{i}.db"))
@@ -99,6 +107,7 @@ def main() -> None:
     summary = {
         "trades": args.trades,
         "runs": args.runs,
+        "pinned_cpu": args.pin,
         "floor_ticks_per_s_median": round(floor),
         "engine_ticks_per_s_median": round(engine),
         "ratio_median": round(engine / floor, 3),
