@@ -284,7 +284,10 @@ async def run_engine(components: Components, state: RunState) -> ExitCode:
                 clean_shutdown=clean,
             )
         )
-        await trio.to_thread.run_sync(store.checkpoint)
+        busy, wal_frames, checkpointed = await trio.to_thread.run_sync(store.checkpoint)
+        logs.info(
+            "wal_checkpointed", busy=busy, wal_frames=wal_frames, checkpointed=checkpointed
+        )
     except Exception as exc:  # the exit code already says what failed first
         logs.error("shutdown_record_failed", error=repr(exc))
     if failure is not None:
