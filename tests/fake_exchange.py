@@ -75,6 +75,7 @@ class Session:
     deaf: bool = False  # from the start: frames still sent, but pings never answered
     ping_every_s: float | None = None  # the server pings the client this often (never waits)
     rate_per_s: float | None = None  # pace trades to this average rate (bursty: timer ~1 ms)
+    venue_error: str | None = None  # Coinbase: answer the subscribe with this error, then hold
 
 
 @dataclass(frozen=True)
@@ -312,6 +313,16 @@ class FakeExchange:
                 await ws.aclose(1008, "expected a subscribe to matches")
                 return None
             products = list(message.get("product_ids", []))
+            known = {f.symbol for f in self.tape}
+            unknown = [p for p in products if p not in known]
+            error = self._script().venue_error
+            if unknown:  # what Coinbase answers for a product id it does not list
+                error = f"{unknown[0]} is not a valid product"
+            if error is not None:
+                refusal = {"type": "error", "message": "Failed to subscribe", "reason": error}
+                await ws.send_message(json.dumps(refusal, separators=(",", ":")))
+                while True:  # no data, connection left open (the engine must act)
+                    await ws.get_message()
             channel = {"name": "matches", "product_ids": products}
             ack = {"type": "subscriptions", "channels": [channel]}
             await ws.send_message(json.dumps(ack, separators=(",", ":")))

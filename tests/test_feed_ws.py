@@ -259,3 +259,47 @@ def test_stream_no_symbols_is_a_config_error_exit_12() -> None:
     section = IngestSection(source=Source.WEBSOCKET, symbols=())
     with pytest.raises(ConfigError, match=r"ingest\.symbols"):
         WebSocketStream(section, Counters())
+
+
+async def test_stream_coinbase_unknown_product_refused_config_exit_12_no_reconnect(
+    log_lines: LogLines,
+) -> None:
+    async with open_fake_exchange("coinbase") as fake:
+        section = ingest_section(fake, symbols=("BTC-XYZ",))
+        stream = WebSocketStream(section, Counters())
+        send, _receive = trio.open_memory_channel[TickBatch](10)
+        with trio.fail_after(10), pytest.raises(ConfigError, match="BTC-XYZ is not a valid"):
+            await stream.stream(send)
+    assert fake.handshakes == 1
+    assert stream.counters.reconnects == 0
+    assert stream.counters.connected == 0
+    [error] = log_lines.events("venue_error")
+    assert error["action"] == "stop_config"
+
+
+async def test_stream_coinbase_transient_venue_error_reconnects_then_ticks_flow(
+    log_lines: LogLines,
+) -> None:
+    sessions = [Session(venue_error="Internal server error, try again"), Session()]
+    async with (
+        open_fake_exchange("coinbase", sessions) as fake,
+        running_stream(ingest_section(fake)) as (stream, receive),
+    ):
+        ticks = await take(receive, 5)
+    assert len(ticks) == 5
+    assert fake.handshakes == 2
+    assert stream.counters.reconnects == 1
+    [error] = log_lines.events("venue_error")
+    assert error["action"] == "reconnect"
+    lost = log_lines.events("ws_disconnected")[0]
+    assert lost["reason"] == "venue error: Failed to subscribe Internal server error, try again"
+    assert lost["worked"] is False
+
+
+async def test_stream_coinbase_venue_error_every_time_spends_budget_network_exit() -> None:
+    async with open_fake_exchange("coinbase", [Session(venue_error="busy")]) as fake:
+        stream = WebSocketStream(ingest_section(fake, max_reconnect_failures=3), Counters())
+        send, _receive = trio.open_memory_channel[TickBatch](10)
+        with trio.fail_after(10), pytest.raises(NetworkBudgetExhausted, match="3 consecutive"):
+            await stream.stream(send)
+    assert fake.handshakes == 3

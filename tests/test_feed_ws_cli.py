@@ -197,3 +197,13 @@ def test_record_command_bad_duration_exits_config_12(tmp_path: Path) -> None:
     result = run_engine(["record", "--out", str(tmp_path / "x"), "--duration", "-1"])
     assert result.returncode == 12
     assert "--duration" in result.stderr
+
+
+async def test_run_coinbase_unknown_product_exits_config_12(tmp_path: Path) -> None:
+    async with open_fake_exchange("coinbase") as fake:
+        config = write_config(tmp_path, fake, symbols=["BTC-XYZ"])
+        engine = EngineProcess(["run", "--config", str(config)])
+        code = await finish(engine)
+    assert code == 12, engine.lines[-5:]
+    assert fake.handshakes == 1
+    assert [e["exit_code"] for e in engine.events("engine_stopped")] == [12]

@@ -8,7 +8,10 @@ The feed, after a subscribe message (``subscribe_message``), sends:
   duplicate filter in ingest drops it);
 * ``match``         -- one trade: a tick keyed by ``product_id`` and ``trade_id``;
 * ``error``         -- a refused subscription or a bad request: no tick, but not
-  malformed either; ``decode_coinbase_error`` lets the shell log it.
+  malformed either. ``decode_coinbase_error`` reads it and ``is_config_refusal``
+  tells the shell which kind it is: a refusal of something we configured (an
+  unknown product id, an invalid channel) cannot be fixed by reconnecting;
+  anything else is the venue's transient trouble.
 
 The ``ticker`` channel repeats the ``trade_id`` of a trade already delivered as
 a ``match`` (every ticker in the shared real capture does). Ticks come from the
@@ -144,6 +147,18 @@ def decode_coinbase_error(raw: bytes) -> str | None:
     if isinstance(msg, Error):
         return f"{msg.message} {msg.reason}".strip() or "error"
     return None
+
+
+CONFIG_REFUSAL_MARKERS: Final = ("not a valid", "invalid", "delisted", "unknown product")
+"""Words Coinbase uses when it refuses what the subscribe asked for
+(``"Failed to subscribe" / "BTC-XYZ is not a valid product"``): the
+configuration names something the venue does not have, and no restart fixes it."""
+
+
+def is_config_refusal(error_text: str) -> bool:
+    """Whether an ``error`` message (``decode_coinbase_error``'s text) refuses our configuration."""
+    lowered = error_text.lower()
+    return any(marker in lowered for marker in CONFIG_REFUSAL_MARKERS)
 
 
 def subscribe_message(

@@ -28,8 +28,9 @@ logged with its delay and reason. URLs and subscribe messages per venue are in
 ``feed_ws_failures``.
 
 *Error handling:* network failures never escape a session; they become a reason
-for the next attempt. Only the budget (10), the parse rate (11), a closed tick
-channel or a bug leave ``stream``.
+for the next attempt, and so does a venue ``error`` message. Only the budget
+(10), the parse rate (11), a venue refusing the configured symbols (12), a
+closed tick channel or a bug leave ``stream``.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from engine.adapters.dedup import TradeDedup
 from engine.adapters.feed_ws_endpoints import BINANCE_DEFAULT_URL, feed_url, subscribe_frame
 from engine.adapters.feed_ws_failures import close_text, connection_failure, stray_cancel
 from engine.adapters.feed_ws_forwarder import TickForwarder
-from engine.adapters.feed_ws_intake import FrameIntake
+from engine.adapters.feed_ws_intake import FrameIntake, VenueErrorFrame
 from engine.adapters.feed_ws_keepalive import Keepalive
 from engine.adapters.feed_ws_session import LinkStats, Session
 from engine.adapters.progress import Progress
@@ -146,8 +147,9 @@ class WebSocketStream:
     async def stream(self, send: trio.MemorySendChannel[TickBatch]) -> None:
         """Connect, read, reconnect -- until cancelled or the budget is spent.
 
-        *Error handling:* raises ``NetworkBudgetExhausted`` (exit 10) or
-        ``ParseRateExceeded`` (exit 11); network errors are retried.
+        *Error handling:* raises ``NetworkBudgetExhausted`` (exit 10),
+        ``ParseRateExceeded`` (exit 11) or ``ConfigError`` (exit 12, the venue
+        refused the configured symbols); network and other venue errors are retried.
         """
         forwarder = self.forwarder = TickForwarder(
             send, self.counters, LIVE_PENDING_TICKS, self.progress
@@ -325,14 +327,22 @@ class WebSocketStream:
             counters.ingest_received += 1
             session.frames += 1
             session.last_rx = now
-            if session.healthy_since is None:
-                self._mark_healthy(session, now)
             if recorder is not None:
                 recorder.record_nowait(ts_recv, raw)
             if decode:
-                tick = accept(raw, ts_recv, now)
+                try:
+                    tick = accept(raw, ts_recv, now)
+                except VenueErrorFrame as exc:
+                    # The venue refused us: this connection delivers nothing, and
+                    # an error is no proof it works (the budget counts it failed
+                    # unless an earlier frame already proved it).
+                    session.end_reason = f"venue error: {exc.text}"
+                    self.progress.bump()
+                    return
                 if tick is not None:
                     forwarder.offer(tick)
+            if session.healthy_since is None:
+                self._mark_healthy(session, now)
             self.progress.bump()
 
     def _on_closed(self, exc: trio_websocket.ConnectionClosed, session: Session) -> None:
