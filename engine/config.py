@@ -15,6 +15,7 @@ variable ``LIVE_ARMED=true`` (see ``engine.gate``).
 from __future__ import annotations
 
 import enum
+import math
 import os
 import typing
 from collections.abc import Mapping
@@ -67,6 +68,18 @@ class Section(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     _non_negative: ClassVar[tuple[str, ...]] = ()
 
     def __post_init__(self) -> None:
+        for name in self.__struct_fields__:
+            value = getattr(self, name)
+            # NaN would escape the bound checks below as decimal.InvalidOperation (exit 1,
+            # not 12); an infinity would pass them and crash the engine (or disable a
+            # bound, e.g. max_proof_age_h) later.
+            finite = (
+                value.is_finite()
+                if isinstance(value, Decimal)
+                else not isinstance(value, float) or math.isfinite(value)
+            )
+            if not finite:
+                raise ValueError(f"Expected a finite number, got {value} - at `$.{name}`")
         for name in self._positive:
             value = getattr(self, name)
             if value is not None and not value > 0:

@@ -77,3 +77,27 @@ def test_load_config_live_arm_flag_is_not_a_key(tmp_path: Path) -> None:
     path = write(tmp_path, "[engine]\nlive_armed = true\n")
     with pytest.raises(ConfigError, match=r"engine\.live_armed"):
         load_config(path, environ={})
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "names"),
+    [
+        ("", {"ENGINE_RISK_MAX_EXPOSURE_USD": "NaN"}, "risk.max_exposure_usd"),
+        ("", {"ENGINE_RISK_MAX_DRAWDOWN_USD": "sNaN"}, "risk.max_drawdown_usd"),
+        ("", {"ENGINE_EXECUTION_FEE_BPS": "NaN"}, "execution.fee_bps"),
+        ("", {"ENGINE_EXECUTION_ORDER_NOTIONAL_USD": "Infinity"}, "execution.order_notional_usd"),
+        ("[risk]\nmax_exposure_usd = 'inf'\n", {}, "risk.max_exposure_usd"),
+        ("[execution]\norder_timeout_s = inf\n", {}, "execution.order_timeout_s"),
+        ("", {"ENGINE_ENGINE_DRAIN_TIMEOUT_S": "inf"}, "engine.drain_timeout_s"),
+    ],
+)
+def test_load_config_non_finite_number_raises_config_error_naming_key(
+    tmp_path: Path, text: str, env: dict[str, str], names: str
+) -> None:
+    # A NaN used to escape as decimal.InvalidOperation (exit 1, restarted forever) and an
+    # infinity was accepted, then crashed the first order (qty_for_notional) or Execution().
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ=env)
+    assert names in str(info.value)
+    assert info.value.exit_code is ExitCode.CONFIG
