@@ -272,3 +272,17 @@ def test_gzip_reader_read_all_returns_everything() -> None:
     with open_capture(BINANCE) as f:
         assert f.read() == gzip.decompress(BINANCE.read_bytes())
         assert f.read(10) == b""
+
+
+def test_iter_capture_timestamp_of_thousands_of_digits_malformed_not_a_crash(
+    tmp_path: Path,
+) -> None:
+    # int() refuses digit strings past 4,300 digits with ValueError: one such line
+    # must be a malformed line, not the end of the replay (SPEC L3).
+    path = tmp_path / "c.txt"
+    huge = b"1" * 5000
+    path.write_bytes(huge + b" {}\n" + b"100 {}\n")
+    got = [(line.ts_recv, line.payload) for line in iter_capture(path)]
+    assert got == [(MALFORMED, huge + b" {}"), (100, b"{}")]
+    with pytest.raises(ValueError, match="not an epoch-seconds"):
+        parse_epoch_seconds(huge + b".5")

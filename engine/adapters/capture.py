@@ -44,6 +44,9 @@ MALFORMED: Final = -2
 """``ts_recv`` of a line that should carry a message but has no parsable timestamp."""
 MAX_TS_NS: Final = 2**63 - 1
 """A receive time must fit SQLite's signed 64-bit INTEGER; a larger one is malformed."""
+MAX_TS_DIGITS: Final = len(str(MAX_TS_NS))
+"""Longer digit runs are malformed before ``int()`` sees them: past 4,300 digits
+``int()`` raises instead of returning (CPython's conversion limit)."""
 
 _NS_PER_S: Final = 1_000_000_000
 _NS_DIGITS: Final = 9
@@ -163,7 +166,7 @@ def parse_epoch_seconds(text: bytes) -> int:
     fractional part of digits, and the time fits in ``MAX_TS_NS``.
     """
     whole, _, frac = text.partition(b".")
-    if not whole.isdigit() or (frac and not frac.isdigit()):
+    if not whole.isdigit() or len(whole) > MAX_TS_DIGITS or (frac and not frac.isdigit()):
         raise ValueError(f"not an epoch-seconds timestamp: {text[:40]!r}")
     ns = int(whole) * _NS_PER_S + int(frac[:_NS_DIGITS].ljust(_NS_DIGITS, b"0"))
     if ns > MAX_TS_NS:
@@ -179,7 +182,7 @@ def split_recorder_lines(lines: list[bytes]) -> tuple[list[int], list[bytes]]:
     add_payload = payloads.append
     for line in lines:
         ts, _, payload = line.partition(b" ")
-        if ts.isdigit() and payload and (ns := int(ts)) <= MAX_TS_NS:
+        if ts.isdigit() and payload and len(ts) <= MAX_TS_DIGITS and (ns := int(ts)) <= MAX_TS_NS:
             add_ts(ns)
             add_payload(payload)
         elif not line or line.isspace():
