@@ -152,3 +152,21 @@ async def test_coinbase_cryptofeed_capture_replays_to_the_107_trades() -> None:
     assert len(ticks) == len({t.event_id for t in ticks}) == 107
     assert counters.skipped_messages == 107 + 3  # tickers + subscription acks
     assert counters.parse_errors == 0
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        (b'"price":"0.00001305"', b'"price":"1e999999999"'),  # decimal.Overflow downstream
+        (b'"size":"985"', b'"size":"1E+20"'),
+        (b'"price":"0.00001305"', b'"price":"1E-30"'),
+        (b'"trade_id":280232', b'"trade_id":18446744073709551615'),  # beyond SQLite INTEGER
+        (b'"trade_id":280232', b'"trade_id":-1'),
+        (b'"time":"2021-04-17T16:43:37.089723Z"', b'"time":"9999-12-31T00:00:00Z"'),
+    ],
+)
+def test_coinbase_values_beyond_sanity_or_64_bits_malformed(old: bytes, new: bytes) -> None:
+    raw = MATCH.replace(old, new)
+    assert raw != MATCH
+    with pytest.raises(MalformedMessage):
+        decode_coinbase(raw, 0)

@@ -20,8 +20,10 @@ both cannot duplicate one. Everything else (``l2update``, ``snapshot``,
 ``heartbeat``, ``status``, ...) is skipped.
 
 *Validation at the edge:* a trade message that is not JSON, lacks a field, has a
-field of the wrong type, a non-finite or non-positive decimal, or a time without
-a timezone raises ``MalformedMessage``; nothing untyped leaves this module.
+field of the wrong type, a non-finite decimal or one outside Binance's sanity
+range ``[MIN_DECIMAL, MAX_DECIMAL)``, a trade id or time beyond 64 bits, or a
+time without a timezone raises ``MalformedMessage``; nothing untyped leaves
+this module.
 """
 
 from __future__ import annotations
@@ -40,6 +42,13 @@ VENUE: Final = "coinbase"
 DEFAULT_URL: Final = "wss://ws-feed.exchange.coinbase.com"
 TRADE_CHANNEL: Final = "matches"
 
+MAX_ID: Final = 2**63 - 1
+"""Trade ids and times (in ns) must fit SQLite's signed 64-bit INTEGER."""
+MIN_DECIMAL: Final = Decimal("1E-12")
+MAX_DECIMAL: Final = Decimal("1E+15")
+"""Sanity range of a price or size, ``[MIN, MAX)`` -- the same as Binance's
+(``engine.adapters.binance``, not imported: it imports this package's registry)."""
+
 _EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _MICROSECOND: Final = dt.timedelta(microseconds=1)
 
@@ -50,7 +59,7 @@ class _Trade(msgspec.Struct, frozen=True, tag_field="type"):
     """Fields shared by ``match`` and ``last_match`` (unknown fields are ignored:
     Coinbase adds fields over time and that must not break ingest)."""
 
-    trade_id: int
+    trade_id: Annotated[int, msgspec.Meta(ge=0, le=MAX_ID)]
     product_id: str
     price: Decimal
     size: Decimal
@@ -122,16 +131,28 @@ def decode_coinbase(raw: bytes, ts_recv_ns: int) -> Tick | None:
     if not isinstance(msg, _Trade):
         return None
     price, qty = msg.price, msg.size
-    if not (price.is_finite() and qty.is_finite() and price > 0 and qty > 0):
+    # Same sanity range as Binance: values far outside it overflow exact
+    # arithmetic downstream (decimal.Overflow), so they are malformed here.
+    if not (
+        price.is_finite()
+        and qty.is_finite()
+        and MIN_DECIMAL <= price < MAX_DECIMAL
+        and MIN_DECIMAL <= qty < MAX_DECIMAL
+    ):
         raise MalformedMessage(
             f"coinbase {msg.product_id} trade {msg.trade_id}: price {price} / size {qty}"
+        )
+    ts_event = time_to_ns(msg.time)
+    if not 0 <= ts_event <= MAX_ID:  # SQLite INTEGER is signed 64-bit
+        raise MalformedMessage(
+            f"coinbase {msg.product_id} trade {msg.trade_id}: time {msg.time} beyond 64-bit ns"
         )
     return Tick(
         event_id=tick_id(VENUE, msg.product_id, msg.trade_id),
         venue=VENUE,
         symbol=msg.product_id,
         trade_id=msg.trade_id,
-        ts_event=time_to_ns(msg.time),
+        ts_event=ts_event,
         ts_recv=ts_recv_ns,
         price=price,
         qty=qty,
