@@ -223,6 +223,7 @@ async def run_pipeline(components: Components, state: RunState) -> None:
                         counters,
                         limiter,
                         max_batch_age_s=persist_age_s,
+                        abandon=state.abandon_writes,
                     )
                 )
                 if venue is not None:  # LIVE: trades only once the venue's view is reconciled

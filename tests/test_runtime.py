@@ -7,6 +7,7 @@ the mock clock only for the in-memory overload timer.
 from __future__ import annotations
 
 import sqlite3
+import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 import trio
 import trio.testing
 
+from engine import runtime
 from engine.config import Config
 from engine.core.events import Tick, tick_id
 from engine.core.execution import Execution
@@ -147,3 +149,49 @@ async def test_send_or_overload_succeeds_when_space_frees_in_time(
         await send_or_overload(send, 1, "record")
     assert receive.receive_nowait() == 1
     assert trio.current_time() == pytest.approx(ENQUEUE_TIMEOUT_S - 1)
+
+
+async def test_run_engine_overload_while_database_locked_gives_up_the_write_and_exits_13(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The database stays locked: persistence retries its batch, the records queue fills
+    # and execution gives up (Overload). The write stuck retrying on the lock used to be
+    # waited for (retried forever; only a forced stop abandoned it), so the process hung
+    # for as long as the lock was held instead of exiting 13. Here the retry loop's
+    # sleep raises after REAL_BOUND_S instead of hanging (exit 1 then, not 13).
+    monkeypatch.setattr(runtime, "ENQUEUE_TIMEOUT_S", 0.5)
+    real_bound_s = 20.0
+    give_up_at = time.monotonic() + real_bound_s
+
+    def retry_sleep(_delay_s: float) -> None:
+        time.sleep(0.005)
+        if time.monotonic() > give_up_at:
+            raise RuntimeError("the write was never abandoned")
+
+    db = tmp_path / "engine.db"
+    store = SqliteStore.open(db, busy_timeout_ms=1, sleep=retry_sleep)
+    store.start_run("run-test", 1, "test", "shadow", 0, "test", "{}")
+    config = Config()
+    components = Components(
+        # More than one persistence batch (16,384 records) plus the records queue.
+        source=ListSource([make_ticks(i * 100, 100) for i in range(300)]),
+        strategy=SmaCross(config.strategy.fast, config.strategy.slow, 0),
+        execution=Execution(config),
+        store=store,
+    )
+    state = RunState(
+        config=config,
+        counters=Counters(),
+        notifier=Notifier.from_env({}),
+        run_id="run-test",
+        abandon_writes=store.abandon,
+    )
+    locker = sqlite3.connect(db, isolation_level=None)
+    locker.execute("BEGIN IMMEDIATE")
+    try:
+        with trio.fail_after(2 * real_bound_s):
+            code = await run_engine(components, state)
+    finally:
+        locker.close()
+        store.close()
+    assert code is ExitCode.OVERLOAD

@@ -33,7 +33,11 @@ closed (the drain), the rest is flushed and the task returns.
 *Cancellation:* a write already handed to the worker thread always completes
 (``abandon_on_cancel=False``), but records still pending in this task are lost
 if it is cancelled. So the runtime must never cancel it during a drain --
-only at the hard deadline (exit 13), when losing them is the documented outcome.
+only at the hard deadline (exit 13) or when another pipeline task failed, when
+losing them is the documented outcome. Being cancelled also calls ``abandon``
+(``SqliteStore.abandon``): a write retrying on a locked database would otherwise
+keep the cancelled nursery -- and the process -- waiting for as long as the
+lock is held, instead of exiting with the failure's code.
 
 *Error handling:* lock contention is handled inside the store (retried
 forever, counted in ``persist_errors``); any other database error is logged
@@ -79,8 +83,12 @@ async def run_persistence(
     *,
     max_batch_records: int = PERSIST_BATCH_RECORDS,
     max_batch_age_s: float = PERSIST_BATCH_AGE_S,
+    abandon: Callable[[], None] | None = None,
 ) -> None:
     """Persist every record list received until the channel closes (see module docstring).
+
+    ``abandon`` is called if this task is cancelled while a write is in the
+    worker thread (see *Cancellation*).
 
     ``limiter`` is the writer's ``CapacityLimiter(1)``, shared with every other
     caller of the store (heartbeats, run bookkeeping) so calls never overlap.
@@ -90,7 +98,19 @@ async def run_persistence(
 
     async def write(batch: list[Record]) -> None:
         try:
-            result = await trio.to_thread.run_sync(store.write_records, batch, limiter=limiter)
+            if abandon is None:
+                result = await trio.to_thread.run_sync(
+                    store.write_records, batch, limiter=limiter
+                )
+            else:
+                async with trio.open_nursery() as nursery:
+                    done = await nursery.start(_abandon_if_cancelled, abandon)
+                    try:
+                        result = await trio.to_thread.run_sync(
+                            store.write_records, batch, limiter=limiter
+                        )
+                    finally:
+                        done.cancel()
         except Exception as exc:
             counters.persist_errors += 1
             logs.error("persist_failed", records=len(batch), error=repr(exc))
@@ -107,6 +127,20 @@ async def run_persistence(
         )
     finally:
         sys.setswitchinterval(before)
+
+
+async def _abandon_if_cancelled(
+    abandon: Callable[[], None], *, task_status: trio.TaskStatus[trio.CancelScope]
+) -> None:
+    """Wait; call ``abandon`` if cancelled from outside (not through the scope it hands back)."""
+    with trio.CancelScope() as done:
+        task_status.started(done)
+        try:
+            await trio.sleep_forever()
+        except trio.Cancelled:
+            if not done.cancel_called:
+                abandon()
+            raise
 
 
 async def batch_records(
