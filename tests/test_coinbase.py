@@ -20,7 +20,10 @@ from engine.adapters.coinbase import (
     time_to_ns,
 )
 from engine.adapters.decoding import MalformedMessage, decoder_for, detect_venue
+from engine.adapters.dedup import TradeDedup
 from engine.adapters.feed_replay import ReplayStream
+from engine.adapters.feed_ws_intake import FrameIntake
+from engine.config import IngestSection, Source, Venue
 from engine.counters import Counters
 from engine.ports import TickBatch
 from tests.fake_exchange import COINBASE_CAPTURE
@@ -170,3 +173,21 @@ def test_coinbase_values_beyond_sanity_or_64_bits_malformed(old: bytes, new: byt
     assert raw != MATCH
     with pytest.raises(MalformedMessage):
         decode_coinbase(raw, 0)
+
+
+DEEP = b'{"type":"match","x":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+"""Nested beyond msgspec's depth limit: it raises RecursionError, not DecodeError."""
+
+
+def test_coinbase_nesting_too_deep_malformed_not_recursion_error() -> None:
+    with pytest.raises(MalformedMessage):
+        decode_coinbase(DEEP, 0)
+
+
+def test_frame_intake_nesting_too_deep_counted_not_raised() -> None:
+    section = IngestSection(source=Source.WEBSOCKET, venue=Venue.COINBASE, symbols=("SKL-BTC",))
+    counters = Counters()
+    intake = FrameIntake(section, counters, TradeDedup())
+    assert intake.accept(DEEP, 0, 0.0) is None
+    assert counters.parse_errors == 1
+    assert intake.accept(MATCH, 0, 0.0) is not None

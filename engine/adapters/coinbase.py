@@ -99,8 +99,9 @@ _type_decoder: Final = msgspec.json.Decoder(_TypeOnly)
 
 _TRADE_TYPES: Final = frozenset({"match", "last_match"})
 _CHECKED_TYPES: Final = frozenset({"match", "last_match", "subscriptions", "error"})
-_DECODE_ERRORS: Final = (msgspec.DecodeError, UnicodeDecodeError)
-"""msgspec raises ``UnicodeDecodeError`` (not a ``DecodeError``) for invalid UTF-8 in a string."""
+_DECODE_ERRORS: Final = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
+"""msgspec raises ``UnicodeDecodeError`` (not a ``DecodeError``) for invalid UTF-8 in a
+string, and ``RecursionError`` for JSON nested too deep."""
 
 
 def time_to_ns(when: dt.datetime) -> int:

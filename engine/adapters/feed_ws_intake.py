@@ -59,7 +59,7 @@ class FrameIntake:
         except MalformedMessage as exc:
             self.reject(exc.reason, raw, now)
             return None
-        except ValueError as exc:  # e.g. a codec error a decoder let through: still just bad input
+        except (ValueError, RecursionError) as exc:  # a decoder let it through: still bad input
             self.reject(f"{type(exc).__name__}: {exc}", raw, now)
             return None
         if tick is None:
