@@ -304,3 +304,21 @@ async def test_healthz_real_engine_200_while_running_503_after_stop(tmp_path: Pa
                 nursery.cancel_scope.cancel()
     finally:
         engine.kill()
+
+
+def _not_a_database(tmp_path: Path) -> Path:
+    path = tmp_path / "not.db"
+    path.write_bytes(b"this is a text file, not SQLite\n" * 64)
+    return path
+
+
+def test_database_verdict_not_a_database_file_fails_not_raises(tmp_path: Path) -> None:
+    verdict = database_verdict(ReadOnlyDatabase(_not_a_database(tmp_path)), time.time_ns())
+    assert len(verdict.problems) == 1 and "not a database" in verdict.problems[0]
+
+
+async def test_healthz_not_a_database_file_503_with_reason(tmp_path: Path) -> None:
+    reply = await asgi_get(build_app(str(_not_a_database(tmp_path))), "/healthz")
+    assert reply.status == 503, reply.text
+    assert "not a database" in reply.json()["problems"][0]
+

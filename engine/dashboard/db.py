@@ -60,7 +60,8 @@ class ReadOnlyDatabase:
 
         *Error handling:* ``DatabaseUnavailable`` when the file is missing or
         unreadable; ``QueryTooSlow`` when a statement was interrupted by the
-        deadline; other ``sqlite3.Error``s propagate.
+        deadline; ``DatabaseUnavailable`` too for any other ``sqlite3.DatabaseError``
+        a query meets (a locked file, a file that is not a database, corruption).
         """
         if not self.path.is_file():
             raise DatabaseUnavailable(f"database {str(self.path)!r} does not exist (yet)")
@@ -83,7 +84,7 @@ class ReadOnlyDatabase:
         conn.set_progress_handler(check, PROGRESS_OPCODES)
         try:
             yield conn
-        except sqlite3.OperationalError as exc:
+        except sqlite3.DatabaseError as exc:  # OperationalError, "file is not a database", ...
             if expired:
                 raise QueryTooSlow(
                     f"query took longer than {self.deadline_s:g} s; narrow the window"
