@@ -20,6 +20,7 @@ within ``HEALTHCHECK_BUDGET_S``.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import shutil
@@ -201,8 +202,9 @@ def dashboard_problems(url: str, *, timeout_s: float = STEP_TIMEOUT_S) -> list[s
     except urllib.error.HTTPError as exc:
         status = exc.code
         body = exc.read(64 * 1024)
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
+        # HTTPException: something answered that does not speak HTTP (BadStatusLine, ...).
+        reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"
         return [f"dashboard {target} not answering ({reason})"]
     if status == 200:
         return []
@@ -240,5 +242,9 @@ def run_healthcheck(
 
 
 def format_result(problems: list[str]) -> str:
-    """``PASS`` or ``FAIL: <reason>; <reason>`` -- one line for scripts and humans."""
-    return "PASS" if not problems else "FAIL: " + "; ".join(problems)
+    """``PASS`` or ``FAIL: <reason>; <reason>`` -- one line for scripts and humans.
+
+    Line breaks inside a reason (a peer's text quoted in it) become spaces, so
+    the verdict stays one line whatever the reasons say.
+    """
+    return "PASS" if not problems else "FAIL: " + "; ".join(" ".join(p.split()) for p in problems)

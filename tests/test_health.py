@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import shutil
 import signal
 import sqlite3
@@ -322,3 +323,26 @@ async def test_healthz_not_a_database_file_503_with_reason(tmp_path: Path) -> No
     assert reply.status == 503, reply.text
     assert "not a database" in reply.json()["problems"][0]
 
+
+async def test_health_cli_not_a_database_and_not_http_prints_one_fail_line(
+    tmp_path: Path,
+) -> None:
+    async def not_http(stream: trio.SocketStream) -> None:
+        await stream.send_all(b"SSH-2.0-OpenSSH_9.2\r\n")  # not an HTTP status line
+        await stream.aclose()
+
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            serve = functools.partial(trio.serve_tcp, not_http, 0, host="127.0.0.1")
+            [listener] = await nursery.start(serve)
+            port = listener.socket.getsockname()[1]
+            result = await _health_cli(
+                "--db", str(_not_a_database(tmp_path)), "--url", f"http://127.0.0.1:{port}"
+            )
+            nursery.cancel_scope.cancel()
+    out = result.stdout.decode()
+    assert result.returncode == 1, result.stderr.decode()[-500:]
+    assert out.startswith("FAIL: ") and out.count("\n") == 1, out
+    assert "not a database" in out
+    assert f"dashboard http://127.0.0.1:{port}/healthz" in out
+    assert b"Traceback" not in result.stderr
