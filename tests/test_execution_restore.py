@@ -77,3 +77,35 @@ def test_restore_paper_open_order_resumes_with_its_progress(tmp_path: Path) -> N
     t3 = tick(3, "60000", qty="1")
     assert again.process([t3]) == live.process([t3])
     assert again.ledger == live.ledger
+
+
+def test_restore_position_in_a_symbol_without_a_tick_yet_counts_toward_max_exposure(
+    tmp_path: Path,
+) -> None:
+    # After a restart the marks are empty until each symbol trades again. A restored
+    # ETHUSDT position used to count as 0 toward max_exposure_usd until then, so a BUY
+    # on BTCUSDT was approved beyond the cap (I2). Restore now resumes the marks too
+    # (latest persisted trade per symbol), so the restarted engine decides as the
+    # uninterrupted one.
+    cfg = config(order_notional_usd="300")
+    cfg = msgspec.structs.replace(
+        cfg,
+        risk=RiskSection(max_exposure_usd=Decimal(500), max_symbol_exposure_usd=Decimal(500)),
+    )
+    live = Execution(cfg)
+    e1 = tick(1, "3000", symbol="ETHUSDT")
+    store = SqliteStore.open(tmp_path / "e.db")
+    try:
+        first = [e1, signal(e1, Side.BUY)]
+        store.write_records([*first, *live.process(first)])
+        state = load_restored_state(store.connection)
+    finally:
+        store.close()
+    assert live.ledger.position("ETHUSDT") > 0
+    again = Execution(cfg)
+    again.restore(state)
+    b1 = tick(1, "60000")
+    batch = [b1, signal(b1, Side.BUY)]
+    expected = live.process(batch)
+    assert [type(r).__name__ for r in expected] == ["Veto"]
+    assert again.process(batch) == expected

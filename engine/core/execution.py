@@ -176,6 +176,8 @@ class Execution:
             else:
                 order.expires_at = order.ts_submitted + self._timeout_ns
             self.open_orders[order.order_id] = order
+        for symbol, price in state.marks.items():
+            self.marks.setdefault(symbol, price)
         self._decided |= state.decided_signal_ids
         self._watermarks.update(state.watermarks())
         self._guard.restore(state.risk_state, state.peak_equity)

@@ -1,7 +1,8 @@
 """What earlier runs left in the database, as execution needs it to resume.
 
 Restarts: the ledger is rebuilt from the persisted fills, open orders of this
-mode are resumed, decided signals are remembered, and a tick at or below the
+mode are resumed, decided signals are remembered, each symbol's mark starts at
+its latest persisted trade, and a tick at or below the
 persisted tape watermark of its ``venue:symbol`` only updates the mark and the
 staleness estimate -- its effects are already in the database. This relies on
 the runtime persisting each batch's ticks together with the records
@@ -74,6 +75,10 @@ class RestoredState:
     """The drawdown guard's latest persisted state (``None``: never written)."""
     peak_equity: Decimal | None = None
     """The highest ``peak_equity`` ever persisted."""
+    marks: Mapping[str, Decimal] = field(default_factory=dict)
+    """Symbol -> price of its latest persisted trade: the marks until the symbol trades
+    again, so a restored position or order counts toward exposure (I2) and equity from
+    the start, not as 0 until its symbol's next tick."""
 
     def watermarks(self) -> dict[tuple[str, str], int]:
         """``tape_watermarks`` keyed ``(venue, symbol)``, as the per-tick path looks them up."""

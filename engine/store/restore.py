@@ -122,6 +122,18 @@ def load_tape_watermarks(conn: sqlite3.Connection) -> dict[str, int]:
     return {f"{venue}:{symbol}": int(top) for venue, symbol, top in rows}
 
 
+def load_marks(conn: sqlite3.Connection) -> dict[str, Decimal]:
+    """Symbol -> price of its latest persisted tick (the report's marks, too)."""
+    if not _has_table(conn, "ticks"):
+        return {}
+    rows = conn.execute(
+        "SELECT t.symbol, t.price FROM ticks t JOIN"
+        " (SELECT symbol, MAX(rowid) AS last FROM ticks GROUP BY symbol) m"
+        " ON t.rowid = m.last ORDER BY t.symbol"
+    )
+    return {symbol: Decimal(price) for symbol, price in rows}
+
+
 def load_risk_state(conn: sqlite3.Connection) -> tuple[RiskState | None, Decimal | None]:
     """The latest drawdown-guard record and the highest peak equity ever written."""
     if not _has_table(conn, "risk_states"):
@@ -155,4 +167,5 @@ def load_restored_state(conn: sqlite3.Connection) -> RestoredState:
         tape_watermarks=load_tape_watermarks(conn),
         risk_state=risk_state,
         peak_equity=peak,
+        marks=load_marks(conn),
     )
