@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import random
+import sqlite3
 import tempfile
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -27,6 +29,7 @@ from engine.core.events import (
 from engine.store.digest import digest, digest_path, table_counts
 from engine.store.schema import DIGEST_TABLES
 from engine.store.sqlite_store import SqliteStore
+from tests.engine_process import run_engine
 
 
 def chain(n: int, fee: str = "0.0998221616235") -> list[Record]:
@@ -151,3 +154,21 @@ def test_digest_independent_of_order_property(order: list[int], chunk: int) -> N
         finally:
             a.close()
             b.close()
+
+
+@pytest.mark.parametrize("content", ["not_sqlite", "no_tables"])
+def test_digest_cli_not_an_engine_database_config_exit_12_no_traceback(
+    tmp_path: Path, content: str
+) -> None:
+    db = tmp_path / "other.db"
+    if content == "not_sqlite":
+        db.write_bytes(b"this is a text file, not SQLite\n" * 64)
+    else:
+        conn = sqlite3.connect(db)
+        with conn:
+            conn.execute("CREATE TABLE unrelated (x)")
+        conn.close()
+    done = run_engine(["digest", "--db", str(db)])
+    assert done.returncode == 12, done.stderr[-500:]
+    assert "Traceback" not in done.stderr
+    assert f"--db: {db} is not a readable engine database" in done.stderr

@@ -93,3 +93,13 @@ def test_report_partial_fill_booked_twice_fails_fills_vs_orders(tmp_path: Path) 
     assert report.conservation_violations == 0
     assert report.fill_mismatches == 1
     assert not report.ok
+
+
+def test_report_cli_not_a_database_config_exit_12_no_traceback(tmp_path: Path) -> None:
+    db = tmp_path / "other.db"
+    db.write_bytes(b"this is a text file, not SQLite\n" * 64)
+    done = run_engine(["report", "--db", str(db)])
+    assert done.returncode == 12, done.stderr[-500:]
+    assert "Traceback" not in done.stderr
+    assert f"--db: {db} is not a readable engine database" in done.stderr
+

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sqlite3
 from pathlib import Path
 
 from engine.exits import ConfigError
@@ -21,5 +22,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def run(args: argparse.Namespace) -> int:
     if not Path(args.db).is_file():
         raise ConfigError(f"--db: no database at {args.db}")
-    print(digest_path(args.db))
+    try:
+        print(digest_path(args.db))
+    except sqlite3.DatabaseError as exc:  # not SQLite, corrupt, or not the engine's schema
+        raise ConfigError(f"--db: {args.db} is not a readable engine database ({exc})") from None
     return 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 from pathlib import Path
 from typing import Final
 
@@ -35,6 +36,8 @@ def run(args: argparse.Namespace) -> int:
     conn = open_readonly(args.db)
     try:
         report = build_report(conn)
+    except sqlite3.DatabaseError as exc:  # not SQLite, or corrupt
+        raise ConfigError(f"--db: {args.db} is not a readable engine database ({exc})") from None
     finally:
         conn.close()
     if args.json:
