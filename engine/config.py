@@ -29,6 +29,9 @@ from engine.exits import ConfigError
 
 ENV_PREFIX: Final = "ENGINE_"
 
+BPS_WHOLE: Final = Decimal(10_000)
+"""100% in basis points: the bound of ``slippage_bps`` and ``limit_offset_bps``."""
+
 PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
 NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0)]
 PositiveInt = Annotated[int, msgspec.Meta(gt=0)]
@@ -178,6 +181,13 @@ class ExecutionSection(Section, frozen=True):
     order_timeout_s: PositiveFloat = 30.0
     order_type: OrderTypeName = OrderTypeName.MARKET
     limit_offset_bps: Decimal = Decimal("0")
+
+    def check(self) -> None:
+        # 10,000 bps or more would make a SELL's assumed price or a BUY's limit price
+        # zero or negative (and a zero price divides by zero in the sizing).
+        for name in ("slippage_bps", "limit_offset_bps"):
+            if not getattr(self, name) < BPS_WHOLE:
+                raise ValueError(f"must be < {BPS_WHOLE} (100%) - at `$.{name}`")
 
 
 class LiveSection(Section, frozen=True):

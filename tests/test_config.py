@@ -101,3 +101,23 @@ def test_load_config_non_finite_number_raises_config_error_naming_key(
         load_config(path, environ=env)
     assert names in str(info.value)
     assert info.value.exit_code is ExitCode.CONFIG
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        ("[execution]\nslippage_bps = 10000\n", "execution.slippage_bps"),
+        ("[execution]\nlimit_offset_bps = 10000\n", "execution.limit_offset_bps"),
+        ("[execution]\nlimit_offset_bps = 25000\n", "execution.limit_offset_bps"),
+    ],
+)
+def test_load_config_price_offset_of_100_percent_or_more_raises_config_error(
+    tmp_path: Path, text: str, names: str
+) -> None:
+    # 10,000 bps or more makes a SELL's assumed price (slippage) or a BUY's limit price
+    # (offset) zero or negative: a BUY limit at 0 divided by zero in the sizing and
+    # crashed the engine (exit 1, restarted forever) at its first signal.
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text), environ={})
+    assert names in str(info.value)
+    assert info.value.exit_code is ExitCode.CONFIG
