@@ -17,7 +17,7 @@ from engine.dashboard.db import ReadOnlyDatabase
 from engine.dashboard.portfolio import FILL_COLUMNS
 from engine.report import build_report
 from tests.dashboard_support import asgi_get, http_get, replay_database
-from tests.engine_process import EngineProcess
+from tests.engine_process import EngineProcess, run_engine
 
 TRADES = 9757
 
@@ -301,3 +301,13 @@ async def test_dashboard_process_binds_loopback_serves_and_stops_cleanly_on_sigi
         assert server.events("dashboard_stopped")
     finally:
         server.kill()
+
+
+@pytest.mark.parametrize("port", ["70000", "-1"])
+def test_dashboard_process_port_out_of_range_config_exit_12_no_traceback(
+    tmp_path: Path, port: str
+) -> None:
+    done = run_engine(["dashboard", "--db", str(tmp_path / "e.db"), "--port", port], timeout=30)
+    assert done.returncode == 12, done.stderr[-500:]
+    assert "Traceback" not in done.stderr
+    assert f"--port: {port} is not a TCP port (0-65535)" in done.stderr

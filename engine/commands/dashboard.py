@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from typing import Final
 
 from engine.config import load_config
 from engine.dashboard import DEFAULT_HOST, DEFAULT_PORT
+from engine.exits import ConfigError
+
+MAX_PORT: Final = 65535
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -26,6 +30,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def run(args: argparse.Namespace) -> int:
+    if not 0 <= args.port <= MAX_PORT:  # else bind() fails deep in Hypercorn with a traceback
+        raise ConfigError(f"--port: {args.port} is not a TCP port (0-{MAX_PORT})")
     # Imported here: the web stack costs ~150 ms and no other command needs it.
     from engine.dashboard.server import main
 
