@@ -74,5 +74,6 @@ def test_dashboard_unit_is_loopback_readonly_and_yields_cpu() -> None:
         "NoNewPrivileges=yes", "ProtectSystem=strict", "PrivateTmp=yes",
         "StateDirectory=hybrid-engine", "IPAddressDeny=any", "IPAddressAllow=localhost",
         "CPUWeight=50", "CPUQuota=50%", "KillSignal=SIGINT", "Restart=on-failure",
+        "RestartPreventExitStatus=12",
     ):
         assert directive in lines, directive
