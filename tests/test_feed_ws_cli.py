@@ -207,3 +207,25 @@ async def test_run_coinbase_unknown_product_exits_config_12(tmp_path: Path) -> N
     assert code == 12, engine.lines[-5:]
     assert fake.handshakes == 1
     assert [e["exit_code"] for e in engine.events("engine_stopped")] == [12]
+
+
+async def test_run_record_path_that_cannot_be_opened_exits_config_12(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory\n")
+    async with open_fake_exchange("binance") as fake:
+        config = write_config(tmp_path, fake, record_path=str(blocker / "live.gz"))
+        engine = EngineProcess(["run", "--config", str(config)])
+        code = await finish(engine)
+    assert code == 12, engine.lines[-5:]
+    assert [e["exit_code"] for e in engine.events("engine_stopped")] == [12]
+
+
+def test_record_command_out_that_cannot_be_opened_exits_config_12(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory\n")
+    out = blocker / "x.gz"
+    result = run_engine(["record", "--symbols", "BTCUSDT", "--url", "ws://127.0.0.1:9",
+                         "--out", str(out), "--duration", "1"])
+    assert result.returncode == 12, result.stderr[-500:]
+    assert "Traceback" not in result.stderr
+    assert f"record path {out}: cannot open" in result.stderr

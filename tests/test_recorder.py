@@ -11,6 +11,7 @@ import trio
 
 from engine.adapters.capture import iter_capture
 from engine.adapters.recorder import open_capture_recorder
+from engine.exits import ConfigError
 
 FRAMES = [
     (1723161254087896568, b'{"stream":"btcusdt@trade","data":{"e":"trade","t":1}}'),
@@ -102,9 +103,9 @@ async def test_recorder_disk_full_logged_counted_never_raised() -> None:
     assert recorder.written == 0 and recorder.dropped == 2
 
 
-async def test_recorder_unopenable_path_raises_oserror(tmp_path: Path) -> None:
+async def test_recorder_unopenable_path_raises_config_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    with pytest.raises(OSError):
+    with pytest.raises(ConfigError, match="cannot open for appending"):
         async with open_capture_recorder(blocker / "cap.txt"):
             pass

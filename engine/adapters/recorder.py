@@ -37,6 +37,7 @@ import trio
 from engine import logs
 from engine.adapters.capture import format_capture_line
 from engine.adapters.progress import Progress
+from engine.exits import ConfigError
 
 RECORD_QUEUE_LINES: Final = 100_000
 """Frames waiting for the disk. Overload policy: drop the newest, count ``dropped``."""
@@ -173,14 +174,20 @@ async def open_capture_recorder(
 
     *Resource handling:* the file is closed (pending frames written first) when
     the block exits, however it exits.
-    *Error handling:* ``OSError`` if the file cannot be opened; later write
+    *Error handling:* ``ConfigError`` (exit 12) if the file cannot be opened
+    (a missing permission, a parent that is a file, ...); later write
     errors are logged and kept in ``recorder.failed`` (frames then count as
     dropped) so a full disk never takes the feed down with it.
     """
     recorder = CaptureRecorder(
         Path(path), queue_lines=queue_lines, flush_interval_s=flush_interval_s
     )
-    await recorder._open()
+    try:
+        await recorder._open()
+    except OSError as exc:  # a path we cannot write is configuration no restart can fix
+        raise ConfigError(
+            f"record path {recorder.path}: cannot open for appending ({exc.strerror or exc})"
+        ) from None
     logs.info("record_opened", path=str(recorder.path))
     body_error: BaseException | None = None
     try:

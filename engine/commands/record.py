@@ -109,6 +109,9 @@ async def record(section: IngestSection, duration: float | None) -> ExitCode:
             except NetworkBudgetExhausted as exc:
                 code = ExitCode.NETWORK
                 stopped_by = f"network budget: {exc}"
+            except ConfigError as exc:  # e.g. --out cannot be opened
+                code = ExitCode.CONFIG
+                stopped_by = str(exc)
             except OSError as exc:
                 code = ExitCode.CRASH
                 stopped_by = f"cannot write {section.record_path}: {exc}"
