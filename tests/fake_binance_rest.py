@@ -370,6 +370,10 @@ class FakeBinance:
         # Sending is async: the pump task delivers to whoever is subscribed *now*.
         self._outbox_send.send_nowait((list(self._subscribers), json.dumps(message)))
 
+    def push_raw(self, text: str | bytes) -> None:
+        """Send one frame, verbatim, to every current subscriber (malformed-input tests)."""
+        self._outbox_send.send_nowait((list(self._subscribers), text))  # type: ignore[arg-type]
+
     async def _pump(self) -> None:
         async for targets, text in self._outbox_receive:
             for ws in targets:

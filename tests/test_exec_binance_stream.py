@@ -168,3 +168,23 @@ async def test_stream_unreachable_exhausts_budget_with_network_exit(
     while len(failures) < FAST.max_failures:
         failures += stream.receive.receive_nowait()
     assert all(isinstance(f, VenueFailure) and f.operation == "user_stream" for f in failures)
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        '{"subscriptionId":1,"event":' + "[" * 100_000 + "]" * 100_000 + "}",  # RecursionError
+        b'{"subscriptionId":1,"event":{"e":"\xff\xfe"}}',  # UnicodeDecodeError (binary frame)
+    ],
+    ids=["nested_too_deep", "invalid_utf8"],
+)
+async def test_stream_malformed_frame_is_a_lost_stream_then_reconnect_not_a_crash(
+    stream: Stream, nursery: trio.Nursery, frame: str | bytes
+) -> None:
+    await start(stream, nursery)
+    stream.fake.subscribed = trio.Event()
+    stream.fake.push_raw(frame)
+    lost = await stream.records_until(VenueFailure)
+    assert [f.kind for f in lost if isinstance(f, VenueFailure)] == [FailureKind.NETWORK]
+    with trio.fail_after(GUARD_S):
+        await stream.fake.subscribed.wait()  # subscribed again: the engine kept running

@@ -179,6 +179,10 @@ _LOST: Final = (
     StreamFailure,
     trio.TooSlowError,
     msgspec.DecodeError,
+    # msgspec raises these instead of DecodeError for JSON nested too deep and for
+    # invalid UTF-8 (a binary frame): a malformed frame, never a crash (SPEC L3).
+    RecursionError,
+    UnicodeDecodeError,
     OSError,
 )
 
