@@ -203,7 +203,6 @@ async def run_pipeline(components: Components, state: RunState) -> None:
         persist_age_s = venue.persist_batch_age_s
 
     async with trio.open_nursery() as services:
-        services.start_soon(signal_task, state)
         services.start_soon(drain_deadline_task, state)
         services.start_soon(heartbeat_task, state, components.store, limiter)
         queues = (tick_send, decision_send, record_send)
@@ -264,7 +263,37 @@ def new_run_id() -> str:
 
 
 async def run_engine(components: Components, state: RunState) -> ExitCode:
-    """Run, drain, record the outcome; return the exit code (never raises)."""
+    """Run, drain, record the outcome; return the exit code (never raises).
+
+    SIGINT/SIGTERM are handled (``engine.shutdown.signal_task``) until the end of
+    the run is recorded, not only while the pipeline runs: a signal during the
+    final bookkeeping must neither kill the process (SIGTERM's default action) nor
+    go unheard, and a second one abandons a write stuck on a locked database.
+    """
+    async with trio.open_nursery() as signals:
+        await signals.start(signal_task, state)
+        code, failure = await _run_and_record(components, state)
+        signals.cancel_scope.cancel()
+    if failure is not None:
+        logs.error(
+            "engine_stopped",
+            exit_code=int(code),
+            exit_name=code.name,
+            error=_describe_failure(failure),
+        )
+    else:
+        logs.info(
+            "clean_shutdown",
+            run_id=state.run_id,
+            exit_code=0,
+            **state.counters.snapshot(),
+        )
+    return code
+
+
+async def _run_and_record(
+    components: Components, state: RunState
+) -> tuple[ExitCode, BaseException | None]:
     store = components.store
     failure: BaseException | None = None
     try:
@@ -291,21 +320,7 @@ async def run_engine(components: Components, state: RunState) -> ExitCode:
         )
     except Exception as exc:  # the exit code already says what failed first
         logs.error("shutdown_record_failed", error=repr(exc))
-    if failure is not None:
-        logs.error(
-            "engine_stopped",
-            exit_code=int(code),
-            exit_name=code.name,
-            error=_describe_failure(failure),
-        )
-    else:
-        logs.info(
-            "clean_shutdown",
-            run_id=state.run_id,
-            exit_code=0,
-            **state.counters.snapshot(),
-        )
-    return code
+    return code, failure
 
 
 def _describe_failure(exc: BaseException) -> str:

@@ -19,9 +19,16 @@ def _signal_name(signum: int) -> str:
     return signal.Signals(signum).name
 
 
-async def signal_task(state: RunState) -> None:
-    """First SIGINT/SIGTERM: stop ingest and start the drain. Second: stop now."""
+async def signal_task(
+    state: RunState, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """First SIGINT/SIGTERM: stop ingest and start the drain. Second: stop now.
+
+    Reports started once the receiver is installed: a signal before that would be
+    Trio's KeyboardInterrupt (SIGINT) or the default action (SIGTERM), not a drain.
+    """
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        task_status.started()
         async for signum in signals:
             if not state.draining:
                 begin_drain(state, f"signal {_signal_name(signum)}")

@@ -6,6 +6,7 @@ the mock clock only for the in-memory overload timer.
 
 from __future__ import annotations
 
+import signal
 import sqlite3
 import time
 from decimal import Decimal
@@ -32,6 +33,8 @@ from engine.runtime import (
 )
 from engine.sdnotify import Notifier
 from engine.store.sqlite_store import SqliteStore
+from tests.engine_process import EngineProcess
+from tests.fake_exchange import Session, open_fake_exchange
 
 
 def make_ticks(start: int, n: int) -> TickBatch:
@@ -195,3 +198,41 @@ async def test_run_engine_overload_while_database_locked_gives_up_the_write_and_
         locker.close()
         store.close()
     assert code is ExitCode.OVERLOAD
+
+
+async def test_second_sigint_during_final_bookkeeping_gives_up_the_locked_write(
+    tmp_path: Path,
+) -> None:
+    # The signal receiver used to live only as long as the pipeline: once drained, a
+    # final heartbeat stuck retrying on a locked database could not be abandoned by a
+    # second SIGINT (no receiver: Trio's KeyboardInterrupt waits for the thread; SIGTERM
+    # would kill the process outright), so the process hung for as long as the lock held.
+    async with open_fake_exchange("binance", [Session(frames=0)]) as fake:
+        db = tmp_path / "engine.db"
+        config = tmp_path / "engine.toml"
+        config.write_text(
+            f'[engine]\ndb_path = "{db}"\nheartbeat_interval_s = 3600.0\n'
+            "busy_timeout_ms = 1000\ndrain_timeout_s = 30.0\n"
+            f'[ingest]\nsource = "websocket"\nurl = "{fake.url}"\nsymbols = ["BTCUSDT"]\n'
+        )
+        engine = EngineProcess(["run", "--config", str(config)])
+        locker = sqlite3.connect(db, isolation_level=None)
+        try:
+            await trio.to_thread.run_sync(
+                engine.wait_for, lambda line: line.get("event") == "pipeline_started", 60
+            )
+            locker.execute("BEGIN IMMEDIATE")  # the runs row is written; nothing else yet
+            engine.send_signal(signal.SIGINT)
+            await trio.to_thread.run_sync(
+                engine.wait_for,
+                lambda line: line.get("event") == "heartbeat" and line.get("final") is True,
+                60,
+            )  # drained; the final heartbeat's write now waits on the lock
+            engine.send_signal(signal.SIGINT)
+            code = await trio.to_thread.run_sync(engine.finish, 30)
+        finally:
+            engine.kill()
+            locker.close()
+    assert code == 0  # everything drained; only the record of the end was given up
+    assert engine.events("shutdown_record_failed")
+    assert engine.events("shutdown_forced")
