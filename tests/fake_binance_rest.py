@@ -133,6 +133,8 @@ class FakeBinance:
         self.commission_asset = "USDT"
         self.orders: dict[str, FakeOrder] = {}
         self.requests: list[SeenRequest] = []
+        self.raw_responses: deque[tuple[int, bytes]] = deque()
+        """Answer the next signed requests with these (status, body bytes), verbatim."""
         self.stream_messages: list[dict[str, Any]] = []
         self._next_order_id = 1000
         self._next_trade_id = 5000
@@ -194,7 +196,7 @@ class FakeBinance:
                 if result is _DROP:
                     return
                 status, payload, extra = result  # type: ignore[misc]
-                body = json.dumps(payload).encode()
+                body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
                 headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
                 headers += extra
                 await stream.send_all(conn.send(h11.Response(status_code=status, headers=headers)))
@@ -232,6 +234,8 @@ class FakeBinance:
                 {"code": -1021, "msg": "Timestamp for this request is outside of the recvWindow."},
                 [],
             )
+        if self.raw_responses:
+            return (*self.raw_responses.popleft(), [])
         if self.ban_next:
             self.ban_next -= 1
             return (

@@ -17,7 +17,7 @@ from engine import logs
 from engine.adapters.exec_binance import BinanceExecution, LivePolicy, build_live_execution
 from engine.adapters.exec_binance_credentials import Credentials, Secret
 from engine.adapters.exec_binance_failures import FailureKind, LiveRecord, VenueFailure
-from engine.adapters.exec_binance_rest import BinanceRest
+from engine.adapters.exec_binance_rest import BinanceRest, VenueCallError
 from engine.adapters.exec_binance_signing import client_order_id
 from engine.config import Config, EngineSection, LiveSection, Mode
 from engine.core.events import Fill, Order, OrderEvent, OrderType, Record, Side
@@ -393,3 +393,39 @@ def test_track_refuses_a_non_live_order() -> None:
     )
     with pytest.raises(ValueError, match="paper"):
         live.track(paper)
+
+
+DEEP_JSON = b'{"pad":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+"""msgspec raises RecursionError (not DecodeError) for this."""
+BAD_UTF8 = b'{"code":-1,"msg":"\xff\xfe"}'
+"""msgspec raises UnicodeDecodeError (not DecodeError) for this."""
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "kind"),
+    [
+        (200, DEEP_JSON, FailureKind.BAD_RESPONSE),
+        (200, b'{"symbol":"\xff"}', FailureKind.BAD_RESPONSE),
+        (500, DEEP_JSON, FailureKind.SERVER_ERROR),
+        (400, BAD_UTF8, FailureKind.VENUE_ERROR),
+    ],
+    ids=["ok_deep", "ok_bad_utf8", "error_deep", "error_bad_utf8"],
+)
+async def test_rest_undecodable_body_is_a_venue_call_error_not_a_crash(
+    nursery: trio.Nursery, status: int, body: bytes, kind: FailureKind
+) -> None:
+    fake = FakeBinance()
+    await fake.serve(nursery)
+    async with httpx.AsyncClient() as client:
+        rest = BinanceRest(
+            base_url=fake.rest_url, credentials=credentials(), client=client,
+            wall_ms=lambda: time.time_ns() // 1_000_000, timeout_s=REQUEST_TIMEOUT_S,
+        )  # fmt: skip
+        for call in ("query_order", "my_trades"):
+            fake.raw_responses.append((status, body))
+            with trio.fail_after(GUARD_S), pytest.raises(VenueCallError) as caught:
+                if call == "query_order":
+                    await rest.query_order("BTCUSDT", "cid-1")
+                else:
+                    await rest.my_trades("BTCUSDT", 1000)
+            assert caught.value.kind is kind, call

@@ -93,6 +93,11 @@ class VenueCallError(Exception):
         self.retry_after_s = retry_after_s
 
 
+_DECODE_ERRORS: Final = (msgspec.DecodeError, RecursionError, UnicodeDecodeError)
+"""What decoding a body can raise: msgspec raises ``RecursionError`` for JSON nested
+too deep and ``UnicodeDecodeError`` for invalid UTF-8, not ``DecodeError``."""
+
+
 def _retry_after(response: httpx.Response) -> float | None:
     raw = response.headers.get("Retry-After")
     try:
@@ -110,7 +115,7 @@ def classify_response(response: httpx.Response) -> VenueCallError | None:
     try:
         err = error_decoder.decode(body)
         code, msg = err.code, err.msg[:MESSAGE_CHARS]
-    except msgspec.DecodeError:
+    except _DECODE_ERRORS:
         code, msg = 0, f"HTTP {status} without a venue error body"
     if status == 429:
         return VenueCallError(
@@ -214,7 +219,7 @@ class BinanceRest:
     def _decode_order(self, body: bytes, *, unknown: bool) -> VenueOrder:
         try:
             return order_decoder.decode(body)
-        except msgspec.DecodeError as exc:
+        except _DECODE_ERRORS as exc:
             raise VenueCallError(
                 FailureKind.BAD_RESPONSE, f"order response: {exc}"[:MESSAGE_CHARS],
                 outcome_unknown=unknown,
@@ -251,7 +256,7 @@ class BinanceRest:
         )
         try:
             return trades_decoder.decode(body)
-        except msgspec.DecodeError as exc:
+        except _DECODE_ERRORS as exc:
             raise VenueCallError(
                 FailureKind.BAD_RESPONSE, f"myTrades: {exc}"[:MESSAGE_CHARS], outcome_unknown=False
             ) from None
