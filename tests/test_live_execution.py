@@ -22,6 +22,7 @@ from engine.adapters.exec_binance_signing import client_order_id
 from engine.adapters.exec_binance_wire import VenueStatus
 from engine.config import Config, EngineSection, ExecutionSection, Mode, RiskSection
 from engine.core.events import (
+    FailureKind,
     Fill,
     Order,
     OrderEvent,
@@ -30,6 +31,7 @@ from engine.core.events import (
     Side,
     Signal,
     Tick,
+    VenueFailure,
     Veto,
     VetoReason,
 )
@@ -450,3 +452,25 @@ class LiveMachine(RuleBasedStateMachine):
 
 LiveMachine.TestCase.settings = settings(max_examples=60, stateful_step_count=40, deadline=None)
 test_live_machine = LiveMachine.TestCase
+
+
+def test_live_failed_cancel_is_requested_again_at_the_next_tick() -> None:
+    # A cancel the venue never confirmed (the call failed) used to stay "requested"
+    # forever: the order rested at the venue past order_timeout_s until the drain.
+    ex = Execution(live_config(timeout_s=1.0))
+    buy(ex, 1)
+    ex.take_intents()
+    ex.process([tick(1001)])
+    (cancel,) = ex.take_intents()
+    assert isinstance(cancel, CancelOrder)
+    failure = VenueFailure(
+        failure_id=f"vf:cancel_order:{cancel.order_id}:1:1", order_id=cancel.order_id,
+        operation="cancel_order", kind=FailureKind.TIMEOUT, http_status=0, code=0,
+        message="read timed out", attempt=1, ts_event=T0,
+    )  # fmt: skip
+    assert ex.apply_venue([failure]) == []
+    ex.process([tick(1002)])
+    (again,) = ex.take_intents()
+    assert isinstance(again, CancelOrder) and again.order_id == cancel.order_id
+    ex.process([tick(1003)])
+    assert ex.take_intents() == []  # one request in flight at a time

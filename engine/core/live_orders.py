@@ -17,8 +17,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Final
 
-from engine.core.events import Fill, Order, OrderEvent, OrderState, Record
+from engine.core.events import Fill, Order, OrderEvent, OrderState, Record, VenueFailure
 from engine.core.ledger import Ledger
 from engine.core.orders import TERMINAL, TRANSITIONS, WorkingOrder
 
@@ -38,6 +39,9 @@ class CancelOrder:
     symbol: str
     reason: str
 
+
+CANCEL_OPERATION: Final = "cancel_order"
+"""The ``VenueFailure.operation`` of a failed cancel request (the adapter's name for it)."""
 
 Intent = SubmitOrder | CancelOrder
 """What LIVE execution asks the shell to do at the venue, in the order it must be done."""
@@ -84,8 +88,11 @@ class LiveOrders:
     ) -> list[Record]:
         """Book what the venue said; return the records that changed anything here.
 
-        ``records`` are the adapter's ``OrderEvent``s and ``Fill``s (anything else,
-        e.g. a ``VenueFailure``, is ignored). An event is adopted when its ``seq``
+        ``records`` are the adapter's ``OrderEvent``s and ``Fill``s; a
+        ``VenueFailure`` of a ``cancel_order`` call only re-arms that order's
+        cancellation (the venue did not confirm it: the next tick past the
+        timeout, or the next superseding signal or halt, requests it again, one
+        request in flight at a time); anything else is ignored. An event is adopted when its ``seq``
         is at or beyond the order's next one -- the adapter numbers transitions,
         and the submit path and the user stream may hand them over out of order;
         an older or repeated event changes nothing. A fill is booked in the ledger
@@ -102,6 +109,9 @@ class LiveOrders:
             if type(record) is OrderEvent:
                 if self._adopt(record, open_orders):
                     changed.append(record)
+            elif type(record) is VenueFailure:
+                if record.operation == CANCEL_OPERATION:
+                    self._cancelling.discard(record.order_id)
             elif type(record) is Fill:
                 if record.fill_id in self.fill_ids:
                     continue
