@@ -20,13 +20,21 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from engine.adapters.exec_binance_lifecycle import LiveBook, TradeInfo, VenueReport
 from engine.adapters.exec_binance_signing import client_order_id
 from engine.adapters.exec_binance_wire import VenueStatus
-from engine.config import Config, EngineSection, ExecutionSection, Mode, RiskSection
+from engine.config import (
+    Config,
+    EngineSection,
+    ExecutionSection,
+    Mode,
+    OrderTypeName,
+    RiskSection,
+)
 from engine.core.events import (
     FailureKind,
     Fill,
     Order,
     OrderEvent,
     OrderState,
+    OrderType,
     Record,
     Side,
     Signal,
@@ -474,3 +482,21 @@ def test_live_failed_cancel_is_requested_again_at_the_next_tick() -> None:
     assert isinstance(again, CancelOrder) and again.order_id == cancel.order_id
     ex.process([tick(1003)])
     assert ex.take_intents() == []  # one request in flight at a time
+
+
+def test_live_limit_order_is_priced_at_the_limit_offset_not_the_slippage() -> None:
+    base = live_config()
+    config = msgspec.structs.replace(
+        base,
+        execution=msgspec.structs.replace(
+            base.execution,
+            order_type=OrderTypeName.LIMIT,
+            limit_offset_bps=Decimal("20"),
+            slippage_bps=Decimal("5"),
+        ),
+    )
+    ex = Execution(config)
+    order = buy(ex, 1)[0]
+    assert isinstance(order, Order)
+    assert order.order_type is OrderType.LIMIT
+    assert order.price == Decimal("49900.0000")  # 50000 - 20 bps: a BUY limit sits below

@@ -335,7 +335,9 @@ class Execution:
     def _propose(self, signal: Signal, lag: Lag | None, superseded: int) -> Proposal:
         symbol = signal.symbol
         mark = self.marks.get(symbol, signal.price)
-        if self._venue is not None and self._limit_orders:
+        if self._limit_orders and (self._venue is not None or self._live):
+            # A limit order rests on the passive side (PAPER's simulated venue, or the real
+            # one); SHADOW assumes an immediate fill, so it keeps the slipped price.
             price = offset_price(signal.price, signal.side, self._exec.limit_offset_bps)
         else:
             price = slipped_price(signal.price, signal.side, self._exec.slippage_bps)
