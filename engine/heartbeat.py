@@ -20,9 +20,13 @@ async def heartbeat_task(
     next_at = trio.current_time() + interval
     while True:
         await trio.sleep_until(next_at)
-        # A beat delayed by a slow write is not repeated to catch up: skip to the next slot.
-        next_at = max(next_at + interval, trio.current_time())
         await write_heartbeat(state, store, limiter, final=False)
+        # Beats missed while a write was slow are skipped, not caught up in a burst:
+        # the next beat is the next slot of the grid that is still in the future.
+        next_at += interval
+        now = trio.current_time()
+        while next_at <= now:
+            next_at += interval
 
 
 async def write_heartbeat(

@@ -272,7 +272,7 @@ async def run_engine(components: Components, state: RunState) -> ExitCode:
     """
     async with trio.open_nursery() as signals:
         await signals.start(signal_task, state)
-        code, failure = await _run_and_record(components, state)
+        code, failure, recorded = await _run_and_record(components, state)
         signals.cancel_scope.cancel()
     if failure is not None:
         logs.error(
@@ -282,10 +282,13 @@ async def run_engine(components: Components, state: RunState) -> ExitCode:
             error=_describe_failure(failure),
         )
     else:
+        # Everything drained; ``recorded`` says whether the marker also reached the
+        # database (a forced stop during the final bookkeeping can prevent that).
         logs.info(
             "clean_shutdown",
             run_id=state.run_id,
             exit_code=0,
+            recorded=recorded,
             **state.counters.snapshot(),
         )
     return code
@@ -293,7 +296,8 @@ async def run_engine(components: Components, state: RunState) -> ExitCode:
 
 async def _run_and_record(
     components: Components, state: RunState
-) -> tuple[ExitCode, BaseException | None]:
+) -> tuple[ExitCode, BaseException | None, bool]:
+    """Run the pipeline, then record how it ended: (code, failure, end recorded?)."""
     store = components.store
     failure: BaseException | None = None
     try:
@@ -320,7 +324,8 @@ async def _run_and_record(
         )
     except Exception as exc:  # the exit code already says what failed first
         logs.error("shutdown_record_failed", error=repr(exc))
-    return code, failure
+        return code, failure, False
+    return code, failure, True
 
 
 def _describe_failure(exc: BaseException) -> str:

@@ -54,6 +54,7 @@ def test_replay_real_capture_persists_every_trade_and_exits_0(tmp_path: Path) ->
     assert counters["stale_ticks"] == 0  # the recorder's 1.27 s clock skew is normal
     events = [line["event"] for line in parse_logs(result.stdout)]
     assert events[-3:] == ["wal_checkpointed", "clean_shutdown", "replay_results"]
+    assert parse_logs(result.stdout)[-2]["recorded"] is True
 
 
 def test_replay_twice_into_same_database_changes_nothing(tmp_path: Path) -> None:

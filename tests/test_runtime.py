@@ -236,3 +236,4 @@ async def test_second_sigint_during_final_bookkeeping_gives_up_the_locked_write(
     assert code == 0  # everything drained; only the record of the end was given up
     assert engine.events("shutdown_record_failed")
     assert engine.events("shutdown_forced")
+    assert [e["recorded"] for e in engine.events("clean_shutdown")] == [False]
