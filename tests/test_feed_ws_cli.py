@@ -229,3 +229,16 @@ def test_record_command_out_that_cannot_be_opened_exits_config_12(tmp_path: Path
     assert result.returncode == 12, result.stderr[-500:]
     assert "Traceback" not in result.stderr
     assert f"record path {out}: cannot open" in result.stderr
+
+
+async def test_record_command_coinbase_unknown_product_exits_config_12(tmp_path: Path) -> None:
+    out = tmp_path / "cb.txt"
+    async with open_fake_exchange("coinbase") as fake:
+        engine = EngineProcess(
+            ["record", "--venue", "coinbase", "--symbols", "BTC-XYZ",
+             "--out", str(out), "--url", fake.url, "--duration", "30"]
+        )  # fmt: skip
+        code = await finish(engine)
+    assert code == 12, engine.lines[-5:]
+    assert fake.handshakes == 1
+    assert b"BTC-XYZ is not a valid product" in out.read_bytes()  # the refusal is recorded too

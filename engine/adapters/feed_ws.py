@@ -97,7 +97,8 @@ class WebSocketStream:
     ``clock`` gives ``ts_recv`` (wall-clock ns: it is compared with the
     exchange's event time); pacing and timeouts use ``trio.current_time()``.
     ``decode=False`` only records frames (the ``record`` command): no ticks,
-    no parse budget.
+    no parse budget; a venue ``error`` frame is still acted on (exit 12 or a
+    reconnect).
     """
 
     def __init__(
@@ -315,6 +316,7 @@ class WebSocketStream:
         clock = self._clock
         decode = self._decode
         accept = self._intake.accept
+        screen = self._intake.screen
         while True:
             try:
                 message = await ws.get_message()
@@ -329,18 +331,17 @@ class WebSocketStream:
             session.last_rx = now
             if recorder is not None:
                 recorder.record_nowait(ts_recv, raw)
-            if decode:
-                try:
-                    tick = accept(raw, ts_recv, now)
-                except VenueErrorFrame as exc:
-                    # The venue refused us: this connection delivers nothing, and
-                    # an error is no proof it works (the budget counts it failed
-                    # unless an earlier frame already proved it).
-                    session.end_reason = f"venue error: {exc.text}"
-                    self.progress.bump()
-                    return
-                if tick is not None:
-                    forwarder.offer(tick)
+            try:
+                tick = accept(raw, ts_recv, now) if decode else screen(raw)
+            except VenueErrorFrame as exc:
+                # The venue refused us: this connection delivers nothing, and
+                # an error is no proof it works (the budget counts it failed
+                # unless an earlier frame already proved it).
+                session.end_reason = f"venue error: {exc.text}"
+                self.progress.bump()
+                return
+            if tick is not None:
+                forwarder.offer(tick)
             if session.healthy_since is None:
                 self._mark_healthy(session, now)
             self.progress.bump()

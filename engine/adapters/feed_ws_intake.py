@@ -69,6 +69,15 @@ class FrameIntake:
             return None
         return tick if self._admit(tick) else None
 
+    def screen(self, raw: bytes) -> None:
+        """Record-only mode (nothing decoded): still act on a venue ``error`` frame.
+
+        *Error handling:* as ``accept`` for a venue ``error`` frame; anything
+        else passes unexamined.
+        """
+        if self._section.venue is Venue.COINBASE and b'"error"' in raw:
+            self._check_venue_error(raw)
+
     def reject(self, reason: str, raw: bytes, now: float) -> None:
         """Count, log and budget one bad frame (``raw`` is sampled into the log)."""
         self._counters.parse_errors += 1
