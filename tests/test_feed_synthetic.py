@@ -20,6 +20,7 @@ from engine.adapters.feed_synthetic import (
 from engine.core.events import Tick
 from engine.counters import Counters
 from engine.ports import MarketDataStream, TickBatch
+from tests.engine_process import run_engine
 
 EPOCH_NS = 1_723_161_600_000_000_000
 
@@ -230,3 +231,22 @@ def test_write_synthetic_capture_real_shape_lines(tmp_path: Path) -> None:
     assert int(ts) > EPOCH_NS
     assert raw.startswith(b'{"stream":"btcusdt@trade","data":{"e":"trade","E":')
     assert raw.endswith(b',"M":true}}')
+
+
+@pytest.mark.parametrize(
+    ("symbols", "message"),
+    [("[]", "at least one symbol"), ('["BT\\"C"]', "is not a symbol")],
+    ids=["no_symbols", "quote_in_symbol"],
+)
+def test_run_unusable_synthetic_symbols_config_exit_12_no_traceback(
+    tmp_path: Path, symbols: str, message: str
+) -> None:
+    config = tmp_path / "engine.toml"
+    config.write_text(
+        f'[engine]\ndb_path = "{tmp_path / "e.db"}"\n'
+        f'[ingest]\nsource = "synthetic"\nsynthetic_symbols = {symbols}\nsynthetic_max_ticks = 5\n'
+    )
+    done = run_engine(["run", "--config", str(config)], timeout=60)
+    assert done.returncode == 12, done.stderr[-500:]
+    assert "Traceback" not in done.stderr
+    assert message in done.stderr + done.stdout

@@ -22,6 +22,7 @@ from __future__ import annotations
 import gzip as gzip_module
 import io
 import random
+import re
 import time
 from collections.abc import Callable, Sequence
 from decimal import Decimal
@@ -34,6 +35,7 @@ from engine.adapters import binance
 from engine.adapters.capture import format_capture_line
 from engine.core.events import Tick
 from engine.counters import Counters
+from engine.exits import ConfigError
 from engine.ports import TickBatch
 
 SYNTHETIC_BATCH_TICKS: Final = 1000
@@ -54,6 +56,16 @@ CAPTURE_GZIP_LEVEL: Final = 1
 
 _NS_PER_MS: Final = 1_000_000
 _QTY_UNITS: Final = 100_000  # 1 qty = 100,000 units of 0.00001
+SYMBOL_RE: Final = re.compile(r"[A-Za-z0-9]{1,32}")
+"""What a synthetic symbol may be: it is written into Binance-shaped JSON and a
+stream name verbatim, so anything else would make every generated trade malformed."""
+
+
+class InvalidSyntheticSettings(ConfigError, ValueError):
+    """A synthetic-source setting no run can use: exit 12 from the engine (no restart
+    can fix it), and still a ``ValueError`` for direct callers."""
+
+
 _RANDOM_BITS: Final = 37  # 8 symbol + 6 step + 17 qty + 5 latency + 1 maker
 
 
@@ -68,11 +80,18 @@ class _Walk:
         first_trade_id: int,
     ) -> None:
         if not symbols:
-            raise ValueError("at least one symbol is required")
+            raise InvalidSyntheticSettings(
+                "ingest.synthetic_symbols: at least one symbol is required"
+            )
+        bad = [s for s in symbols if not SYMBOL_RE.fullmatch(s)]
+        if bad:
+            raise InvalidSyntheticSettings(
+                f"ingest.synthetic_symbols: {bad[0]!r} is not a symbol (letters and digits, 1-32)"
+            )
         if not start_price >= Decimal("0.01"):
-            raise ValueError(f"start_price must be >= 0.01, got {start_price}")
+            raise InvalidSyntheticSettings(f"start_price must be >= 0.01, got {start_price}")
         if first_trade_id < 0:
-            raise ValueError(f"first_trade_id must be >= 0, got {first_trade_id}")
+            raise InvalidSyntheticSettings(f"first_trade_id must be >= 0, got {first_trade_id}")
         self._bits = rng.getrandbits
         self._symbols = [s.upper().encode() for s in symbols]
         self._streams = [s.lower().encode() + b"@trade" for s in symbols]
@@ -134,9 +153,9 @@ class SyntheticStream:
         lossless: bool = False,
     ) -> None:
         if not rate_per_s > 0:
-            raise ValueError(f"rate_per_s must be > 0, got {rate_per_s}")
+            raise InvalidSyntheticSettings(f"rate_per_s must be > 0, got {rate_per_s}")
         if max_ticks < 0:
-            raise ValueError(f"max_ticks must be >= 0, got {max_ticks}")
+            raise InvalidSyntheticSettings(f"max_ticks must be >= 0, got {max_ticks}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self._counters = counters
