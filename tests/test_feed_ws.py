@@ -303,3 +303,12 @@ async def test_stream_coinbase_venue_error_every_time_spends_budget_network_exit
         with trio.fail_after(10), pytest.raises(NetworkBudgetExhausted, match="3 consecutive"):
             await stream.stream(send)
     assert fake.handshakes == 3
+
+
+@pytest.mark.parametrize(
+    "url", ["https://127.0.0.1:1", "127.0.0.1:1", "ws://127.0.0.1:99999", "ws:///no-host"]
+)
+def test_stream_unusable_url_is_a_config_error_exit_12(url: str) -> None:
+    section = IngestSection(source=Source.WEBSOCKET, url=url, symbols=("BTCUSDT",))
+    with pytest.raises(ConfigError, match=r"ingest\.url"):
+        WebSocketStream(section, Counters())

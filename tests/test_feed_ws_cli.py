@@ -242,3 +242,14 @@ async def test_record_command_coinbase_unknown_product_exits_config_12(tmp_path:
     assert code == 12, engine.lines[-5:]
     assert fake.handshakes == 1
     assert b"BTC-XYZ is not a valid product" in out.read_bytes()  # the refusal is recorded too
+
+
+def test_run_unusable_ingest_url_exits_config_12(tmp_path: Path) -> None:
+    config = tmp_path / "engine.toml"
+    config.write_text(
+        f'[engine]\ndb_path = "{tmp_path / "e.db"}"\n'
+        '[ingest]\nsource = "websocket"\nsymbols = ["BTCUSDT"]\nurl = "https://127.0.0.1:1"\n'
+    )
+    result = run_engine(["run", "--config", str(config)], timeout=60)
+    assert result.returncode == 12, result.stderr[-500:]
+    assert "ingest.url" in result.stdout + result.stderr

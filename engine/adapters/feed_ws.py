@@ -36,6 +36,7 @@ closed tick channel or a bug leave ``stream``.
 from __future__ import annotations
 
 import time
+import urllib.parse
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Final
@@ -91,6 +92,21 @@ MESSAGE_TOO_BIG: Final = 1009
 """Close code trio-websocket uses when a frame exceeds ``max_message_size``."""
 
 
+def _check_url(url: str) -> None:
+    """Refuse a URL trio-websocket would reject on every attempt (a ``ValueError``
+    there would end the run as a crash, exit 1, and be restarted forever).
+
+    *Error handling:* ``ConfigError`` (exit 12) naming ``ingest.url``.
+    """
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 -- raises ValueError when out of range
+    except ValueError as exc:
+        raise ConfigError(f"ingest.url: {url!r} is not a usable URL ({exc})") from None
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        raise ConfigError(f"ingest.url: {url!r} must be a ws:// or wss:// URL with a host")
+
+
 class WebSocketStream:
     """Live ticks from a venue's public WebSocket (see the module docstring).
 
@@ -115,6 +131,7 @@ class WebSocketStream:
         self.section = section
         self.counters = counters
         self.url = feed_url(section)
+        _check_url(self.url)
         self.stats = LinkStats()
         self.progress = Progress()
         self.recorder: CaptureRecorder | None = None
