@@ -429,3 +429,23 @@ async def test_rest_undecodable_body_is_a_venue_call_error_not_a_crash(
                 else:
                     await rest.my_trades("BTCUSDT", 1000)
             assert caught.value.kind is kind, call
+
+
+@pytest.mark.parametrize(
+    ("live", "key"),
+    [
+        ({"rest_url": "ftp://api.example"}, "live.rest_url"),
+        ({"rest_url": "https://"}, "live.rest_url"),
+        ({"ws_url": "https://ws-api.example/ws-api/v3"}, "live.ws_url"),
+        ({"ws_url": "wss://ws-api.example:99999/"}, "live.ws_url"),
+    ],
+    ids=["rest_scheme", "rest_no_host", "ws_scheme", "ws_port"],
+)
+async def test_build_live_execution_unusable_url_is_config_error(
+    live: dict[str, str], key: str
+) -> None:
+    config = Config(engine=EngineSection(mode=Mode.LIVE), live=LiveSection(**live))
+    env = {"BINANCE_API_KEY": API_KEY, "BINANCE_API_SECRET": API_SECRET}
+    async with httpx.AsyncClient() as client:
+        with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+            build_live_execution(config, client, env)

@@ -35,6 +35,7 @@ from __future__ import annotations
 import enum
 import os
 import time
+import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Final
@@ -65,6 +66,7 @@ from engine.config import Config
 from engine.core.booking import order_record
 from engine.core.events import Order, OrderState
 from engine.core.orders import WorkingOrder
+from engine.exits import ConfigError
 
 MODE: Final = "live"
 
@@ -377,6 +379,19 @@ class BinanceExecution:
         return out
 
 
+def check_url(key: str, url: str, schemes: tuple[str, ...]) -> None:
+    """Refuse an endpoint no attempt could reach (a wrong scheme, no host, a bad port):
+    ``ConfigError`` (exit 12) now, instead of a crash or endless retries later."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 -- raises ValueError when out of range
+    except ValueError as exc:
+        raise ConfigError(f"{key}: {url!r} is not a usable URL ({exc})") from None
+    if parts.scheme not in schemes or not parts.hostname:
+        wanted = " or ".join(f"{s}://" for s in schemes)
+        raise ConfigError(f"{key}: {url!r} must be a {wanted} URL with a host")
+
+
 def wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -393,6 +408,8 @@ def build_live_execution(
 
     Call only after ``engine.gate.enforce`` passed.
     """
+    check_url("live.rest_url", config.live.rest_url, ("http", "https"))
+    check_url("live.ws_url", config.live.ws_url, ("ws", "wss"))
     if credentials is None:
         credentials = load_credentials(config.live.credentials_file, environ)
         logs.info("live_credentials_loaded", source=credentials.source)
