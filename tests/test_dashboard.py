@@ -311,3 +311,10 @@ def test_dashboard_process_port_out_of_range_config_exit_12_no_traceback(
     assert done.returncode == 12, done.stderr[-500:]
     assert "Traceback" not in done.stderr
     assert f"--port: {port} is not a TCP port (0-65535)" in done.stderr
+
+
+def test_dashboard_process_empty_host_config_exit_12_binds_nothing(tmp_path: Path) -> None:
+    done = run_engine(["dashboard", "--db", str(tmp_path / "e.db"), "--host", ""], timeout=30)
+    assert done.returncode == 12, done.stderr[-500:]
+    assert "--host: empty" in done.stderr
+    assert "dashboard_listening" not in done.stdout

@@ -103,3 +103,15 @@ def test_report_cli_not_a_database_config_exit_12_no_traceback(tmp_path: Path) -
     assert "Traceback" not in done.stderr
     assert f"--db: {db} is not a readable engine database" in done.stderr
 
+
+
+def test_report_cli_sqlite_without_engine_tables_exit_12(tmp_path: Path) -> None:
+    db = tmp_path / "other.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE unrelated (a)")
+    done = run_engine(["report", "--db", str(db)])
+    assert done.returncode == 12, done.stdout[-500:]
+    assert "is not an engine database (no signals, vetoes, orders, order_events, fills" in (
+        done.stderr
+    )
+    assert "conservation" not in done.stdout  # no "all OK" report for a foreign file

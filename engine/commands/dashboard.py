@@ -32,6 +32,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def run(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= MAX_PORT:  # else bind() fails deep in Hypercorn with a traceback
         raise ConfigError(f"--port: {args.port} is not a TCP port (0-{MAX_PORT})")
+    if not args.host.strip():  # an empty host would bind every interface, not loopback
+        raise ConfigError("--host: empty; give an address (loopback is 127.0.0.1)")
     # Imported here: the web stack costs ~150 ms and no other command needs it.
     from engine.dashboard.server import main
 

@@ -15,6 +15,13 @@ from typing import Final
 from engine.exits import ConfigError
 from engine.report import build_report
 from engine.store.connection import open_readonly
+from engine.store.schema import DIGEST_TABLES
+
+
+def missing_engine_tables(conn: sqlite3.Connection) -> list[str]:
+    """The decision tables a report needs that this database lacks (all of them: not ours)."""
+    present = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    return [spec.table for spec in DIGEST_TABLES if spec.table not in present]
 
 EXIT_AUDIT_FAILED: Final = 3
 """The database's records do not balance (a tampered or corrupted fills table)."""
@@ -35,6 +42,11 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--db: no database at {args.db}")
     conn = open_readonly(args.db)
     try:
+        missing = missing_engine_tables(conn)
+        if missing:
+            raise ConfigError(
+                f"--db: {args.db} is not an engine database (no {', '.join(missing)} table)"
+            )
         report = build_report(conn)
     except sqlite3.DatabaseError as exc:  # not SQLite, or corrupt
         raise ConfigError(f"--db: {args.db} is not a readable engine database ({exc})") from None
