@@ -6,6 +6,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -118,14 +119,15 @@ def run_with(
         restored = load_restored_state(store.connection)
         execution.restore(restored)
         run_id = new_run_id()
-        store.start_run(
-            run_id=run_id,
-            pid=os.getpid(),
-            command=command,
-            mode=str(config.engine.mode),
-            started_wall_ns=time.time_ns(),
-            code_version=__version__,
-            config_json=msgspec.json.encode(config_to_builtins(config)).decode(),
+        record_start = partial(
+            store.start_run,
+            run_id,
+            os.getpid(),
+            command,
+            str(config.engine.mode),
+            time.time_ns(),
+            __version__,
+            msgspec.json.encode(config_to_builtins(config)).decode(),
         )
         state = RunState(
             config=config,
@@ -141,6 +143,7 @@ def run_with(
             execution=execution,
             store=store,
             venue=build_venue(config, execution, credentials, counters, restored),
+            record_start=record_start,
         )
         logs.info(
             "engine_starting",

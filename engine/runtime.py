@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Final, TypeVar
@@ -185,6 +186,9 @@ class Components:
     store: SqliteStore
     venue: VenueLink | None = None
     """LIVE only: the link to the real venue (``engine.live``). Never set in SHADOW/PAPER (I1)."""
+    record_start: Callable[[], object] | None = None
+    """Writes the run's row (blocking; run in the writer thread once signals are handled,
+    so a database locked at start-up is waited on *and* a stop request is still heard)."""
 
 
 async def run_pipeline(components: Components, state: RunState) -> None:
@@ -301,6 +305,8 @@ async def _run_and_record(
     store = components.store
     failure: BaseException | None = None
     try:
+        if components.record_start is not None:
+            await trio.to_thread.run_sync(components.record_start)
         await run_pipeline(components, state)
     except BaseException as exc:  # every failure picks an exit code below
         failure = Overload("interrupted") if isinstance(exc, KeyboardInterrupt) else exc

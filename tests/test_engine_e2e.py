@@ -231,3 +231,43 @@ def test_delayed_tick_is_counted_stale_and_the_normal_skew_is_not(tmp_path: Path
     result = run_engine(["replay", str(capture), "--db", str(db)])
     assert result.returncode == 0, result.stderr[-2000:]
     assert final_heartbeat(db)["stale_ticks"] == 1
+
+
+@pytest.mark.parametrize("release_after_first_signal", [True, False], ids=["released", "forced"])
+def test_database_locked_at_startup_is_waited_on_and_signals_are_heard(
+    tmp_path: Path, release_after_first_signal: bool
+) -> None:
+    """Another process holds the write lock when the engine starts (e.g. a backup).
+    The engine waits (it never crashes on a lock) yet still obeys SIGINT: released
+    after the first signal, it drains the nothing it accepted and exits 0; held
+    through a second signal, it gives up and exits 13 -- no traceback either way."""
+    db = tmp_path / "engine.db"
+    SqliteStore.open(db).close()
+    locker = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    locker.execute("BEGIN EXCLUSIVE")
+    engine = EngineProcess(
+        ["replay", str(REAL_CAPTURE), "--db", str(db), "--speed", "1"],
+        env={"ENGINE_ENGINE_BUSY_TIMEOUT_MS": "1000"},
+    )
+    try:
+        engine.wait_for(lambda e: e.get("event") == "persist_lock_retry" and e["what"] == "run")
+        engine.send_signal(signal.SIGINT)
+        engine.wait_for(lambda e: e.get("event") == "shutdown_requested")
+        if release_after_first_signal:
+            locker.execute("COMMIT")
+        else:
+            engine.send_signal(signal.SIGINT)
+            engine.wait_for(lambda e: e.get("event") == "shutdown_forced")
+        code = engine.finish()
+        stderr = engine.proc.stderr.read() if engine.proc.stderr else ""
+    finally:
+        locker.close()
+        engine.kill()
+    assert "Traceback" not in stderr
+    if release_after_first_signal:
+        assert code == 0
+        assert query(db, "SELECT exit_code, clean_shutdown FROM runs") == [(0, 1)]
+        assert scalar(db, "SELECT count(*) FROM ticks") == 0  # stopped before ingest began
+    else:
+        assert code == 13
+        assert engine.events("engine_stopped")[0]["exit_name"] == "OVERLOAD"
