@@ -188,9 +188,7 @@ class ReplayStream:
                                     if batch:
                                         self._tally(received, skipped, errors)
                                         received = skipped = errors = 0
-                                        await send.send(batch)
-                                        counters.ingest_processed += len(batch)
-                                        processed += len(batch)
+                                        processed += await self._send(send, batch)
                                         batch = []
                                     await trio.sleep_until(deadline)
                                     now = deadline
@@ -198,9 +196,7 @@ class ReplayStream:
                         if len(batch) >= batch_size:
                             self._tally(received, skipped, errors)
                             received = skipped = errors = 0
-                            await send.send(batch)
-                            counters.ingest_processed += len(batch)
-                            processed += len(batch)
+                            processed += await self._send(send, batch)
                             batch = []
                     # A block of non-trades sends nothing: still let other tasks run.
                     await trio.lowlevel.checkpoint()
@@ -210,10 +206,14 @@ class ReplayStream:
         finally:
             self._tally(received, skipped, errors)
         if batch:
-            await send.send(batch)
-            counters.ingest_processed += len(batch)
-            processed += len(batch)
+            processed += await self._send(send, batch)
         logs.info("replay_file_finished", path=str(path), venue=venue, ticks=processed)
+
+    async def _send(self, send: trio.MemorySendChannel[TickBatch], batch: TickBatch) -> int:
+        """Hand a batch downstream; only once ``send`` returned is it accepted and counted."""
+        await send.send(batch)
+        self._counters.ingest_processed += len(batch)
+        return len(batch)
 
     def _tally(self, received: int, skipped: int, errors: int) -> None:
         c = self._counters
