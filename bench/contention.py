@@ -121,6 +121,21 @@ def _start(args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[str],
     return proc, LogReader(proc.stdout)
 
 
+def _start_dashboard_and_hogs(
+    db: Path, hogs: int, procs: list[subprocess.Popen[Any]]
+) -> tuple[subprocess.Popen[str], str]:
+    """Start the dashboard on ``db`` and ``hogs`` busy loops (all added to ``procs``);
+    return the dashboard process and its URL once it listens."""
+    dashboard, dash_log = _start(["dashboard", "--db", str(db), "--port", "0"], _env())
+    procs.append(dashboard)
+    url: str = dash_log.wait_for(
+        lambda line: line.get("event") == "dashboard_listening", START_TIMEOUT_S
+    )["urls"][0]
+    for _ in range(hogs):
+        procs.append(subprocess.Popen([sys.executable, "-c", HOG_CODE]))
+    return dashboard, url
+
+
 def _probe(url: str) -> tuple[int | None, float]:
     started = time.monotonic()
     try:
@@ -189,13 +204,8 @@ def run_contention(
         procs.append(engine)
         first = engine_log.wait_for(lambda line: line.get("event") == "heartbeat", START_TIMEOUT_S)
         run_id = first["run_id"]
-        dashboard, dash_log = _start(["dashboard", "--db", str(db), "--port", "0"], _env())
-        procs.append(dashboard)
-        url = dash_log.wait_for(lambda line: line.get("event") == "dashboard_listening",
-                                START_TIMEOUT_S)["urls"][0]
+        dashboard, url = _start_dashboard_and_hogs(db, hogs, procs)
 
-        for _ in range(hogs):
-            procs.append(subprocess.Popen([sys.executable, "-c", HOG_CODE]))
         statuses: list[int | None] = []
         latencies: list[float] = []
         end = time.monotonic() + duration_s
@@ -255,12 +265,7 @@ def run_replay_load(workdir: Path, *, trades: int, hogs: int = 0) -> dict[str, A
     latencies: dict[str, list[float]] = {path: [] for path in REPLAY_PROBES}
     codes: dict[str, dict[str, int]] = {path: {} for path in REPLAY_PROBES}
     try:
-        dashboard, dash_log = _start(["dashboard", "--db", str(db), "--port", "0"], _env())
-        procs.append(dashboard)
-        url = dash_log.wait_for(lambda line: line.get("event") == "dashboard_listening",
-                                START_TIMEOUT_S)["urls"][0]
-        for _ in range(hogs):
-            procs.append(subprocess.Popen([sys.executable, "-c", HOG_CODE]))
+        dashboard, url = _start_dashboard_and_hogs(db, hogs, procs)
         started = time.monotonic()
         replay, replay_log = _start(["replay", str(capture), "--db", str(db)],
                                     _env(ENGINE_ENGINE_HEARTBEAT_INTERVAL_S="1"))
