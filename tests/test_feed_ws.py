@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
@@ -30,14 +29,6 @@ from tests.fake_exchange import (
 )
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
-
-
-@pytest.fixture
-def log_lines() -> Iterator[LogLines]:
-    sink = LogLines()
-    logs.set_stream(sink)
-    yield sink
-    logs.set_stream(None)
 
 
 def _ids(ticks: list) -> list[int]:  # type: ignore[type-arg]

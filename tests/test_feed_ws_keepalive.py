@@ -6,11 +6,8 @@ milliseconds, pong timeouts well above any scheduling hiccup.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
-from engine import logs
 from tests.fake_exchange import (
     End,
     LogLines,
@@ -24,14 +21,6 @@ from tests.fake_exchange import (
 )
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
-
-
-@pytest.fixture
-def log_lines() -> Iterator[LogLines]:
-    sink = LogLines()
-    logs.set_stream(sink)
-    yield sink
-    logs.set_stream(None)
 
 
 async def test_keepalive_silent_feed_answering_pings_keeps_connection() -> None:
