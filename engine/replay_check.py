@@ -9,16 +9,19 @@ each, and passes only when every digest equals the committed one (S8). Used by
 from __future__ import annotations
 
 import os
-import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from contextlib import closing
 from pathlib import Path
 from typing import Final
 
 import msgspec
+
+from engine.store.connection import open_readonly
+from engine.store.digest import table_counts
 
 CASES_FILE: Final = "cases.toml"
 DEFAULT_RUNS: Final = 2
@@ -67,9 +70,9 @@ def replay_once(capture: Path, config: Path | None, db: Path) -> tuple[str, int]
         env=env,
         check=True,
     )
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-        (ticks,) = conn.execute("SELECT count(*) FROM ticks").fetchone()
-    return out.stdout.strip(), int(ticks)
+    with closing(open_readonly(db)) as conn:
+        ticks = table_counts(conn)["ticks"]
+    return out.stdout.strip(), ticks
 
 
 def check_case(case: ReplayCase, replays_dir: Path, runs: int = DEFAULT_RUNS) -> ReplayResult:
