@@ -7,18 +7,32 @@ import nox
 nox.options.sessions = ["tests", "lint"]
 nox.options.reuse_existing_virtualenvs = True
 
+RUNTIME_LOCK = "requirements/lock.txt"
+DEV_LOCK = "requirements/dev-lock.txt"
+LOCK_INPUTS = ("pyproject.toml", "requirements/build.in")
+PIP_COMPILE = (
+    "pip-compile", "-q", "--generate-hashes", "--allow-unsafe", "--strip-extras",
+    "--no-emit-index-url", "--no-emit-find-links",
+)  # fmt: skip
+
+
+def install_locked(session: nox.Session, *, dev: bool) -> None:
+    """Exactly the lock's versions (hashes checked), then the project without its deps."""
+    session.install("--require-hashes", "-r", DEV_LOCK if dev else RUNTIME_LOCK)
+    session.install("--no-deps", "--no-build-isolation", "-e", ".")
+
 
 @nox.session
 def tests(session: nox.Session) -> None:
     """The whole test suite (what CI runs)."""
-    session.install("-e", ".[dev]")
+    install_locked(session, dev=True)
     session.run("pytest", "-q", *session.posargs)
 
 
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff (incl. the ASYNC rules) and mypy --strict."""
-    session.install("-e", ".[dev]")
+    install_locked(session, dev=True)
     session.run("ruff", "check", "engine", "tests", "noxfile.py", "bench")
     session.run("mypy", "engine")
 
@@ -26,33 +40,51 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def replay(session: nox.Session) -> None:
     """Replay every case in replays/cases.toml in two fresh processes; digests must match."""
-    session.install("-e", ".")
+    install_locked(session, dev=False)
     session.run("python", "-m", "engine.replay_check", "replays")
 
 
 @nox.session
 def bench(session: nox.Session) -> None:
     """Throughput of the replay path against a plain decode+executemany floor."""
-    session.install("-e", ".")
+    install_locked(session, dev=False)
     session.run("python", "bench/bench_replay.py", *session.posargs)
 
 
 @nox.session
 def contention(session: nox.Session) -> None:
     """I7/S15: engine + dashboard healthy while busy loops saturate every core."""
-    session.install("-e", ".")
+    install_locked(session, dev=False)
     session.run("python", "bench/contention.py", *session.posargs)
 
 
 @nox.session
 def live_bench(session: nox.Session) -> None:
     """Live path: the fake exchange pushes trades over loopback at rising rates."""
-    session.install("-e", ".[dev]")
+    install_locked(session, dev=True)
     session.run("python", "bench/bench_live.py", *session.posargs)
 
 
 @nox.session
 def proof(session: nox.Session) -> None:
     """Build the proof bundle that gate G1 requires for LIVE."""
-    session.install("-e", ".[dev]")
+    install_locked(session, dev=True)
     session.run("hybrid-engine", "proof", *session.posargs)
+
+
+@nox.session
+def lock(session: nox.Session) -> None:
+    """Refresh requirements/lock.txt and dev-lock.txt (pip-compile, with hashes).
+
+    A refresh is a deliberate commit of its own, made with the test suite green on
+    the result (docs/operations.md "Dependencies"). Without arguments it keeps every
+    pin that still satisfies pyproject.toml (adding what a new dependency needs);
+    ``nox -s lock -- --upgrade`` moves everything to the newest release,
+    ``nox -s lock -- --upgrade-package NAME`` one package.
+    """
+    install_locked(session, dev=True)
+    session.run(*PIP_COMPILE, *session.posargs, *LOCK_INPUTS, "-o", RUNTIME_LOCK)
+    session.run(
+        *PIP_COMPILE, *session.posargs, "--extra", "dev", "-c", RUNTIME_LOCK, *LOCK_INPUTS,
+        "-o", DEV_LOCK,
+    )  # fmt: skip
