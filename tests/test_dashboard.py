@@ -12,12 +12,18 @@ from typing import Any
 import pytest
 import trio
 
-from engine.dashboard.app import CONTENT_SECURITY_POLICY, allowed_hosts, build_app
+from engine.dashboard.app import (
+    CONTENT_SECURITY_POLICY,
+    REFUSAL_LOG_FIRST,
+    allowed_hosts,
+    build_app,
+)
 from engine.dashboard.db import ReadOnlyDatabase
 from engine.dashboard.portfolio import FILL_COLUMNS
 from engine.report import build_report
 from tests.dashboard_support import asgi_get, http_get, replay_database, serve_dashboard
 from tests.engine_process import EngineProcess, run_engine
+from tests.fake_exchange import LogLines
 
 TRADES = 9757
 
@@ -364,6 +370,19 @@ async def test_host_header_bound_name_and_allow_list_answered_others_refused(
     bound = build_app(str(replay_db), hosts=allowed_hosts("10.1.2.3"))
     assert (await asgi_get(bound, "/api/symbols", host="10.1.2.3:8080")).status == 200
     assert (await asgi_get(bound, "/api/symbols", host="10.1.2.4:8080")).status == 400
+
+
+async def test_host_refusals_counted_and_sampled_in_the_log(
+    replay_db: Path, log_lines: LogLines
+) -> None:
+    app = build_app(str(replay_db))
+    for i in range(REFUSAL_LOG_FIRST + 5):
+        assert (await asgi_get(app, "/api/status", host=f"evil{i}.example")).status == 400
+    assert (await asgi_get(app, "/api/status", host="localhost")).status == 200
+    assert (await asgi_get(app, "/api/signals", "limit=0")).status == 400  # not a host refusal
+    refused = log_lines.events("dashboard_host_refused")
+    assert [e["refused_total"] for e in refused] == list(range(1, REFUSAL_LOG_FIRST + 1))
+    assert refused[0]["host"] == "evil0.example" and refused[0]["path"] == "/api/status"
 
 
 def test_allowed_hosts_refuses_what_is_no_host_name() -> None:

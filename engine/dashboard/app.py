@@ -34,7 +34,7 @@ from typing import Any, Final, TypeVar
 
 import trio
 from starlette.applications import Starlette
-from starlette.datastructures import MutableHeaders
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
@@ -133,6 +133,50 @@ def allowed_hosts(bind_host: str, extra: Sequence[str] = ()) -> list[str]:
         if host not in names:
             names.append(host)
     return names
+
+
+REFUSAL_LOG_FIRST: Final = 10
+REFUSAL_LOG_EVERY: Final = 1000
+"""Bounded log of refused ``Host:`` headers: the first 10, then every 1,000th (all counted)."""
+
+_HOST_CHECKED: Final = "hybrid_engine.host_allowed"
+"""Scope key ``HostRefusalLog`` sets and ``_HostAllowed`` (behind the host check) flips."""
+
+
+class HostRefusalLog:
+    """Counts and samples the requests ``TrustedHostMiddleware`` (inside it) refuses.
+
+    A request that reaches ``_HostAllowed`` passed the check; one that does not,
+    was answered 400 by the check itself.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.refused = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        scope[_HOST_CHECKED] = False
+        await self.app(scope, receive, send)
+        if not scope[_HOST_CHECKED]:
+            self.refused += 1
+            if self.refused <= REFUSAL_LOG_FIRST or self.refused % REFUSAL_LOG_EVERY == 0:
+                host = Headers(scope=scope).get("host")
+                logs.warning("dashboard_host_refused", refused_total=self.refused,
+                             host=None if host is None else logs.sample(host, 80),
+                             path=logs.sample(scope.get("path", ""), 80))
+
+
+class _HostAllowed:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if _HOST_CHECKED in scope:
+            scope[_HOST_CHECKED] = True
+        await self.app(scope, receive, send)
 
 
 class SecurityHeadersMiddleware:
@@ -349,7 +393,9 @@ def build_app(
         routes=routes,
         middleware=[
             Middleware(SecurityHeadersMiddleware),
+            Middleware(HostRefusalLog),
             Middleware(TrustedHostMiddleware, allowed_hosts=list(hosts), www_redirect=False),
+            Middleware(_HostAllowed),
         ],
         exception_handlers={
             BadRequest: _bad_request,
