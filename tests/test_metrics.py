@@ -162,7 +162,7 @@ def _insert_hostile(path: Path, rows: dict[str, list[tuple[Any, ...]]]) -> int:
 @settings(max_examples=60, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(rows=HOSTILE_ROWS)
-async def test_metrics_endpoint_hostile_rows_answer_200_and_parse(
+async def test_metrics_and_healthz_hostile_rows_answer_and_parse(
     empty_db: Path, rows: dict[str, list[tuple[Any, ...]]]
 ) -> None:
     with tempfile.TemporaryDirectory() as tmp:
@@ -170,11 +170,14 @@ async def test_metrics_endpoint_hostile_rows_answer_200_and_parse(
         shutil.copyfile(empty_db, path)
         _insert_hostile(path, rows)
         reply = await asgi_get(build_app(str(path)), "/metrics")
+        health = await asgi_get(build_app(str(path)), "/healthz")
     assert reply.status == 200, reply.text
     assert reply.headers["content-type"] == CONTENT_TYPE
     samples = _samples(reply.text)  # the parser raises on anything Prometheus would refuse
     assert samples[("hybrid_engine_healthy", ())] in (0.0, 1.0)
     assert samples[("hybrid_engine_metrics_errors", ())] in (0.0, 1.0, 2.0, 3.0, 4.0)
+    assert health.status in (200, 503), health.text  # a verdict, never a 500
+    assert health.json()["status"] in ("ok", "fail")
 
 
 @pytest.mark.parametrize(
@@ -201,3 +204,23 @@ async def test_metrics_endpoint_unreadable_part_is_counted_others_still_exposed(
     if part == "ledger":
         assert ("hybrid_engine_cash", ()) not in samples
         assert samples[("hybrid_engine_tick_count", ())] == 9757  # the heartbeat still reads
+
+
+@pytest.mark.parametrize(
+    "heartbeat",
+    [("r", "x", 10.0, 0, "shadow", "ACTIVE", "{}"), ("r", 1, "abc", 0, "shadow", "ACTIVE", "{}")],
+)
+async def test_healthz_unreadable_heartbeat_is_503_with_reason_metrics_still_200(
+    empty_db: Path, tmp_path: Path, heartbeat: tuple[Any, ...]
+) -> None:
+    path = tmp_path / "hostile.db"
+    shutil.copyfile(empty_db, path)
+    run = ("r", 1, "run", "shadow", 0, None, None, 0, "v", "{}", "{}")
+    assert _insert_hostile(path, {"runs": [run], "heartbeats": [heartbeat]}) == 2
+    health = await asgi_get(build_app(str(path)), "/healthz")
+    assert health.status == 503
+    assert health.json()["problems"] == [
+        "health unreadable: ValueError reading the latest run or heartbeat"]
+    metrics = await asgi_get(build_app(str(path)), "/metrics")
+    assert metrics.status == 200
+    assert _samples(metrics.text)[("hybrid_engine_metrics_errors", ())] == 1
