@@ -23,16 +23,20 @@ import io
 import re
 import shlex
 import shutil
+import signal
+import sqlite3
 import subprocess
 import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 
 from engine.cli import main as cli_main
 from engine.config import Config, config_to_builtins, load_config
-from tests.engine_process import REPO
+from tests.engine_process import REPO, EngineProcess
+from tests.fake_exchange import Session, open_fake_exchange
 
 UNITS = ("hybrid-engine.service", "hybrid-dashboard.service")
 INSTALLED_CLI = "/opt/hybrid-engine/.venv/bin/hybrid-engine"
@@ -356,3 +360,41 @@ def test_example_names_every_key_with_its_default_and_range() -> None:
             assert shown == (list(default) if isinstance(default, tuple) else default), key
         assert range_text.strip(), key
         assert ("CHANGED" in comment) == ((section, key) in CHANGED_FROM_DEFAULT), key
+
+
+TRADES_SENT = 600
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+async def test_example_config_runs_the_websocket_feed_in_shadow_until_sigint(
+    tmp_path: Path,
+) -> None:
+    """The service as the docs set it up: `run --config <the example>`, against a Binance
+    stand-in on 127.0.0.1. Only the endpoint, the heartbeat period (for a quick test) and the
+    database (not /var/lib) differ from the installed service."""
+    db = tmp_path / "engine.db"
+    async with open_fake_exchange("binance", [Session(frames=TRADES_SENT)]) as fake:
+        engine = EngineProcess(
+            ["run", "--config", str(EXAMPLE), "--db", str(db)],
+            env={"ENGINE_INGEST_URL": fake.url, "ENGINE_ENGINE_HEARTBEAT_INTERVAL_S": "0.2"},
+        )
+        try:
+            await trio.to_thread.run_sync(
+                engine.wait_for,
+                lambda e: e.get("event") == "heartbeat" and e.get("tick_count") == TRADES_SENT,
+                60,
+            )
+            engine.send_signal(signal.SIGINT)
+            code = await trio.to_thread.run_sync(engine.finish, 60)
+        finally:
+            engine.kill()
+    assert code == 0, engine.lines[-5:]
+    [connected] = engine.events("ws_connected")[:1]
+    assert connected["venue"] == "binance"
+    with sqlite3.connect(db) as conn:
+        ids = [r[0] for r in conn.execute("SELECT event_id FROM ticks")]
+        modes = {r[0].lower() for r in conn.execute("SELECT mode FROM runs UNION SELECT mode FROM"
+                                                    " heartbeats UNION SELECT mode FROM orders")}
+    assert len(ids) == TRADES_SENT and all(i.startswith("binance:BTCUSDT:") for i in ids)
+    assert modes == {"shadow"}
