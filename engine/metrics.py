@@ -53,6 +53,8 @@ class MetricsSnapshot:
     unrealized_pnl: Decimal | None = None
     equity: Decimal | None = None
     problems: tuple[str, ...] = ()
+    metrics_errors: int = 0
+    """Parts of the database this scrape could not read (their metrics are left out)."""
 
 
 def _gauge(name: str, doc: str, value: float | Decimal | None) -> Iterator[Metric]:
@@ -79,6 +81,9 @@ class _SnapshotCollector(Collector):
                     "trading_state": s.trading_state or "",
                 },
             )
+        yield from _gauge("metrics_errors", "Parts of the database this scrape could not read"
+                          " (their metrics are omitted; see the dashboard's log)",
+                          s.metrics_errors)
         yield from _gauge("heartbeat_age_seconds", "Seconds since the last heartbeat (wall clock)",
                           s.heartbeat_age_s)
         yield from _gauge("heartbeat_interval_seconds", "Interval the engine recorded with it",

@@ -79,15 +79,17 @@ class Reply:
         return self.body.decode()
 
 
-async def asgi_get(app: Any, path: str, query: str = "", method: str = "GET") -> Reply:
+async def asgi_get(app: Any, path: str, query: str = "", method: str = "GET",
+                   host: str | None = "127.0.0.1") -> Reply:
     """One request through the ASGI interface; an exception raised after the response
-    was sent (Starlette re-raises 500s for the server's log) is swallowed here."""
+    was sent (Starlette re-raises 500s for the server's log) is swallowed here.
+    ``host`` is the ``Host:`` header (``None``: none sent)."""
     scope = {
         "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
         "scheme": "http", "path": path, "raw_path": path.encode(),
         "query_string": query.encode(), "root_path": "",
-        "headers": [(b"host", b"testserver")], "client": ("127.0.0.1", 50000),
-        "server": ("testserver", 80),
+        "headers": [] if host is None else [(b"host", host.encode())],
+        "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8080),
     }
     sent_request = False
     status = 0

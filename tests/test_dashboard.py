@@ -12,12 +12,18 @@ from typing import Any
 import pytest
 import trio
 
-from engine.dashboard.app import build_app
+from engine.dashboard.app import (
+    CONTENT_SECURITY_POLICY,
+    REFUSAL_LOG_FIRST,
+    allowed_hosts,
+    build_app,
+)
 from engine.dashboard.db import ReadOnlyDatabase
 from engine.dashboard.portfolio import FILL_COLUMNS
 from engine.report import build_report
-from tests.dashboard_support import asgi_get, http_get, replay_database
+from tests.dashboard_support import asgi_get, http_get, replay_database, serve_dashboard
 from tests.engine_process import EngineProcess, run_engine
+from tests.fake_exchange import LogLines
 
 TRADES = 9757
 
@@ -281,6 +287,9 @@ async def test_internal_error_is_500_without_traceback(tmp_path: Path) -> None:
     reply = await asgi_get(build_app(str(path)), "/api/portfolio")
     assert reply.status == 500
     assert reply.json() == {"error": "internal error (details are in the dashboard's log)"}
+    # Answered by Starlette's outermost error middleware, yet with the security headers.
+    assert reply.headers["x-content-type-options"] == "nosniff"
+    assert reply.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
 
 
 async def test_dashboard_process_binds_loopback_serves_and_stops_cleanly_on_sigint(
@@ -317,4 +326,139 @@ def test_dashboard_process_empty_host_config_exit_12_binds_nothing(tmp_path: Pat
     done = run_engine(["dashboard", "--db", str(tmp_path / "e.db"), "--host", ""], timeout=30)
     assert done.returncode == 12, done.stderr[-500:]
     assert "--host: empty" in done.stderr
+    assert "dashboard_listening" not in done.stdout
+
+
+# -- who may ask: Host: header (DNS rebinding) and security headers -------------------
+
+
+@pytest.mark.parametrize(
+    ("host", "status"),
+    [
+        ("127.0.0.1:8080", 200),
+        ("127.0.0.1", 200),
+        ("localhost:8080", 200),
+        ("LocalHost", 200),
+        ("[::1]:8080", 200),
+        ("attacker.example:8080", 400),   # a rebinding page: its name now resolves to 127.0.0.1
+        ("attacker.example", 400),
+        ("127.0.0.1.attacker.example", 400),
+        ("localhost.", 400),
+        ("", 400),
+        (None, 400),
+        ("127.0.0.1:8080, evil", 400),
+    ],
+)
+async def test_host_header_not_allowed_is_400_before_any_data(
+    app: Any, host: str | None, status: int
+) -> None:
+    reply = await asgi_get(app, "/api/portfolio", host=host)
+    assert reply.status == status, reply.text
+    if status != 200:
+        assert "cash" not in reply.text and "Invalid host header" in reply.text
+
+
+async def test_host_header_bound_name_and_allow_list_answered_others_refused(
+    replay_db: Path,
+) -> None:
+    app = build_app(str(replay_db),
+                    hosts=allowed_hosts("0.0.0.0", ["box.lan", "*.corp.example"]))
+    for host in ("box.lan:8080", "dash.corp.example", "127.0.0.1:8080"):
+        assert (await asgi_get(app, "/api/symbols", host=host)).status == 200, host
+    for host in ("0.0.0.0:8080", "corp.example", "box.lan.evil.example", "evil.example"):
+        assert (await asgi_get(app, "/api/symbols", host=host)).status == 400, host
+    bound = build_app(str(replay_db), hosts=allowed_hosts("10.1.2.3"))
+    assert (await asgi_get(bound, "/api/symbols", host="10.1.2.3:8080")).status == 200
+    assert (await asgi_get(bound, "/api/symbols", host="10.1.2.4:8080")).status == 400
+
+
+async def test_host_refusals_counted_and_sampled_in_the_log(
+    replay_db: Path, log_lines: LogLines
+) -> None:
+    app = build_app(str(replay_db))
+    for i in range(REFUSAL_LOG_FIRST + 5):
+        assert (await asgi_get(app, "/api/status", host=f"evil{i}.example")).status == 400
+    assert (await asgi_get(app, "/api/status", host="localhost")).status == 200
+    assert (await asgi_get(app, "/api/signals", "limit=0")).status == 400  # not a host refusal
+    refused = log_lines.events("dashboard_host_refused")
+    assert [e["refused_total"] for e in refused] == list(range(1, REFUSAL_LOG_FIRST + 1))
+    assert refused[0]["host"] == "evil0.example" and refused[0]["path"] == "/api/status"
+
+
+def test_allowed_hosts_refuses_what_is_no_host_name() -> None:
+    assert allowed_hosts("::1") == ["localhost", "127.0.0.1", "[::1]"]
+    assert allowed_hosts("0.0.0.0", ["FE80::1", "Box.Lan"])[3:] == ["[fe80::1]", "box.lan"]
+    for bad in ("a b", "*", "ex*ample.com", "*.", "x" * 300, "evil.example/", "host:80", ""):
+        with pytest.raises(ValueError, match="is not a host name"):
+            allowed_hosts("127.0.0.1", [bad])
+
+
+@pytest.mark.parametrize(
+    ("path", "query", "method", "host", "status"),
+    [
+        ("/", "", "GET", "127.0.0.1", 200),
+        ("/static/app.js", "", "GET", "127.0.0.1", 200),
+        ("/static/style.css", "", "GET", "127.0.0.1", 200),
+        ("/api/status", "", "GET", "127.0.0.1", 200),
+        ("/metrics", "", "GET", "127.0.0.1", 200),
+        ("/healthz", "", "GET", "127.0.0.1", 503),
+        ("/api/signals", "limit=0", "GET", "127.0.0.1", 400),
+        ("/api/nothing", "", "GET", "127.0.0.1", 404),
+        ("/api/status", "", "POST", "127.0.0.1", 405),
+        ("/api/status", "", "GET", "evil.example", 400),
+    ],
+)
+async def test_every_response_carries_nosniff_and_csp(
+    app: Any, path: str, query: str, method: str, host: str, status: int
+) -> None:
+    reply = await asgi_get(app, path, query, method=method, host=host)
+    assert reply.status == status
+    assert reply.headers["x-content-type-options"] == "nosniff"
+    assert reply.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+    assert reply.headers["x-frame-options"] == "DENY"
+
+
+def test_csp_allows_only_same_origin_script_style_and_api() -> None:
+    directives = dict(d.strip().split(" ", 1) for d in CONTENT_SECURITY_POLICY.split(";"))
+    assert directives["default-src"] == "'none'"
+    for name in ("script-src", "style-src", "connect-src"):
+        assert directives[name] == "'self'"  # no 'unsafe-inline', no other origin
+    assert directives["frame-ancestors"] == "'none'"
+
+
+def _raw_get(port: int, host_header: str) -> tuple[int, dict[str, str], bytes]:
+    """A real HTTP/1.1 request with a chosen ``Host:`` header (urllib always sends its own)."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.putrequest("GET", "/api/portfolio", skip_host=True)
+        conn.putheader("Host", host_header)
+        conn.endheaders()
+        response = conn.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+    finally:
+        conn.close()
+
+
+async def test_real_server_refuses_rebound_host_and_answers_loopback(replay_db: Path) -> None:
+    async with trio.open_nursery() as nursery:
+        url = await serve_dashboard(nursery, replay_db)
+        port = int(url.rsplit(":", 1)[1])
+        with trio.fail_after(30):
+            evil = await trio.to_thread.run_sync(_raw_get, port, f"rebind.example:{port}")
+            good = await trio.to_thread.run_sync(_raw_get, port, f"127.0.0.1:{port}")
+        assert evil[0] == 400 and b"cash" not in evil[2]
+        assert evil[1]["x-content-type-options"] == "nosniff"
+        assert good[0] == 200 and b"cash" in good[2]
+        assert good[1]["content-security-policy"] == CONTENT_SECURITY_POLICY
+        nursery.cancel_scope.cancel()
+
+
+def test_dashboard_process_bad_allow_host_config_exit_12_binds_nothing(tmp_path: Path) -> None:
+    done = run_engine(["dashboard", "--db", str(tmp_path / "e.db"), "--port", "0",
+                       "--allow-host", "ex*ample.com"], timeout=30)
+    assert done.returncode == 12, done.stderr[-500:]
+    assert "Traceback" not in done.stderr
+    assert "--allow-host: 'ex*ample.com' is not a host name" in done.stderr
     assert "dashboard_listening" not in done.stdout

@@ -1,16 +1,23 @@
-"""/metrics parsed by prometheus-client's own text parser."""
+"""/metrics parsed by prometheus-client's own text parser, whatever the database holds."""
 
 from __future__ import annotations
 
+import shutil
+import sqlite3
+import tempfile
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from engine.counters import Counters
 from engine.dashboard.app import build_app
 from engine.metrics import CONTENT_TYPE, MetricsSnapshot, render
+from engine.store.sqlite_store import SqliteStore
 from tests.dashboard_support import asgi_get, live_copy, replay_database
 
 
@@ -51,7 +58,8 @@ def test_render_snapshot_every_counter_named_after_it() -> None:
 
 def test_render_unknown_values_are_omitted_not_zero() -> None:
     samples = _samples(render(MetricsSnapshot()).decode())
-    assert samples == {("hybrid_engine_healthy", ()): 0.0}
+    assert samples == {("hybrid_engine_healthy", ()): 0.0,
+                       ("hybrid_engine_metrics_errors", ()): 0.0}
 
 
 async def test_metrics_endpoint_replay_db_parses_with_counters_and_pnl(replay_db: Path) -> None:
@@ -81,4 +89,138 @@ async def test_metrics_endpoint_live_engine_is_healthy(replay_db: Path, tmp_path
 async def test_metrics_endpoint_missing_db_still_answers_unhealthy(tmp_path: Path) -> None:
     reply = await asgi_get(build_app(str(tmp_path / "absent.db")), "/metrics")
     assert reply.status == 200
-    assert _samples(reply.text) == {("hybrid_engine_healthy", ()): 0.0}
+    assert _samples(reply.text) == {("hybrid_engine_healthy", ()): 0.0,
+                                    ("hybrid_engine_metrics_errors", ()): 0.0}
+
+
+# -- hostile rows: /metrics answers 200 and parses whatever the tables hold ----------
+
+
+class BadUtf8:
+    """A TEXT value that is not UTF-8 (stored with CAST(blob AS TEXT)); reading it raises."""
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+
+
+DECIMAL_TEXTS = st.sampled_from([
+    "NaN", "sNaN", "-sNaN", "Infinity", "-Infinity", "1e999999999", "-1E+999999999",
+    "1e-999999999", "0E-1000000", "0", "-0", "1" * 400, "0x10", "1_000", "", " 5 ", "\x00",
+])
+SQL_VALUES = st.one_of(
+    st.none(),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.floats(allow_nan=True, allow_infinity=True),
+    DECIMAL_TEXTS,
+    st.text(max_size=30),
+    st.binary(max_size=12),
+    st.binary(min_size=1, max_size=6).map(lambda b: BadUtf8(b"\xff" + b)),
+    st.sampled_from(['{"tick_count": 1e999}', '{"tick_count": 18446744073709551616}',
+                     '{"a b": 1, "tick_count": -5, "x": "y", "": 3}', "[1, 2]", "null", "{",
+                     '{"strategy": {"fast": "x"}}', '"run"\n} 1', 'mode"} 1\n# x']),
+)
+HOSTILE_COLUMNS = {
+    "runs": ("run_id", "pid", "command", "mode", "started_wall_ns", "ended_wall_ns",
+             "exit_code", "clean_shutdown", "code_version", "config_json", "pragmas_json"),
+    "heartbeats": ("run_id", "ts_wall_ns", "interval_s", "final", "mode", "trading_state",
+                   "counters"),
+    "fills": ("fill_id", "order_id", "symbol", "side", "qty", "price", "fee", "cash_delta",
+              "position_delta", "ts_event"),
+    "ticks": ("event_id", "venue", "symbol", "trade_id", "ts_event", "ts_recv", "price", "qty"),
+}
+HOSTILE_ROWS = st.fixed_dictionaries({
+    table: st.lists(st.tuples(*[SQL_VALUES] * len(columns)), max_size=3)
+    for table, columns in HOSTILE_COLUMNS.items()
+})
+
+
+@pytest.fixture(scope="module")
+def empty_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A database with the engine's real schema (migrations applied), no rows."""
+    path = tmp_path_factory.mktemp("hostile") / "empty.db"
+    SqliteStore.open(path).close()
+    return path
+
+
+def _insert_hostile(path: Path, rows: dict[str, list[tuple[Any, ...]]]) -> int:
+    inserted = 0
+    with sqlite3.connect(path) as conn:
+        for table, values in rows.items():
+            columns = HOSTILE_COLUMNS[table]
+            for row in values:
+                marks = ", ".join("CAST(? AS TEXT)" if isinstance(v, BadUtf8) else "?"
+                                  for v in row)
+                args = [v.raw if isinstance(v, BadUtf8) else v for v in row]
+                # OR IGNORE: a row a NOT NULL/CHECK/PRIMARY KEY constraint refuses is skipped.
+                cursor = conn.execute(
+                    f"INSERT OR IGNORE INTO {table} ({', '.join(columns)}) VALUES ({marks})",
+                    args)
+                inserted += cursor.rowcount
+    return inserted
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(rows=HOSTILE_ROWS)
+async def test_metrics_and_healthz_hostile_rows_answer_and_parse(
+    empty_db: Path, rows: dict[str, list[tuple[Any, ...]]]
+) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "hostile.db"
+        shutil.copyfile(empty_db, path)
+        _insert_hostile(path, rows)
+        reply = await asgi_get(build_app(str(path)), "/metrics")
+        health = await asgi_get(build_app(str(path)), "/healthz")
+    assert reply.status == 200, reply.text
+    assert reply.headers["content-type"] == CONTENT_TYPE
+    samples = _samples(reply.text)  # the parser raises on anything Prometheus would refuse
+    assert samples[("hybrid_engine_healthy", ())] in (0.0, 1.0)
+    assert samples[("hybrid_engine_metrics_errors", ())] in (0.0, 1.0, 2.0, 3.0, 4.0)
+    assert health.status in (200, 503), health.text  # a verdict, never a 500
+    assert health.json()["status"] in ("ok", "fail")
+
+
+@pytest.mark.parametrize(
+    ("table", "row", "part"),
+    [
+        # A later tick marks BTCUSDT at a signalling NaN, which no float can carry.
+        ("ticks", ("binance:BTCUSDT:x", "binance", "BTCUSDT", 1, 2**62, 2**62, "sNaN", "1"),
+         "ledger"),
+        ("fills", ("f", "o", "BTCUSDT", "BUY", "1", "not-a-number", "0", "0", "1", 0), "ledger"),
+        ("runs", (BadUtf8(b"\xffrun"), 1, "run", "shadow", 0, None, None, 0, "v", "{}", "{}"),
+         "run"),
+    ],
+)
+async def test_metrics_endpoint_unreadable_part_is_counted_others_still_exposed(
+    replay_db: Path, tmp_path: Path, table: str, row: tuple[Any, ...], part: str
+) -> None:
+    path = tmp_path / "broken.db"
+    shutil.copyfile(replay_db, path)
+    assert _insert_hostile(path, {table: [row]}) == 1
+    reply = await asgi_get(build_app(str(path)), "/metrics")
+    assert reply.status == 200
+    samples = _samples(reply.text)
+    assert samples[("hybrid_engine_metrics_errors", ())] >= 1
+    if part == "ledger":
+        assert ("hybrid_engine_cash", ()) not in samples
+        assert samples[("hybrid_engine_tick_count", ())] == 9757  # the heartbeat still reads
+
+
+@pytest.mark.parametrize(
+    "heartbeat",
+    [("r", "x", 10.0, 0, "shadow", "ACTIVE", "{}"), ("r", 1, "abc", 0, "shadow", "ACTIVE", "{}")],
+)
+async def test_healthz_unreadable_heartbeat_is_503_with_reason_metrics_still_200(
+    empty_db: Path, tmp_path: Path, heartbeat: tuple[Any, ...]
+) -> None:
+    path = tmp_path / "hostile.db"
+    shutil.copyfile(empty_db, path)
+    run = ("r", 1, "run", "shadow", 0, None, None, 0, "v", "{}", "{}")
+    assert _insert_hostile(path, {"runs": [run], "heartbeats": [heartbeat]}) == 2
+    health = await asgi_get(build_app(str(path)), "/healthz")
+    assert health.status == 503
+    assert health.json()["problems"] == [
+        "health unreadable: ValueError reading the latest run or heartbeat"]
+    metrics = await asgi_get(build_app(str(path)), "/metrics")
+    assert metrics.status == 200
+    assert _samples(metrics.text)[("hybrid_engine_metrics_errors", ())] == 1

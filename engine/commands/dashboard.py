@@ -24,6 +24,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
                         help="TOML configuration file (for engine.db_path)")
     parser.add_argument("--host", default=DEFAULT_HOST,
                         help="address to bind (default %(default)s)")
+    parser.add_argument("--allow-host", metavar="NAME", action="append", default=[],
+                        help="also answer requests whose Host: header is NAME (repeatable;"
+                        " '*.example.com' allowed); loopback names and --host always are")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT,
                         help="TCP port, 0 for any free one (default %(default)s)")
     parser.set_defaults(handler=run)
@@ -35,7 +38,12 @@ def run(args: argparse.Namespace) -> int:
     if not args.host.strip():  # an empty host would bind every interface, not loopback
         raise ConfigError("--host: empty; give an address (loopback is 127.0.0.1)")
     # Imported here: the web stack costs ~150 ms and no other command needs it.
+    from engine.dashboard.app import allowed_hosts
     from engine.dashboard.server import main
 
+    try:
+        allowed_hosts(args.host, args.allow_host)
+    except ValueError as exc:
+        raise ConfigError(f"--allow-host: {exc}") from None
     db_path = args.db or load_config(args.config).engine.db_path
-    return main(db_path, args.host, args.port)
+    return main(db_path, args.host, args.port, tuple(args.allow_host))

@@ -8,6 +8,14 @@ two capacity limiters -- ``API_THREADS`` for the page's data and a separate
 ``PROBE_THREADS`` for ``/healthz`` and ``/metrics`` -- so a slow chart query
 can never make a healthcheck or a scrape wait in line behind it.
 
+Who may ask: a request whose ``Host:`` header is not one of the allowed names
+(loopback names, the bound address, and the operator's ``--allow-host`` list)
+is refused with 400 before any handler runs -- a page on another origin that
+re-binds its DNS name to 127.0.0.1 must not read the portfolio (Starlette's
+``TrustedHostMiddleware``). Every response, refusals and 500s included, carries
+``SECURITY_HEADERS``: no MIME sniffing, and a Content-Security-Policy that lets
+the page load only its own script, style and API.
+
 Errors: bad parameters are 400, a missing/unreadable database or a query past
 its deadline is 503, both as ``{"error": message}``; anything else is a 500
 with a generic message (the traceback goes to the log, never to the client).
@@ -15,18 +23,25 @@ with a generic message (the traceback goes to the log, never to the client).
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
+import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
 from importlib import resources
 from typing import Any, Final, TypeVar
 
 import trio
 from starlette.applications import Starlette
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from engine import logs
 from engine.dashboard import queries
@@ -50,7 +65,139 @@ STATIC_FILES: Final = {
 }
 """The only files served besides the page (no directory listing, no path lookups)."""
 
+LOOPBACK_HOSTS: Final = ("localhost", "127.0.0.1", "[::1]")
+"""Host names always answered: the dashboard binds to loopback by default."""
+
+WILDCARD_BINDS: Final = frozenset({"0.0.0.0", "::", "[::]"})
+"""Bind addresses that are no host name: with them, name the host with ``--allow-host``."""
+
+CONTENT_SECURITY_POLICY: Final = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self';"
+    " connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+"""The page needs its own script, stylesheet and API and nothing else (no inline code,
+no other origin, never framed)."""
+
+SECURITY_HEADERS: Final = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+"""Sent on every response (set where a handler did not set them itself)."""
+
 Clock = Callable[[], int]
+
+
+HOST_NAME_RE: Final = re.compile(
+    r"^(\*\.)?[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$"
+)
+"""A DNS name (``*.`` prefix allowed for ``--allow-host``), already lower-cased."""
+
+MAX_HOST_NAME: Final = 253
+
+
+def host_name(name: str, *, pattern: bool = False) -> str:
+    """``name`` as a ``Host:`` header shows it (lower case, IPv6 in brackets).
+
+    Raises ``ValueError`` for anything that is neither an IP address nor a DNS
+    name (a ``*.example.com`` pattern only when ``pattern``).
+    """
+    host = name.strip().lower()
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        if (len(host) > MAX_HOST_NAME or not HOST_NAME_RE.match(host)
+                or (host.startswith("*") and not pattern)):
+            raise ValueError(f"{name[:80]!r} is not a host name, an IP address"
+                             f"{' or a *.domain pattern' if pattern else ''}") from None
+        return host
+    return f"[{address}]" if address.version == 6 else str(address)
+
+
+def allowed_hosts(bind_host: str, extra: Sequence[str] = ()) -> list[str]:
+    """The ``Host:`` names the dashboard answers when bound to ``bind_host``.
+
+    Loopback names always; the bound address unless it is a wildcard
+    (``0.0.0.0``: every interface, which names no host); then ``extra`` (the
+    operator's ``--allow-host`` names, ``*.example.com`` patterns allowed).
+    Raises ``ValueError`` naming a bad ``extra`` entry.
+    """
+    names = list(LOOPBACK_HOSTS)
+    candidates = []
+    if bind_host.strip() not in WILDCARD_BINDS:
+        with contextlib.suppress(ValueError):  # unusable: the bind itself refuses it
+            candidates.append(host_name(bind_host))
+    candidates += [host_name(name, pattern=True) for name in extra]
+    for host in candidates:
+        if host not in names:
+            names.append(host)
+    return names
+
+
+REFUSAL_LOG_FIRST: Final = 10
+REFUSAL_LOG_EVERY: Final = 1000
+"""Bounded log of refused ``Host:`` headers: the first 10, then every 1,000th (all counted)."""
+
+_HOST_CHECKED: Final = "hybrid_engine.host_allowed"
+"""Scope key ``HostRefusalLog`` sets and ``_HostAllowed`` (behind the host check) flips."""
+
+
+class HostRefusalLog:
+    """Counts and samples the requests ``TrustedHostMiddleware`` (inside it) refuses.
+
+    A request that reaches ``_HostAllowed`` passed the check; one that does not,
+    was answered 400 by the check itself.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.refused = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        scope[_HOST_CHECKED] = False
+        await self.app(scope, receive, send)
+        if not scope[_HOST_CHECKED]:
+            self.refused += 1
+            if self.refused <= REFUSAL_LOG_FIRST or self.refused % REFUSAL_LOG_EVERY == 0:
+                host = Headers(scope=scope).get("host")
+                logs.warning("dashboard_host_refused", refused_total=self.refused,
+                             host=None if host is None else logs.sample(host, 80),
+                             path=logs.sample(scope.get("path", ""), 80))
+
+
+class _HostAllowed:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if _HOST_CHECKED in scope:
+            scope[_HOST_CHECKED] = True
+        await self.app(scope, receive, send)
+
+
+class SecurityHeadersMiddleware:
+    """Adds ``SECURITY_HEADERS`` to every HTTP response that lacks them."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS.items():
+                    headers.setdefault(name, value)
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 class Dashboard:
@@ -84,14 +231,25 @@ class Dashboard:
 
 
 def _json(data: Any, status: int = 200) -> JSONResponse:
-    return JSONResponse(data, status_code=status, headers={"Cache-Control": "no-store"})
+    # The security headers are set here too: a 500 is answered by Starlette's outermost
+    # error middleware, which the SecurityHeadersMiddleware never sees.
+    return JSONResponse(data, status_code=status,
+                        headers={"Cache-Control": "no-store", **SECURITY_HEADERS})
 
 
 Handler = Callable[[Request], Awaitable[Response]]
 
 
-def build_app(db_path: str, *, now_wall_ns: Clock = time.time_ns) -> Starlette:
-    """The ASGI app for the database at ``db_path`` (which may not exist yet)."""
+def build_app(
+    db_path: str,
+    *,
+    now_wall_ns: Clock = time.time_ns,
+    hosts: Sequence[str] = LOOPBACK_HOSTS,
+) -> Starlette:
+    """The ASGI app for the database at ``db_path`` (which may not exist yet).
+
+    ``hosts``: the ``Host:`` names answered (see ``allowed_hosts``); any other is a 400.
+    """
     dash = Dashboard(ReadOnlyDatabase(db_path), now_wall_ns)
     page = resources.files("engine.dashboard").joinpath("static", "index.html").read_bytes()
 
@@ -200,9 +358,14 @@ def build_app(db_path: str, *, now_wall_ns: Clock = time.time_ns) -> Starlette:
     async def healthz(request: Request) -> Response:
         Params(request.query_params, ())
         now = dash.now_wall_ns()
-        verdict = await trio.to_thread.run_sync(
-            database_verdict, dash.db, now, limiter=dash.limiter(probe=True)
-        )
+        try:
+            verdict = await trio.to_thread.run_sync(
+                database_verdict, dash.db, now, limiter=dash.limiter(probe=True)
+            )
+        except Exception as exc:  # a row the verdict cannot read: unhealthy, never a 500
+            logs.warning("dashboard_health_unreadable", error=f"{type(exc).__name__}: {exc}"[:500])
+            verdict = Verdict((f"health unreadable: {type(exc).__name__} reading the latest"
+                               " run or heartbeat",), {"now_wall_ns": now})
         return _json(verdict.as_json(), 200 if verdict.ok else 503)
 
     async def metrics(request: Request) -> Response:
@@ -233,6 +396,12 @@ def build_app(db_path: str, *, now_wall_ns: Clock = time.time_ns) -> Starlette:
     ]
     app = Starlette(
         routes=routes,
+        middleware=[
+            Middleware(SecurityHeadersMiddleware),
+            Middleware(HostRefusalLog),
+            Middleware(TrustedHostMiddleware, allowed_hosts=list(hosts), www_redirect=False),
+            Middleware(_HostAllowed),
+        ],
         exception_handlers={
             BadRequest: _bad_request,
             queries.WindowTooWide: _bad_request,
@@ -256,30 +425,97 @@ def _record_filter(p: Params) -> queries.RecordFilter:
     )
 
 
+METRIC_INT_MAX: Final = 2**63 - 1
+"""Counters outside int64 are not engine counters (the engine's are SQLite integers)."""
+
+
 def _metrics_snapshot(conn: Any, dash: Dashboard, now: int) -> MetricsSnapshot:
-    verdict: Verdict = read_verdict(conn, now)
-    run = queries.latest_run(conn)
-    beats = queries.latest_heartbeats(conn, run["run_id"] if run else None, 1) if run else []
-    heartbeat = beats[0] if beats else None
-    summary = dash.ledger.summary(conn)
-    return MetricsSnapshot(
-        counters=heartbeat["counters"] if heartbeat else {},
-        heartbeat_age_s=verdict.details.get("heartbeat_age_s"),
-        heartbeat_interval_s=heartbeat["interval_s"] if heartbeat else None,
-        healthy=verdict.ok,
-        run_id=run["run_id"] if run else None,
-        mode=(heartbeat or run or {}).get("mode"),
-        trading_state=heartbeat.get("trading_state") if heartbeat else None,
-        final=heartbeat["final"] if heartbeat else None,
-        positions={p["symbol"]: Decimal(p["qty"]) for p in summary["positions"]},
-        marks={s: Decimal(v) for s, v in summary["marks"].items()},
-        cash=Decimal(summary["cash"]),
-        fees=Decimal(summary["fees"]),
-        realized_pnl=Decimal(summary["realized_pnl"]),
-        unrealized_pnl=Decimal(summary["unrealized_pnl"]),
-        equity=Decimal(summary["equity"]),
-        problems=verdict.problems,
+    """What one scrape exposes, read so that no row can make ``/metrics`` fail.
+
+    The three parts -- health verdict, run and heartbeat, ledger -- are read one by
+    one; a part that raises on what it finds (a corrupt or hostile row) is left
+    out, named in ``problems`` and counted as ``hybrid_engine_metrics_errors``, and
+    the others are still exposed. Values are checked here, at the boundary, to be
+    what a gauge can carry (int64 counters, finite or infinite decimals).
+    """
+    problems: list[str] = []
+    unreadable = 0
+
+    def part(name: str, fn: Callable[[], T], fallback: T) -> T:
+        nonlocal unreadable
+        try:
+            return fn()
+        except Exception as exc:  # a scrape must answer whatever the rows hold
+            unreadable += 1
+            problems.append(f"metrics: {name} unreadable ({type(exc).__name__})")
+            logs.warning("dashboard_metrics_part_failed", part=name,
+                         error=f"{type(exc).__name__}: {exc}"[:500])
+            return fallback
+
+    verdict: Verdict | None = part("health", lambda: read_verdict(conn, now), None)
+    run = part("run", lambda: queries.latest_run(conn), None)
+    beats: list[dict[str, Any]] = part(
+        "heartbeat",
+        lambda: queries.latest_heartbeats(conn, run["run_id"] if run else None, 1) if run else [],
+        [],
     )
+    heartbeat = beats[0] if beats else None
+    ledger = part("ledger", lambda: _ledger_values(dash.ledger.summary(conn)), None)
+    if verdict is not None:
+        problems[:0] = verdict.problems
+    details = verdict.details if verdict is not None else {}
+    return MetricsSnapshot(
+        counters=_int_counters(heartbeat.get("counters") if heartbeat else None),
+        heartbeat_age_s=_number(details.get("heartbeat_age_s")),
+        heartbeat_interval_s=_number(heartbeat.get("interval_s") if heartbeat else None),
+        healthy=verdict is not None and verdict.ok,
+        run_id=_label(run.get("run_id") if run else None),
+        mode=_label((heartbeat or run or {}).get("mode")),
+        trading_state=_label(heartbeat.get("trading_state") if heartbeat else None),
+        final=bool(heartbeat["final"]) if heartbeat else None,
+        problems=tuple(problems),
+        metrics_errors=unreadable,
+        **(ledger or {}),
+    )
+
+
+def _ledger_values(summary: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "positions": {str(p["symbol"]): _gauge_decimal(p["qty"]) for p in summary["positions"]},
+        "marks": {str(s): _gauge_decimal(v) for s, v in summary["marks"].items()},
+        **{key: _gauge_decimal(summary[key])
+           for key in ("cash", "fees", "realized_pnl", "unrealized_pnl", "equity")},
+    }
+
+
+def _gauge_decimal(value: Any) -> Decimal:
+    """A decimal a gauge can carry (``float()`` refuses a signalling NaN)."""
+    number = Decimal(value)
+    if number.is_snan():
+        raise ValueError(f"signalling NaN {value!r}")
+    return number
+
+
+def _int_counters(raw: Any) -> dict[str, int]:
+    if not isinstance(raw, dict):
+        return {}
+    return {
+        name: value for name, value in raw.items()
+        if isinstance(name, str) and type(value) is int and abs(value) <= METRIC_INT_MAX
+    }
+
+
+def _number(value: Any) -> float | None:
+    if type(value) not in (int, float):
+        return None
+    try:
+        return float(value)
+    except OverflowError:
+        return None
+
+
+def _label(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 async def _bad_request(request: Request, exc: Exception) -> Response:

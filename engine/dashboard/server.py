@@ -7,6 +7,7 @@ so exposing it is an explicit operator decision (``--host 0.0.0.0``).
 from __future__ import annotations
 
 import signal
+from functools import partial
 from typing import Final, cast
 
 import trio
@@ -16,7 +17,7 @@ from hypercorn.typing import Framework
 
 from engine import logs
 from engine.dashboard import DEFAULT_HOST, DEFAULT_PORT
-from engine.dashboard.app import build_app
+from engine.dashboard.app import allowed_hosts, build_app
 
 GRACEFUL_TIMEOUT_S: Final = 3.0
 """In-flight requests get this long to finish after a stop signal; then they are cancelled."""
@@ -49,13 +50,14 @@ async def serve(
     host: str = DEFAULT_HOST,
     port: int = DEFAULT_PORT,
     *,
+    extra_hosts: tuple[str, ...] = (),
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until SIGINT/SIGTERM; ``task_status.started`` gets the bound URLs.
 
     *Resource handling:* the listening socket is closed when this returns.
     """
-    app = build_app(db_path)
+    app = build_app(db_path, hosts=allowed_hosts(host, extra_hosts))
     config = hypercorn_config(host, port)
 
     async def run(*, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
@@ -65,12 +67,13 @@ async def serve(
 
     async with trio.open_nursery() as nursery:
         urls: list[str] = await nursery.start(run)
-        logs.info("dashboard_listening", urls=urls, db_path=db_path, read_only=True)
+        logs.info("dashboard_listening", urls=urls, db_path=db_path, read_only=True,
+                  hosts=allowed_hosts(host, extra_hosts))
         task_status.started(urls)
 
 
-def main(db_path: str, host: str, port: int) -> int:
+def main(db_path: str, host: str, port: int, extra_hosts: tuple[str, ...] = ()) -> int:
     """Run the dashboard process; 0 after a clean stop."""
-    trio.run(serve, db_path, host, port)
+    trio.run(partial(serve, extra_hosts=extra_hosts), db_path, host, port)
     logs.info("dashboard_stopped")
     return 0
