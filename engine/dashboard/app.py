@@ -128,7 +128,7 @@ def build_app(db_path: str, *, now_wall_ns: Clock = time.time_ns) -> Starlette:
                 run.pop("config", None)
             return {
                 "now_wall_ns": now,
-                "mode": (heartbeat or run or {}).get("mode"),
+                "mode": (run or heartbeat or {}).get("mode"),
                 "trading_state": heartbeat.get("trading_state") if heartbeat else None,
                 "run": run,
                 "heartbeat": heartbeat,
@@ -268,7 +268,7 @@ def _metrics_snapshot(conn: Any, dash: Dashboard, now: int) -> MetricsSnapshot:
         heartbeat_interval_s=heartbeat["interval_s"] if heartbeat else None,
         healthy=verdict.ok,
         run_id=run["run_id"] if run else None,
-        mode=(heartbeat or run or {}).get("mode"),
+        mode=(run or heartbeat or {}).get("mode"),
         trading_state=heartbeat.get("trading_state") if heartbeat else None,
         final=heartbeat["final"] if heartbeat else None,
         positions={p["symbol"]: Decimal(p["qty"]) for p in summary["positions"]},
