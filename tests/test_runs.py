@@ -339,3 +339,21 @@ def test_run_row_records_identity_columns(tmp_path: Path) -> None:
     assert entry["name"] == REAL_CAPTURE.name and entry["size"] == REAL_CAPTURE.stat().st_size
     assert row[5] == 1_723_161_255_342_000_000
     store.close()
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=FIXTURE_OK)
+@given(data=st.one_of(
+    st.binary(max_size=4096),
+    st.binary(max_size=4096).map(gzip.compress),
+    st.lists(st.sampled_from([trade_line(3, 1_500), b"1 {}\n", b"x\n", b"\n", b"9 [1]\n",
+                              b'1 {"stream":"s","data":{"e":"trade"}}\n', b"\xff\xfe\n"]),
+             max_size=20).map(b"".join),
+))
+def test_capture_identity_of_any_bytes_never_raises(
+    tmp_path_factory: pytest.TempPathFactory, data: bytes
+) -> None:
+    path = tmp_path_factory.mktemp("c") / "capture"
+    path.write_bytes(data)
+    got = identify_capture(path)
+    assert got.size == len(data)
+    assert got.first_event_ns is None or got.first_event_ns == 1_500 * 1_000_000
