@@ -105,6 +105,10 @@ def test_records_carry_the_run_that_first_wrote_them(tmp_path: Path) -> None:
         (1, "run-a"), (2, "run-a"), (3, "run-b")]
     assert conn.execute("SELECT run_id FROM signals").fetchall() == [("run-a",)]
     assert conn.execute("SELECT run_id FROM fills").fetchall() == [("run-a",)]
+    store.end_run("run-b", 2, 0, True)
+    counts = dict(conn.execute("SELECT run_id, counts_json FROM runs").fetchall())
+    assert json.loads(counts["run-a"])["ticks"] == 2
+    assert json.loads(counts["run-b"])["ticks"] == 1  # its own rows only, not the store's
     store.close()
 
 

@@ -21,7 +21,8 @@ may continue the database (docs/operations.md, "One database, one account"):
 
 "Previous runs" are the rows of ``runs``: every run that got as far as writing
 its row (a refused run never does). Only ``SELECT``s here, plus the row helpers
-the store's writer uses.
+the store's writer uses. The check reads before the run's row is written, so it
+assumes what the engine already requires: one engine per database at a time.
 """
 
 from __future__ import annotations

@@ -268,25 +268,15 @@ class SqliteStore:
         return WriteResult(inserted=inserted, records=len(records), lock_retries=retries)
 
     def _tally(self, per_table: list[tuple[str, int]], ticks: list[Record] | None) -> None:
-        """After a commit: what this run wrote, and its first and last trade (arrival order)."""
+        """After a commit: what this run wrote, and its first and last trade (arrival order).
+
+        Only committed writes count: a batch rolled back and retried is tallied once."""
         for table, n in per_table:
             self._inserted[table] = self._inserted.get(table, 0) + n
         if ticks:
-            first, last = ticks[0], ticks[-1]
-            assert isinstance(first, Tick) and isinstance(last, Tick)
             if self._first_event_ns is None:
-                self._first_event_ns = first.ts_event
-            self._last_event_ns = last.ts_event
-
-    @property
-    def run_id(self) -> str | None:
-        """The run whose id this store's record writes carry (set by ``start_run``)."""
-        return self._run_id
-
-    @property
-    def inserted(self) -> dict[str, int]:
-        """Rows this store inserted per table since it was opened (committed writes only)."""
-        return dict(self._inserted)
+                self._first_event_ns = ticks[0].ts_event
+            self._last_event_ns = ticks[-1].ts_event
 
     # Positional on purpose: trio.to_thread.run_sync passes positional arguments only.
     def start_run(  # noqa: PLR0917
@@ -318,7 +308,9 @@ class SqliteStore:
             f"INSERT INTO runs ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
             " ON CONFLICT DO NOTHING"
         )
-        self._run_id = run_id
+        self._run_id = run_id  # a new run's tallies start from zero
+        self._inserted = {}
+        self._first_event_ns = self._last_event_ns = None
 
         def write() -> int:
             return self._conn.execute(sql, tuple(columns.values())).rowcount
