@@ -11,13 +11,20 @@ from __future__ import annotations
 
 import gzip
 import json
+import signal
 import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.engine_process import REAL_CAPTURE, REAL_TRADES, parse_logs, run_engine
+from tests.engine_process import (
+    REAL_CAPTURE,
+    REAL_TRADES,
+    EngineProcess,
+    parse_logs,
+    run_engine,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -156,12 +163,25 @@ def test_run_after_a_stop_with_the_same_config_continues_and_prints_its_summary(
     tmp_path: Path,
 ) -> None:
     db = tmp_path / "e.db"
-    env = {"ENGINE_INGEST_SYNTHETIC_MAX_TICKS": "200",
-           "ENGINE_INGEST_SYNTHETIC_RATE_PER_S": "2000"}
-    for n in (1, 2):
-        done = run_engine(["run", "--db", str(db)], env=env)
-        assert done.returncode == 0, done.stderr[-2000:]
-        [line] = [x for x in parse_logs(done.stdout) if x.get("event") == "run_results"]
-        assert line["this_run"]["ticks"] == 200 and line["ticks"] == 200 * n
-        assert f"run complete, mode shadow, {line['run_id']}" in done.stderr
-        assert f"({n} run{'s' if n > 1 else ''}, mode shadow)" in done.stderr
+    env = {"ENGINE_INGEST_SYNTHETIC_RATE_PER_S": "500", "ENGINE_ENGINE_HEARTBEAT_INTERVAL_S": "0.2"}
+    engine = EngineProcess(["run", "--db", str(db)], env)
+    try:
+        engine.wait_for(lambda x: x.get("event") == "heartbeat" and x.get("tick_count", 0) > 0)
+        engine.send_signal(signal.SIGINT)
+        assert engine.finish() == 0
+        assert engine.proc.stderr is not None
+        stopped = engine.proc.stderr.read()
+    finally:
+        engine.kill()
+    [first] = engine.events("run_results")
+    assert first["exit_code"] == 0 and first["this_run"]["ticks"] == first["ticks"] > 0
+    assert f"run complete, mode shadow, {first['run_id']}" in stopped
+    assert "(1 run, mode shadow)" in stopped
+    bounded = {**env, "ENGINE_INGEST_SYNTHETIC_MAX_TICKS": "200"}
+    again = run_engine(["run", "--db", str(db)], env=bounded)
+    assert again.returncode == 0, again.stderr[-2000:]
+    [second] = [x for x in parse_logs(again.stdout) if x.get("event") == "run_results"]
+    assert second["this_run"]["ticks"] == 200
+    assert second["ticks"] == first["ticks"] + 200
+    assert f"run complete, mode shadow, {second['run_id']}" in again.stderr
+    assert "(2 runs, mode shadow)" in again.stderr
