@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from engine.config import Config, load_config
 from engine.core.events import Fill, Side, Signal, Tick
 from engine.proof import risk_config_hash
+from engine.report import run_summary, summary_text
 from engine.run_identity import (
     HASH_SPAN_BYTES,
     first_trade_ns,
@@ -361,3 +362,21 @@ def test_capture_identity_of_any_bytes_never_raises(
     got = identify_capture(path)
     assert got.size == len(data)
     assert got.first_event_ns is None or got.first_event_ns == 1_500 * 1_000_000
+
+
+def test_summary_names_mode_run_and_outcome_and_keeps_totals_apart(tmp_path: Path) -> None:
+    store = SqliteStore.open(tmp_path / "e.db")
+    start(store, "run-a", identity("paper"))
+    store.write_records([tick(1), tick(2), signal(1)])
+    store.end_run("run-a", 1, 0, True)
+    start(store, "run-b", identity("paper"))
+    store.write_records([tick(2), tick(3)])
+    store.end_run("run-b", 2, 13, False)
+    summary = run_summary(store.connection, "run-b")
+    store.close()
+    text = summary_text(summary, "run", 13, str(tmp_path / "e.db")).splitlines()
+    assert text[0] == ("run stopped with exit 13 (OVERLOAD), mode paper, run-b: this run wrote"
+                       " 1 ticks, 0 signals, 0 orders, 0 fills, 0 vetoes")
+    assert text[1].endswith("(2 runs, mode paper): 3 ticks, 1 signals, 0 orders, 0 fills, 0 vetoes")
+    assert text[2].startswith(f"digest {summary.digest} of the database")
+    assert "exit 99 (?)" in summary_text(summary, "run", 99, "e.db")
