@@ -72,8 +72,9 @@ class RunIdentity(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     risk_config_hash: str
     source_kind: str
     source: dict[str, Any]
-    """JSON-able: replay ``{"captures": [CaptureIdentity...]}``; websocket
-    ``{"venue", "symbols", "url"}``; synthetic ``{"seed", "symbols", ...}``."""
+    """JSON-able: websocket ``{"venue", "symbols", "url"}``; synthetic ``{"seed",
+    "symbols", ...}``; replay ``{}`` -- its ``captures`` are stored in
+    ``source_json`` as ``{"captures": [...]}``."""
     captures: tuple[CaptureIdentity, ...] = ()
 
 
