@@ -21,10 +21,13 @@ from engine.core.strategy import from_config
 from engine.counters import Counters
 from engine.exits import ConfigError, ExitCode
 from engine.ports import MarketDataStream, VenueLink
+from engine.report import print_run_summary
+from engine.run_identity import identify_run
 from engine.run_state import RunState
 from engine.runtime import Components, new_run_id, run_engine
 from engine.sdnotify import Notifier
 from engine.store.restore import load_restored_state
+from engine.store.runs import check_continuation
 from engine.store.sqlite_store import SqliteStore
 
 if TYPE_CHECKING:  # imported for real only in LIVE (check_mode)
@@ -108,13 +111,21 @@ def run_with(
     db_path: str | None = None,
     arm_live: bool = False,
 ) -> int:
-    """Open the store, wire the pipeline, run it under Trio; return the exit code."""
+    """Open the store, wire the pipeline, run it under Trio; return the exit code.
+
+    A run that would not continue the database's account (another mode or risk
+    config, an older capture: ``engine.store.runs``) is refused with exit 12
+    before anything is written. On exit the summary (``engine.report``) states
+    this run's counts and the database's totals.
+    """
     credentials = check_mode(config, arm_live)
     counters = Counters()
     source = build_source(config, counters, captures, speed)
+    identity = identify_run(config, captures)
     path = db_path or config.engine.db_path
     store = SqliteStore.open(path, busy_timeout_ms=config.engine.busy_timeout_ms)
     try:
+        check_continuation(store.connection, identity, str(path))
         execution = Execution(config)
         restored = load_restored_state(store.connection)
         execution.restore(restored)
@@ -128,6 +139,7 @@ def run_with(
             time.time_ns(),
             __version__,
             msgspec.json.encode(config_to_builtins(config)).decode(),
+            identity,
         )
         state = RunState(
             config=config,
@@ -157,6 +169,7 @@ def run_with(
         code = trio.run(run_engine, components, state)
     finally:
         store.close()
+    print_run_summary(str(path), run_id, command, int(code))
     return int(code)
 
 

@@ -17,19 +17,37 @@ Checks (any failure makes ``ok`` false and the CLI exit non-zero):
 
 from __future__ import annotations
 
+import json
 import sqlite3
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 from typing import Any
 
+from engine import logs
 from engine.core.events import Fill, TradingState
 from engine.core.ledger import Ledger
 from engine.core.sizing import conserves
+from engine.exits import ExitCode
+from engine.store.connection import open_readonly
+from engine.store.digest import digest, table_counts
 from engine.store.restore import FILL_COLUMNS, fill_from_row
+from engine.store.runs import (
+    SUMMARY_TABLES,
+    RunRecord,
+    count_runs,
+    iso_ns,
+    load_runs,
+    previous_modes,
+)
 
 MAX_LISTED_PROBLEMS = 20
 """Problems listed by name in the report; the count covers all of them."""
+
+MAX_REPORTED_RUNS = 20
+"""Runs listed in a report (the latest ones); ``runs_total`` counts all of them."""
 
 
 @dataclass(slots=True)
@@ -49,6 +67,11 @@ class Report:
     conservation_violations: int = 0
     fill_mismatches: int = 0
     problems: list[str] = field(default_factory=list)
+    modes: list[str] = field(default_factory=list)
+    """Every mode the database's runs recorded (one, unless it predates the refusal rules)."""
+    runs_total: int = 0
+    runs: list[RunRecord] = field(default_factory=list)
+    """The latest ``MAX_REPORTED_RUNS`` runs, oldest first."""
 
     @property
     def ok(self) -> bool:
@@ -73,10 +96,14 @@ class Report:
             "conservation_violations": self.conservation_violations,
             "fill_mismatches": self.fill_mismatches,
             "problems": self.problems,
+            "modes": self.modes,
+            "runs_total": self.runs_total,
+            "runs": [r.to_builtins() for r in self.runs],
         }
 
     def to_text(self) -> str:
         lines = [
+            f"mode              {', '.join(self.modes) or 'none recorded'}",
             f"trading state     {self.trading_state}",
             "positions         "
             + (
@@ -106,7 +133,32 @@ class Report:
             ),
         ]
         lines.extend(f"  problem: {p}" for p in self.problems)
+        listed = f" (latest {len(self.runs)} listed)" if len(self.runs) < self.runs_total else ""
+        lines.append(f"runs              {self.runs_total}{listed}")
+        lines.extend(f"  {run_line(r)}" for r in self.runs)
         return "\n".join(lines)
+
+
+def _wall(ns: int | None) -> str:
+    return "?" if ns is None else iso_ns(ns).replace(".000Z", "Z")
+
+
+def counts_text(counts: dict[str, int]) -> str:
+    """``"9757 ticks, 16 signals, 15 orders, 15 fills, 1 vetoes"``."""
+    return ", ".join(f"{counts.get(t, 0)} {t}" for t in SUMMARY_TABLES)
+
+
+def run_line(run: RunRecord) -> str:
+    """One run for a person: id, command, mode, wall-clock span, exit, what it wrote."""
+    if run.ended_wall_ns is None:
+        end = "not ended (running, or killed)"
+    else:
+        end = f"{_wall(run.ended_wall_ns)} exit {run.exit_code}"
+    counted = "" if run.counts_recorded else " (counted from run_id)"
+    return (
+        f"{run.run_id}  {run.command or '?'}  {run.mode or '?'}  "
+        f"{_wall(run.started_wall_ns)} -> {end}: {counts_text(run.counts)}{counted}"
+    )
 
 
 def _has_table(conn: sqlite3.Connection, name: str) -> bool:
@@ -177,6 +229,9 @@ def _check_orders(conn: sqlite3.Connection, report: Report, filled: dict[str, De
 def build_report(conn: sqlite3.Connection) -> Report:
     """Everything the operator needs from the database at ``conn`` (read-only)."""
     report = Report()
+    report.modes = previous_modes(conn)
+    report.runs_total = count_runs(conn)
+    report.runs = load_runs(conn, MAX_REPORTED_RUNS)
     if not _has_table(conn, "fills"):
         return report
     ledger, filled = _book_fills(conn, report)
@@ -207,3 +262,98 @@ def build_report(conn: sqlite3.Connection) -> Report:
         if last is not None:
             report.trading_state = last[0]
     return report
+
+
+# -------------------------------------------------------------- the end-of-run summary
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    """What ``replay`` and ``run`` say on exit: this run's counts apart from the totals."""
+
+    run_id: str
+    run: RunRecord | None
+    totals: dict[str, int]
+    modes: list[str]
+    runs_total: int
+    digest: str
+    ticks_processed: int | None = None
+    """Ticks the run handed downstream (its final heartbeat's ``ingest_processed``):
+    a restart replays ticks the database already holds, which it does not write again."""
+
+
+def _ticks_processed(conn: sqlite3.Connection, run_id: str) -> int | None:
+    if not _has_table(conn, "heartbeats"):
+        return None
+    row = conn.execute(
+        "SELECT counters FROM heartbeats WHERE run_id = ? ORDER BY hb_id DESC LIMIT 1", (run_id,)
+    ).fetchone()
+    try:
+        counters = json.loads(row[0]) if row is not None else None
+    except (TypeError, ValueError):
+        return None
+    value = counters.get("ingest_processed") if isinstance(counters, dict) else None
+    return value if isinstance(value, int) else None
+
+
+def run_summary(conn: sqlite3.Connection, run_id: str) -> RunSummary:
+    """The summary of run ``run_id`` in the database at ``conn`` (read-only)."""
+    found = load_runs(conn, 1, run_id=run_id)
+    return RunSummary(
+        run_id=run_id,
+        run=found[0] if found else None,
+        totals=table_counts(conn),
+        modes=previous_modes(conn),
+        runs_total=count_runs(conn),
+        digest=digest(conn),
+        ticks_processed=_ticks_processed(conn, run_id),
+    )
+
+
+def _outcome(code: int) -> str:
+    if code == 0:
+        return "complete"
+    name = ExitCode(code).name if code in ExitCode._value2member_map_ else "?"
+    return f"stopped with exit {code} ({name})"
+
+
+def summary_text(summary: RunSummary, command: str, code: int, db_path: str) -> str:
+    """Three lines: this run (mode, what it wrote), the database's totals, its digest."""
+    run = summary.run
+    mode = (run.mode if run else None) or "?"
+    this_run = counts_text(run.counts) if run else "nothing (no run row recorded)"
+    processed = summary.ticks_processed
+    read = "" if processed is None else f"processed {processed} ticks and "
+    plural = "run" if summary.runs_total == 1 else "runs"
+    return (
+        f"{command} {_outcome(code)}, mode {mode}, {summary.run_id}: this run {read}wrote "
+        f"{this_run}\n"
+        f"database {Path(db_path).resolve()} ({summary.runs_total} {plural}, mode "
+        f"{', '.join(summary.modes) or '?'}): {counts_text(summary.totals)}\n"
+        f"digest {summary.digest} of the database (inspect: hybrid-engine report --db {db_path})"
+    )
+
+
+def print_run_summary(db_path: str, run_id: str, command: str, code: int) -> None:
+    """Log ``<command>_results`` and print ``summary_text`` on stderr (never raises on a
+    database it cannot read: the exit code already says how the run ended)."""
+    try:
+        conn = open_readonly(db_path)
+        try:
+            summary = run_summary(conn, run_id)
+        finally:
+            conn.close()
+    except (sqlite3.Error, OSError) as exc:
+        logs.warning(f"{command}_results_unavailable", db_path=db_path, error=repr(exc))
+        return
+    logs.info(
+        f"{command}_results",
+        db_path=str(Path(db_path).resolve()),
+        run_id=run_id,
+        mode=summary.run.mode if summary.run else None,
+        exit_code=code,
+        digest=summary.digest,
+        this_run=summary.run.counts if summary.run else None,
+        **summary.totals,
+    )
+    print(summary_text(summary, command, code, db_path), file=sys.stderr)

@@ -259,7 +259,7 @@ async def test_readonly_connection_refuses_writes_and_file_is_unchanged(
         await asgi_get(app, path)
     with ReadOnlyDatabase(replay_db).connect() as conn:
         for sql in (
-            "INSERT INTO vetoes VALUES ('x', 'x', 'X', 'RISK_CAP', '', 0)",
+            "INSERT INTO vetoes VALUES ('x', 'x', 'X', 'RISK_CAP', '', 0, NULL)",
             "DELETE FROM ticks",
             "CREATE TABLE evil (x)",
         ):

@@ -30,7 +30,7 @@ class Record:
         self.n += 1
         tick_id = f"binance:BTCUSDT:{self.n}"
         self.conn.execute(
-            "INSERT INTO ticks VALUES (?, 'binance', 'BTCUSDT', ?, ?, ?, ?, '1')",
+            "INSERT INTO ticks VALUES (?, 'binance', 'BTCUSDT', ?, ?, ?, ?, '1', NULL)",
             (tick_id, self.n, ts, ts, price),
         )
         return tick_id
@@ -40,18 +40,18 @@ class Record:
     ) -> None:
         cause = self.tick(ts if cause_ts < 0 else cause_ts, price)
         self.conn.execute(
-            "INSERT INTO signals VALUES (?, 'BTCUSDT', ?, ?, ?, ?, ?)",
+            "INSERT INTO signals VALUES (?, 'BTCUSDT', ?, ?, ?, ?, ?, NULL)",
             (f"sig:{oid}", side, ts, ts, price, cause),
         )
         self.conn.execute(
-            "INSERT INTO orders VALUES (?, ?, 'paper', 'BTCUSDT', ?, 'LIMIT', ?, ?, ?)",
+            "INSERT INTO orders VALUES (?, ?, 'paper', 'BTCUSDT', ?, 'LIMIT', ?, ?, ?, NULL)",
             (oid, f"sig:{oid}", side, qty, price, ts),
         )
         self.event(oid, 0, "SUBMITTED", ts, leaves=qty)
 
     def event(self, oid: str, seq: int, state: str, ts: int, leaves: str = "0") -> None:
         self.conn.execute(
-            "INSERT INTO order_events VALUES (?, ?, ?, ?, '', '0', ?)",
+            "INSERT INTO order_events VALUES (?, ?, ?, ?, '', '0', ?, NULL)",
             (oid, seq, state, ts, leaves),
         )
 
@@ -61,13 +61,14 @@ class Record:
         fee = Decimal("0.1")
         cash = -(delta * p) - fee
         self.conn.execute(
-            "INSERT INTO fills VALUES (?, ?, 'BTCUSDT', ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO fills VALUES (?, ?, 'BTCUSDT', ?, ?, ?, ?, ?, ?, ?, NULL)",
             (f"fill:{oid}:{n}", oid, side, qty, price, str(fee), str(cash), str(delta), ts),
         )
 
     def veto(self, vid: str, reason: str, ts: int) -> None:
         self.conn.execute(
-            "INSERT INTO vetoes VALUES (?, ?, 'BTCUSDT', ?, '', ?)", (vid, f"s{vid}", reason, ts)
+            "INSERT INTO vetoes VALUES (?, ?, 'BTCUSDT', ?, '', ?, NULL)",
+            (vid, f"s{vid}", reason, ts),
         )
 
     def close(self) -> None:

@@ -86,7 +86,7 @@ def test_report_partial_fill_booked_twice_fails_fills_vs_orders(tmp_path: Path) 
     with conn:  # a second, conserving copy of a fill: a double-count the audit must catch
         conn.execute(
             "INSERT INTO fills SELECT fill_id || ':dup', order_id, symbol, side, qty, price,"
-            " fee, cash_delta, position_delta, ts_event FROM fills LIMIT 1"
+            " fee, cash_delta, position_delta, ts_event, run_id FROM fills LIMIT 1"
         )
     report = build_report(conn)
     conn.close()

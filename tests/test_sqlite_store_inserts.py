@@ -98,4 +98,4 @@ def test_insert_rows_records_with_row_function_same_as_rows(tmp_path: Path) -> N
         contents.append(conn.execute("SELECT rowid, * FROM ticks ORDER BY rowid").fetchall())
         conn.close()
     assert contents[0] == contents[1]
-    assert contents[0][0] == (1, "t0", "v", "S", 0, 0, 0, "1.50", "1E-8")
+    assert contents[0][0] == (1, "t0", "v", "S", 0, 0, 0, "1.50", "1E-8", None)  # no run id

@@ -3,16 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
-from contextlib import closing
-from pathlib import Path
 
-from engine import logs
 from engine.app import run_with
 from engine.config import load_config
 from engine.exits import ConfigError
-from engine.store.connection import open_readonly
-from engine.store.digest import digest, table_counts
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -36,24 +30,7 @@ def run(args: argparse.Namespace) -> int:
     if args.speed < 0:
         raise ConfigError(f"--speed: must be >= 0, got {args.speed}")
     config = load_config(args.config)
-    code = run_with(
+    # run_with prints the end-of-run summary (engine.report.print_run_summary).
+    return run_with(
         config, command="replay", captures=args.captures, speed=args.speed, db_path=args.db
-    )
-    if code == 0:
-        report_results(args.db or config.engine.db_path)
-    return code
-
-
-def report_results(db_path: str) -> None:
-    """Say where the results went: the database, what it holds, and its digest."""
-    with closing(open_readonly(db_path)) as conn:
-        counts = table_counts(conn)
-        fingerprint = digest(conn)
-    logs.info("replay_results", db_path=str(Path(db_path).resolve()), digest=fingerprint, **counts)
-    print(
-        f"replay complete: {counts.get('ticks', 0)} ticks, {counts.get('signals', 0)} signals, "
-        f"{counts.get('orders', 0)} orders, {counts.get('fills', 0)} fills, "
-        f"{counts.get('vetoes', 0)} vetoes -> {Path(db_path).resolve()}\n"
-        f"digest {fingerprint}  (inspect: hybrid-engine report --db {db_path})",
-        file=sys.stderr,
     )

@@ -286,7 +286,7 @@ def build_app(
                 run.pop("config", None)
             return {
                 "now_wall_ns": now,
-                "mode": (heartbeat or run or {}).get("mode"),
+                "mode": (run or heartbeat or {}).get("mode"),
                 "trading_state": heartbeat.get("trading_state") if heartbeat else None,
                 "run": run,
                 "heartbeat": heartbeat,
@@ -470,7 +470,7 @@ def _metrics_snapshot(conn: Any, dash: Dashboard, now: int) -> MetricsSnapshot:
         heartbeat_interval_s=_number(heartbeat.get("interval_s") if heartbeat else None),
         healthy=verdict is not None and verdict.ok,
         run_id=_label(run.get("run_id") if run else None),
-        mode=_label((heartbeat or run or {}).get("mode")),
+        mode=_label((run or heartbeat or {}).get("mode")),
         trading_state=_label(heartbeat.get("trading_state") if heartbeat else None),
         final=bool(heartbeat["final"]) if heartbeat else None,
         problems=tuple(problems),

@@ -203,6 +203,35 @@ def _m0004_venue_failures(db: Database) -> None:
     db.execute("CREATE INDEX ix_venue_failures_order_id ON venue_failures (order_id)")
 
 
+RUN_TAGGED_TABLES: Final = (
+    "ticks", "signals", "vetoes", "orders", "order_events", "fills", "risk_states",
+    "venue_failures",
+)
+"""The trading tables whose rows carry ``run_id``: the run that first wrote them."""
+
+
+@migrations(name="0005_run_identity")
+def _m0005_run_identity(db: Database) -> None:
+    # One database is one account's history (docs/operations.md "One database, one
+    # account"): each run records what it was (mode, strategy, risk-config hash,
+    # source identity) and each trading record the run that first wrote it. Added
+    # columns are NULL in rows written before this migration ("predates": compatible).
+    # run_id is NOT part of any record's mapped columns, so it is outside the digest.
+    for column, sql_type in (
+        ("strategy_kind", "TEXT"),
+        ("strategy_params_json", "TEXT"),
+        ("risk_config_hash", "TEXT"),
+        ("source_kind", "TEXT"),
+        ("source_json", "TEXT"),
+        ("first_event_ns", "INTEGER"),
+        ("last_event_ns", "INTEGER"),
+        ("counts_json", "TEXT"),
+    ):
+        db.execute(f"ALTER TABLE runs ADD COLUMN {column} {sql_type}")
+    for table in RUN_TAGGED_TABLES:
+        db.execute(f"ALTER TABLE {table} ADD COLUMN run_id TEXT")
+
+
 def migrate(db: Database | sqlite3.Connection) -> list[str]:
     """Apply every pending migration; return the names newly applied, in order.
 

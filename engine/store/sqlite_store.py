@@ -29,6 +29,13 @@ order, and a conflicting id is skipped the same way (also against an earlier
 row of the same statement). Statements have a power-of-two number of rows (a
 few cached statements per table serve any count): the rest is padded with
 NULLs that ``LIMIT`` keeps out.
+
+*Run ids:* every trading row carries ``run_id``, the run that first wrote it
+(``start_run`` sets it; docs/operations.md "One database, one account"). It is
+bound ONCE per statement (``SELECT *, ? FROM (VALUES ...)``), not once per row,
+so it costs the write path one parameter per statement. A duplicate id keeps
+the row -- and so the run id -- that was stored first (I3). ``run_id`` is not
+one of a ``RecordTable``'s mapped columns, so the digest never sees it.
 """
 
 from __future__ import annotations
@@ -44,10 +51,11 @@ from pathlib import Path
 from typing import Any, Final, TypeVar
 
 from engine import logs
-from engine.core.events import Record
+from engine.core.events import Record, Tick
 from engine.exits import Overload
 from engine.ports import WriteResult
 from engine.store.connection import BUSY_TIMEOUT_MS, open_writer, read_pragmas
+from engine.store.runs import RunIdentity, counts_json, identity_columns
 from engine.store.schema import RECORD_TABLES, RecordTable, Row, SqlValue, migrate
 
 RETRY_BACKOFF_FIRST_S: Final = 0.05
@@ -83,7 +91,8 @@ def is_lock_error(exc: sqlite3.Error) -> bool:
 
 def largest_chunk(columns: int) -> int:
     """Most rows one statement inserts into a table of ``columns`` (see ``INSERT_CHUNK_ROWS``)."""
-    return max(1, min(INSERT_CHUNK_ROWS, (MAX_STATEMENT_PARAMS - 1) // columns))
+    # Two parameters besides the rows': the run id and the LIMIT.
+    return max(1, min(INSERT_CHUNK_ROWS, (MAX_STATEMENT_PARAMS - 2) // columns))
 
 
 def statement_rows(n: int, largest: int) -> int:
@@ -98,14 +107,16 @@ def statement_rows(n: int, largest: int) -> int:
 
 @cache
 def padded_insert_sql(table: RecordTable, rows: int) -> str:
-    """``table.insert_sql`` for the first ``?`` (the last parameter) of ``rows`` value rows.
+    """``table.insert_sql`` plus ``run_id`` for ``rows`` value rows.
 
-    ``INSERT ... SELECT`` needs a ``WHERE`` before ``ON CONFLICT`` (SQLite's
-    upsert parsing rule); ``LIMIT`` drops the padding rows after the real ones.
+    Parameters, in order: the run id (first ``?``, bound once for every row),
+    the rows' values, the number of real rows (``LIMIT``). ``INSERT ... SELECT``
+    needs a ``WHERE`` before ``ON CONFLICT`` (SQLite's upsert parsing rule);
+    ``LIMIT`` drops the padding rows after the real ones.
     """
     marks = "(" + ", ".join("?" * len(table.columns)) + ")"
     return (
-        f"INSERT INTO {table.table} ({', '.join(table.columns)}) SELECT * FROM (VALUES "
+        f"INSERT INTO {table.table} ({', '.join(table.columns)}, run_id) SELECT *, ? FROM (VALUES "
         + ", ".join([marks] * rows)
         + ") WHERE true LIMIT ? ON CONFLICT DO NOTHING"
     )
@@ -116,9 +127,11 @@ def insert_rows(
     table: RecordTable,
     items: Sequence[Any],
     row: Callable[[Any], Row] | None = None,
+    run_id: str | None = None,
 ) -> int:
     """Insert ``items`` into ``table`` in order, one statement per ``largest_chunk``
-    of them; the number inserted (a row whose key exists is skipped).
+    of them, each row tagged with ``run_id``; the number inserted (a row whose key
+    exists is skipped and keeps the run id it was stored with).
 
     ``items`` are rows, or records turned into rows by ``row`` one statement's
     worth at a time: each row tuple is flattened into the parameters and freed at
@@ -133,7 +146,8 @@ def insert_rows(
         n = len(chunk)
         size = statement_rows(n, largest)
         rows = chunk if row is None else map(row, chunk)
-        params: list[SqlValue] = list(chain.from_iterable(rows))
+        params: list[SqlValue] = [run_id]
+        params.extend(chain.from_iterable(rows))
         if size > n:
             params.extend([None] * ((size - n) * columns))
         params.append(n)
@@ -170,6 +184,10 @@ class SqliteStore:
         self._retry_max_s = retry_max_s
         self._sleep = sleep
         self._abandoned = threading.Event()
+        self._run_id: str | None = None
+        self._inserted: dict[str, int] = {}
+        self._first_event_ns: int | None = None
+        self._last_event_ns: int | None = None
 
     @classmethod
     def open(
@@ -236,15 +254,29 @@ class SqliteStore:
                 same = groups[kind] = []
             same.append(record)
 
-        def write() -> int:
-            inserted = 0
-            for kind, same in groups.items():
-                table = RECORD_TABLES[kind]
-                inserted += insert_rows(self._conn, table, same, table.row)
-            return inserted
+        run_id = self._run_id
 
-        inserted, retries = self._transaction(write, what="records", size=len(records))
+        def write() -> list[tuple[str, int]]:
+            return [
+                (table.table, insert_rows(self._conn, table, same, table.row, run_id))
+                for table, same in ((RECORD_TABLES[kind], same) for kind, same in groups.items())
+            ]
+
+        per_table, retries = self._transaction(write, what="records", size=len(records))
+        self._tally(per_table, groups.get(Tick))
+        inserted = sum(n for _, n in per_table)
         return WriteResult(inserted=inserted, records=len(records), lock_retries=retries)
+
+    def _tally(self, per_table: list[tuple[str, int]], ticks: list[Record] | None) -> None:
+        """After a commit: what this run wrote, and its first and last trade (arrival order).
+
+        Only committed writes count: a batch rolled back and retried is tallied once."""
+        for table, n in per_table:
+            self._inserted[table] = self._inserted.get(table, 0) + n
+        if ticks:
+            if self._first_event_ns is None:
+                self._first_event_ns = ticks[0].ts_event
+            self._last_event_ns = ticks[-1].ts_event
 
     # Positional on purpose: trio.to_thread.run_sync passes positional arguments only.
     def start_run(  # noqa: PLR0917
@@ -256,26 +288,32 @@ class SqliteStore:
         started_wall_ns: int,
         code_version: str,
         config_json: str,
+        identity: RunIdentity | None = None,
     ) -> WriteResult:
-        """Record that a run started (with the PRAGMAs read back at open, for healthchecks)."""
-        pragmas_json = json.dumps(self._pragmas, sort_keys=True)
+        """Record that a run started (with the PRAGMAs read back at open, for healthchecks)
+        and what it is (``identity``); from now on every record written carries ``run_id``."""
+        columns: dict[str, object] = {
+            "run_id": run_id,
+            "pid": pid,
+            "command": command,
+            "mode": mode,
+            "started_wall_ns": started_wall_ns,
+            "code_version": code_version,
+            "config_json": config_json,
+            "pragmas_json": json.dumps(self._pragmas, sort_keys=True),
+        }
+        if identity is not None:
+            columns.update(identity_columns(identity))
+        sql = (
+            f"INSERT INTO runs ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+            " ON CONFLICT DO NOTHING"
+        )
+        self._run_id = run_id  # a new run's tallies start from zero
+        self._inserted = {}
+        self._first_event_ns = self._last_event_ns = None
 
         def write() -> int:
-            return self._conn.execute(
-                "INSERT INTO runs (run_id, pid, command, mode, started_wall_ns,"
-                " code_version, config_json, pragmas_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT DO NOTHING",
-                (
-                    run_id,
-                    pid,
-                    command,
-                    mode,
-                    started_wall_ns,
-                    code_version,
-                    config_json,
-                    pragmas_json,
-                ),
-            ).rowcount
+            return self._conn.execute(sql, tuple(columns.values())).rowcount
 
         inserted, retries = self._transaction(write, what="run", size=1)
         return WriteResult(inserted=inserted, records=1, lock_retries=retries)
@@ -306,13 +344,22 @@ class SqliteStore:
     def end_run(
         self, run_id: str, ended_wall_ns: int, exit_code: int, clean_shutdown: bool
     ) -> WriteResult:
-        """Record how a run ended; ``clean_shutdown`` is the clean-shutdown marker (S13)."""
+        """Record how a run ended; ``clean_shutdown`` is the clean-shutdown marker (S13).
+
+        Also records what the run wrote (``counts_json``: rows per summary table,
+        equal to the rows carrying its ``run_id``) and the event times of its
+        first and last trade (``first_event_ns`` keeps a capture's first trade
+        when ``start_run`` recorded one).
+        """
+        counts = counts_json(self._inserted)
 
         def write() -> int:
             return self._conn.execute(
-                "UPDATE runs SET ended_wall_ns = ?, exit_code = ?, clean_shutdown = ?"
-                " WHERE run_id = ?",
-                (ended_wall_ns, exit_code, int(clean_shutdown), run_id),
+                "UPDATE runs SET ended_wall_ns = ?, exit_code = ?, clean_shutdown = ?,"
+                " counts_json = ?, first_event_ns = COALESCE(first_event_ns, ?),"
+                " last_event_ns = ? WHERE run_id = ?",
+                (ended_wall_ns, exit_code, int(clean_shutdown), counts,
+                 self._first_event_ns, self._last_event_ns, run_id),
             ).rowcount
 
         updated, retries = self._transaction(write, what="run_end", size=1)

@@ -3,6 +3,13 @@
 "Latest" lookups are index seeks (``ORDER BY ... DESC LIMIT 1``), never scans;
 JSON columns (config, PRAGMAs, counters) are parsed leniently -- a row the
 dashboard cannot read shows as empty rather than failing the page.
+
+A run names what it was (migration ``0005_run_identity``): ``strategy_kind`` and
+``strategy_params``, ``risk_config_hash``, ``source_kind`` and ``source`` (for a
+replay, each capture's name, size, head/tail sha256 and first trade), its first
+and last trade's event time and ``counts`` (rows it first wrote, recorded when it
+ended; ``null`` while it runs or if it was killed). A database from before that
+migration lacks the columns; they read as ``null``.
 """
 
 from __future__ import annotations
@@ -19,16 +26,27 @@ RUN_COLUMNS: Final = (
     "run_id", "pid", "command", "mode", "started_wall_ns", "ended_wall_ns", "exit_code",
     "clean_shutdown", "code_version", "config_json", "pragmas_json",
 )
+RUN_IDENTITY_COLUMNS: Final = (
+    "strategy_kind", "strategy_params_json", "risk_config_hash", "source_kind", "source_json",
+    "first_event_ns", "last_event_ns", "counts_json",
+)
+"""Added by migration ``0005_run_identity``; selected only when the database has them."""
 HEARTBEAT_COLUMNS: Final = (
     "hb_id", "run_id", "ts_wall_ns", "interval_s", "final", "mode", "trading_state", "counters",
 )
 
 
-def _run_dict(row: Sequence[Any]) -> dict[str, Any]:
-    run = dict(zip(RUN_COLUMNS, row, strict=True))
+def _run_columns(conn: sqlite3.Connection) -> tuple[str, ...]:
+    present = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
+    return RUN_COLUMNS + tuple(c for c in RUN_IDENTITY_COLUMNS if c in present)
+
+
+def _run_dict(columns: Sequence[str], row: Sequence[Any]) -> dict[str, Any]:
+    run = dict.fromkeys(RUN_IDENTITY_COLUMNS)
+    run.update(zip(columns, row, strict=True))
     run["clean_shutdown"] = bool(run["clean_shutdown"])
-    run["config"] = _json_or_none(run.pop("config_json"))
-    run["pragmas"] = _json_or_none(run.pop("pragmas_json"))
+    for name in ("config", "pragmas", "strategy_params", "source", "counts"):
+        run[name] = _json_or_none(run.pop(f"{name}_json"))
     return run
 
 
@@ -51,20 +69,22 @@ def _json_or_none(text: Any) -> Any:
 
 def latest_run(conn: sqlite3.Connection) -> dict[str, Any] | None:
     """The run recorded last (insertion order: immune to wall-clock steps between runs)."""
+    columns = _run_columns(conn)
     row = conn.execute(
-        f"SELECT {', '.join(RUN_COLUMNS)} FROM runs"
+        f"SELECT {', '.join(columns)} FROM runs"
         " ORDER BY rowid DESC LIMIT 1"
     ).fetchone()
-    return None if row is None else _run_dict(row)
+    return None if row is None else _run_dict(columns, row)
 
 
 def runs(conn: sqlite3.Connection, limit: int) -> list[dict[str, Any]]:
+    columns = _run_columns(conn)
     rows = conn.execute(
-        f"SELECT {', '.join(RUN_COLUMNS)} FROM runs"
+        f"SELECT {', '.join(columns)} FROM runs"
         " ORDER BY rowid DESC LIMIT ?",
         (limit,),
     ).fetchall()
-    out = [_run_dict(r) for r in rows]
+    out = [_run_dict(columns, r) for r in rows]
     for run in out:
         run.pop("config", None)
     return out
