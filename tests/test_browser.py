@@ -38,7 +38,7 @@ pytestmark = pytest.mark.skipif(
 
 
 async def _render(url: str, profile: Path) -> str:
-    assert CHROMIUM is not None, "CI=true but chromium is not installed (scripts/install-test-deps.sh)"
+    assert CHROMIUM is not None, "CI=true but chromium is missing (scripts/install-test-deps.sh)"
     result = await trio.run_process(
         [
             CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",

@@ -41,9 +41,14 @@ def _run_columns(conn: sqlite3.Connection) -> tuple[str, ...]:
     return RUN_COLUMNS + tuple(c for c in RUN_IDENTITY_COLUMNS if c in present)
 
 
+def _no_blobs(row: Sequence[Any]) -> list[Any]:
+    """The engine never writes a BLOB into runs or heartbeats: one found there is read as NULL."""
+    return [None if isinstance(v, bytes) else v for v in row]
+
+
 def _run_dict(columns: Sequence[str], row: Sequence[Any]) -> dict[str, Any]:
     run = dict.fromkeys(RUN_IDENTITY_COLUMNS)
-    run.update(zip(columns, row, strict=True))
+    run.update(zip(columns, _no_blobs(row), strict=True))
     run["clean_shutdown"] = bool(run["clean_shutdown"])
     for name in ("config", "pragmas", "strategy_params", "source", "counts"):
         run[name] = _json_or_none(run.pop(f"{name}_json"))
@@ -51,7 +56,7 @@ def _run_dict(columns: Sequence[str], row: Sequence[Any]) -> dict[str, Any]:
 
 
 def _heartbeat_dict(row: Sequence[Any]) -> dict[str, Any]:
-    hb = dict(zip(HEARTBEAT_COLUMNS, row, strict=True))
+    hb = dict(zip(HEARTBEAT_COLUMNS, _no_blobs(row), strict=True))
     hb["final"] = bool(hb["final"])
     counters = _json_or_none(hb["counters"])
     hb["counters"] = counters if isinstance(counters, dict) else {}
