@@ -11,7 +11,13 @@ hypothesis profile, so a proof is reproducible:
 * ``database=None`` and no explain phase: nothing is read from or written to a
   ``.hypothesis`` directory in the operator's working directory;
 * ``deadline=None`` and the ``too_slow`` health check suppressed: a busy host
-  changes how long a property takes, never its verdict.
+  changes how long a property takes, never its verdict;
+* no *local constants* (``without_local_constants``): hypothesis also draws
+  literals mined from the source of "local" modules -- those outside
+  ``site-packages`` that happen to be imported -- so an editable checkout, an
+  installed package and a pytest process would each draw different examples.
+  Without them the examples depend on the seed and the code alone (the same
+  example counts from a checkout and from a ``pip install``).
 
 ``python -m engine.proof_properties [NAME...]`` runs them (all by default) and
 prints one JSON ``PropertyResult`` line per property as soon as it finishes;
@@ -26,10 +32,12 @@ and message, then hypothesis's falsifying example); nothing propagates.
 
 from __future__ import annotations
 
+import importlib
 import sys
 import time
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, cast
@@ -159,6 +167,34 @@ def proof_settings(prop: Property) -> settings:
     )
 
 
+@contextmanager
+def without_local_constants() -> Iterator[bool]:
+    """Make hypothesis draw no constants mined from local modules while inside.
+
+    Yields whether it could (this reaches into hypothesis internals, pinned by
+    the lock: ``tests/test_proof.py`` fails if a hypothesis upgrade moves them;
+    the properties then still run, only less reproducibly across installs).
+
+    *Resource handling:* hypothesis's getter and its constants cache are restored
+    and cleared on exit.
+    """
+    providers = importlib.import_module("hypothesis.internal.conjecture.providers")
+    getter = getattr(providers, "_get_local_constants", None)
+    cache = getattr(getattr(providers, "CONSTANTS_CACHE", None), "cache", None)
+    constants = getattr(providers, "Constants", None)
+    if getter is None or cache is None or constants is None:
+        yield False
+        return
+    empty = constants()
+    cache.clear()  # entries computed with local constants must not be reused
+    setattr(providers, "_get_local_constants", lambda: empty)  # noqa: B010
+    try:
+        yield True
+    finally:
+        setattr(providers, "_get_local_constants", getter)  # noqa: B010
+        cache.clear()
+
+
 def failure_reason(exc: BaseException, reports: Sequence[str]) -> str:
     """Where the failing assertion is, what it said, and hypothesis's falsifying example."""
     frames = traceback.extract_tb(exc.__traceback__)
@@ -188,7 +224,7 @@ def run_property(prop: Property) -> PropertyResult:
         if sys.flags.optimize:
             raise RuntimeError("assertions are disabled (python -O / PYTHONOPTIMIZE)")
         test = prop.build(proof_settings(prop), prop.seed, seen)
-        with with_reporter(lambda text: reports.append(str(text))):
+        with with_reporter(lambda text: reports.append(str(text))), without_local_constants():
             test()
         if ran == 0:
             detail = "no example ran"

@@ -325,6 +325,35 @@ def test_properties_module_prints_one_result_per_property_and_exit_0() -> None:
     ]
 
 
+def test_without_local_constants_reaches_hypothesis_internals_and_restores_them() -> None:
+    from hypothesis.internal.conjecture import providers
+
+    before = providers._get_local_constants
+    with proof_properties.without_local_constants() as active:
+        assert active  # a hypothesis upgrade that moved these internals fails here
+        empty = providers._get_local_constants()
+        assert not any(empty.set_for_type(t) for t in ("integer", "float", "bytes", "string"))
+    assert providers._get_local_constants is before
+
+
+def test_property_draws_the_same_examples_whatever_local_modules_are_loaded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A local module full of literals (hypothesis mines such modules for constants to
+    draw) is loaded here and not in the proof's process: the examples must not change."""
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    literals = ", ".join(str(n) for n in range(-300, 3000, 7))
+    (lib / "literals_galore.py").write_text(f"VALUES = ({literals})\nWORDS = ('AAA', 'x', '')\n")
+    monkeypatch.syspath_prepend(str(lib))
+    __import__("literals_galore")
+    name = "i2_i4_paper_market"
+    here = run_property(next(p for p in proof_properties.PROPERTIES if p.name == name))
+    done = properties_process(name)
+    [there] = proof_checks.parse_property_lines(done.stdout)[0]
+    assert (here.status, here.ran) == (there.status, there.ran)
+
+
 def test_properties_module_unknown_name_exits_2_naming_the_known() -> None:
     done = properties_process("no_such_property")
     assert done.returncode == 2

@@ -62,7 +62,7 @@ def property_lines(check: CheckResult) -> list[str]:
     for item in check.figures.get("properties", ()):
         head = f"{item['status']} {check.name}/{item['name']}"
         if item["status"] == CheckStatus.PASS:
-            steps = f" x {item['steps']} steps" if item["steps"] else ""
+            steps = f" of up to {item['steps']} steps" if item["steps"] else ""
             lines.append(f"  {head} ({item['ran']} examples{steps}, {item['seconds']:.1f} s)")
         else:
             lines.append(f"  {head}: {item['detail']}")
