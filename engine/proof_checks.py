@@ -134,8 +134,9 @@ def judge_properties(
     missing = [n for n in expected if n not in by_name]
     if missing:
         why = "timed out" if returncode is None else f"exited {returncode}"
+        which = "any property" if len(missing) == len(expected) else ", ".join(missing)
         problems.append(
-            f"property run {why} before {', '.join(missing)} reported"
+            f"property run {why} before {which} reported"
             + (f": {tail(output, 300)}" if output.strip() else "")
         )
     elif returncode != 0 and not problems:

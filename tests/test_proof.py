@@ -249,6 +249,20 @@ def test_judge_properties_run_that_died_names_the_missing(returncode: int | None
     assert "MemoryError" in detail
 
 
+def test_invariants_check_whose_process_cannot_import_hypothesis_fails_with_why(
+    tmp_path: Path,
+) -> None:
+    """A real subprocess that cannot run at all: the reason, on one line, not a bare FAIL."""
+    (tmp_path / "hypothesis.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'hypothesis' (simulated)\")\n"
+    )
+    check = proof_checks.check_invariants({**engine_env(), "PYTHONPATH": str(tmp_path)})
+    assert check.status is CheckStatus.FAIL
+    assert check.detail.startswith("property run exited 1 before any property reported: ")
+    assert check.detail.endswith("No module named 'hypothesis' (simulated)")
+    assert "\n" not in check.detail
+
+
 def test_judge_properties_nonzero_exit_with_all_passed_still_fails() -> None:
     ok, _, _, detail = proof_checks.judge_properties([prop_result("a")], ["a"], 3, "boom")
     assert not ok and "exited 3" in detail
