@@ -1,9 +1,9 @@
-"""The proof bundle: a checksummed record that this code and this risk config passed their checks.
+"""The proof bundle: a checksummed record that this code, risk config and set of libraries passed.
 
 Gate G1 (``engine.gate``) lets LIVE start only against a bundle that verifies,
-whose checks all say PASS, that is recent, and whose two hashes equal the
-running process's. This module owns the bundle's shape and its hashes; the
-checks themselves run in ``engine.proof_checks``.
+whose checks all say PASS, that is recent, and whose three hashes (code, risk
+config, libraries) equal the running process's. This module owns the bundle's
+shape and its hashes; the checks themselves run in ``engine.proof_checks``.
 
 Bundle (JSON, ``format`` 2)::
 
@@ -13,7 +13,7 @@ Bundle (JSON, ``format`` 2)::
      "lock_hash": "<sha256>", "libraries": ["anyio==4.16.0", ...],
      "lock_file_hash": "<sha256>" | null,
      "checks": [{"name": "invariants", "status": "PASS", "duration_s": 12.3,
-                 "summary": "9 properties, 848 examples", "figures": {...},
+                 "summary": "9/9 properties, 846 examples", "figures": {...},
                  "detail": ""}, ...],
      "checksum": "<sha256>"}
 
@@ -27,8 +27,10 @@ after PASS); ``detail`` is the one-line reason of a FAIL (never empty for one).
   so re-indenting the file does not break it but changing any value does.
 * ``code_hash`` -- sha256 over the ``engine/`` package's files, sorted by
   relative path, each contributing ``path NUL length contents``; ``__pycache__``,
-  compiled files and hidden files are left out (they are not source). Any other
-  edit to the package, even a comment, needs a new proof: fail closed.
+  compiled files and hidden files are left out (they are not source). The
+  package data -- the replay cases in ``engine/cases/`` the proof replays --
+  counts like code. Any other edit to the package, even a comment, needs a new
+  proof: fail closed.
 * ``risk_config_hash`` -- sha256 of the canonical JSON of the *effective*
   ``[risk]`` and ``[execution]`` sections (after file and ``ENGINE_*`` overrides).
   ``[execution]`` is included because order size, type and slippage decide how

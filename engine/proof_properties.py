@@ -59,6 +59,8 @@ Builder = Callable[[settings, int, Callable[[], None]], Runner]
 
 @dataclass(frozen=True, slots=True)
 class Property:
+    """One registered property: its stable name, what it covers, its fixed examples and seed."""
+
     name: str
     covers: str
     examples: int
