@@ -31,9 +31,14 @@ PROOF_TIMEOUT_S = 1_200
 """Bound on the whole proof in the fresh venv (it takes well under a minute on a quiet host)."""
 
 
+def clean_env() -> dict[str, str]:
+    """No PYTHONPATH: nothing may put the checkout in front of the installed package."""
+    return {k: v for k, v in engine_env().items() if k != "PYTHONPATH"}
+
+
 def run(cmd: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(
-        cmd, cwd=cwd, env=engine_env(), capture_output=True, text=True, timeout=timeout,
+        cmd, cwd=cwd, env=clean_env(), capture_output=True, text=True, timeout=timeout,
         check=False,
     )  # fmt: skip
     assert done.returncode == 0, f"{cmd}: {done.stdout[-2000:]}{done.stderr[-2000:]}"
@@ -82,7 +87,7 @@ def test_proof_from_a_fresh_non_editable_install_passes_and_names_every_check(
     out = operator / "var" / "proof.json"
     done = subprocess.run(
         [str(bin_dir / "hybrid-engine"), "proof", "--out", str(out)],
-        cwd=operator, env=engine_env(), capture_output=True, text=True,
+        cwd=operator, env=clean_env(), capture_output=True, text=True,
         timeout=PROOF_TIMEOUT_S, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
@@ -117,7 +122,7 @@ def test_proof_from_a_fresh_non_editable_install_passes_and_names_every_check(
     config.write_text(f'[engine]\nproof_path = "{out}"\n')
     verdict = subprocess.run(
         [str(bin_dir / "hybrid-engine"), "gate", "--config", str(config), "--arm-live"],
-        cwd=operator, env=engine_env(), capture_output=True, text=True, timeout=120, check=False,
+        cwd=operator, env=clean_env(), capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert verdict.returncode == 0, verdict.stdout + verdict.stderr
     assert json.loads(verdict.stdout.splitlines()[-1])["allowed"] is True
