@@ -109,6 +109,9 @@ def usable_out(out: str, flag: str) -> Path:
     if path.is_dir():
         raise ConfigError(f"{flag} {out}: is a directory; name the bundle file, e.g. "
                           f"{path / 'proof.json'}")  # fmt: skip
+    blocking = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise ConfigError(f"{flag} {out}: cannot write there ({blocking} is not a directory)")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".proof-probe-", dir=path.parent)
