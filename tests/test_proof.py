@@ -12,7 +12,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from engine import proof, proof_checks, proof_properties, proof_risk
@@ -526,6 +526,35 @@ def test_usable_out_under_a_file_is_refused_naming_the_flag(tmp_path: Path) -> N
     with pytest.raises(ConfigError, match=r"^--out .*file/sub/proof.json: cannot write there "
                        r"\(.*file is not a directory\)$"):  # fmt: skip
         proof_command.usable_out(str(tmp_path / "file" / "sub" / "proof.json"), "--out")
+
+
+NAMES = st.text(
+    st.characters(blacklist_characters="/", blacklist_categories=()), min_size=1, max_size=300
+).filter(lambda s: s not in (".", ".."))
+"""Any file name, NUL bytes and lone surrogates (undecodable argv bytes) included."""
+
+
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(name=NAMES)
+@example(name="\udcff")  # an undecodable argv byte: valid on disk, not in a log line
+@example(name="a\x00b")
+@example(name="x" * 300)
+def test_usable_out_admits_or_refuses_any_name_never_raises_otherwise(
+    tmp_path: Path, name: str
+) -> None:
+    try:
+        target = proof_command.usable_out(str(tmp_path / "out" / name), "--out")
+    except ConfigError as exc:
+        assert str(exc).startswith("--out ")
+        assert "\n" not in str(exc)
+    else:  # what is admitted can be written: the write at the end never raises
+        assert sorted((tmp_path / "out").iterdir()) == []
+        msgspec.json.encode({"path": str(target)})  # as the proof's log lines carry it
+        proof.write_bundle(build(), target)
+        assert proof.verify_bundle(target.read_bytes()) == build()
+        target.unlink()
 
 
 def test_usable_out_creates_parents_and_leaves_no_probe(tmp_path: Path) -> None:

@@ -102,23 +102,34 @@ def code_unchanged(before: str, after: str) -> CheckResult:
 def usable_out(out: str, flag: str) -> Path:
     """The bundle path, once shown writable; else ``ConfigError`` naming ``flag`` (exit 12).
 
-    *Resource handling:* creates missing parent directories, as writing would;
-    the probe file it writes is removed at once.
+    Any string is admitted or refused here, never raised on later: a directory, a
+    path under a file, a name too long or holding a NUL byte, a place that cannot
+    be written. *Resource handling:* creates missing parent directories, as
+    writing would; the probe file it creates (the bundle's own name when there
+    is no bundle yet) is removed at once.
     """
     path = Path(out)
-    if path.is_dir():
-        raise ConfigError(f"{flag} {out}: is a directory; name the bundle file, e.g. "
-                          f"{path / 'proof.json'}")  # fmt: skip
-    blocking = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
-    if blocking is not None:
-        raise ConfigError(f"{flag} {out}: cannot write there ({blocking} is not a directory)")
+    shown = out if out.isprintable() else repr(out)  # one line, whatever it holds
     try:
+        out.encode("utf-8")  # argv can hold undecodable bytes (surrogates): logs cannot
+        if path.is_dir():
+            raise ConfigError(f"{flag} {shown}: is a directory; name the bundle file, e.g. "
+                              f"{path / 'proof.json'}")  # fmt: skip
+        blocking = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+        if blocking is not None:
+            raise ConfigError(f"{flag} {shown}: cannot write there ({blocking} is not a directory)")
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".proof-probe-", dir=path.parent)
-        os.close(fd)
-        os.unlink(probe)
+        if path.exists():  # the last bundle: it is replaced by a rename, as writing will
+            fd, probe = tempfile.mkstemp(prefix=".proof-probe-", dir=path.parent)
+            os.close(fd)
+            os.unlink(probe)
+        else:  # the very name, so that its length and bytes are proven too
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            os.unlink(path)
     except OSError as exc:
-        raise ConfigError(f"{flag} {out}: cannot write there ({exc.strerror or exc})") from None
+        raise ConfigError(f"{flag} {shown}: cannot write there ({exc.strerror or exc})") from None
+    except ValueError as exc:  # an embedded NUL byte, a surrogate
+        raise ConfigError(f"{flag} {shown}: not a usable path ({exc})") from None
     return path
 
 
