@@ -216,6 +216,9 @@ def current_verdict(config: Config, *, environ: Mapping[str, str], arm_flag: boo
     except OSError as exc:
         logs.warning("proof_unreadable", path=config.engine.proof_path, error=exc.strerror)
         bundle_bytes = None
+    except ValueError as exc:  # a NUL byte in the path: no file can be there
+        logs.warning("proof_unreadable", path=repr(config.engine.proof_path), error=str(exc))
+        bundle_bytes = None
     return evaluate_gate(
         environ=environ,
         arm_flag=arm_flag,

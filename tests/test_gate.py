@@ -306,3 +306,15 @@ def test_enforce_live_with_bundle_of_other_libraries_refuses(tmp_path: Path) -> 
     [line] = [r for r in logged if r["event"] == "live_gate_refused"]
     assert line["condition"] == "lock_hash"
     assert "msgspec 0.0.1 -> " in line["detail"]
+
+
+def test_current_verdict_nul_in_proof_path_is_bundle_missing_not_a_crash() -> None:
+    config = Config(engine=EngineSection(mode=Mode.LIVE, proof_path="var/pro\x00of.json"))
+    out = io.StringIO()
+    logs.set_stream(out)
+    try:
+        verdict = gate.current_verdict(config, environ=ARMED, arm_flag=False)
+    finally:
+        logs.set_stream(None)
+    assert conditions(verdict) == [Condition.BUNDLE_PRESENT]
+    assert '"proof_unreadable"' in out.getvalue()
