@@ -1,6 +1,8 @@
 """``hybrid-engine proof`` from an operator install: a fresh venv, a NON-editable install.
 
-The package is built into a wheel from this checkout (``pip wheel``) and installed
+The package is built into a wheel from this checkout (``pip wheel``; with this
+environment's setuptools when it can build wheels itself, >= 70.1, as the locked
+one does -- else in pip's isolated build environment) and installed
 with ``pip install --no-deps`` into a fresh venv; the third-party libraries come
 from the test's own environment through a ``.pth`` line (the machine is offline,
 and the point is the package, not pip's resolver). ``proof`` then runs with its
@@ -13,10 +15,12 @@ bundle, and satisfy the installed ``gate``.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
 import sysconfig
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -45,6 +49,15 @@ def run(cmd: list[str], cwd: Path, timeout: float = 300) -> subprocess.Completed
     return done
 
 
+def build_isolation_args() -> list[str]:
+    """``--no-build-isolation`` when this environment's setuptools builds wheels unaided."""
+    try:
+        found = re.match(r"(\d+)\.(\d+)", metadata.version("setuptools"))
+    except metadata.PackageNotFoundError:
+        return []
+    return ["--no-build-isolation"] if found and tuple(map(int, found.groups())) >= (70, 1) else []
+
+
 def operator_install(tmp: Path) -> Path:
     """A fresh venv holding a wheel of this checkout; returns its ``bin/``."""
     src = tmp / "src"
@@ -54,8 +67,8 @@ def operator_install(tmp: Path) -> Path:
     )
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(REPO / name, src / name)
-    run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp / "dist"),
-         str(src)], cwd=tmp)  # fmt: skip
+    run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", *build_isolation_args(),
+         "-w", str(tmp / "dist"), str(src)], cwd=tmp)  # fmt: skip
     [wheel] = (tmp / "dist").glob("hybrid_engine-*.whl")
     venv = tmp / "venv"
     run([sys.executable, "-m", "venv", str(venv)], cwd=tmp)

@@ -16,16 +16,42 @@ from engine import proof_strategy
 from engine.core.events import Tick, tick_id
 from engine.core.strategy import SmaCross
 from engine.proof import CheckStatus
-from engine.proof_properties import PROPERTIES, Property, run_property
+from engine.proof_properties import PROPERTIES, run_property
 
-STRATEGY = [p for p in PROPERTIES if p.name.startswith("strategy_")]
+STRATEGY = {p.name: p for p in PROPERTIES if p.name.startswith("strategy_")}
 
 
-@pytest.mark.parametrize("prop", STRATEGY, ids=lambda p: p.name)
-def test_strategy_property_passes_with_the_proofs_settings(prop: Property) -> None:
+def assert_passes(name: str) -> None:
+    """Run the registered property ``name`` with the proof's settings; PASS or its reason."""
+    prop = STRATEGY[name]
     result = run_property(prop)
     assert result.status is CheckStatus.PASS, result.detail
     assert result.ran == prop.examples
+
+
+def test_on_batch_random_stream_agrees_with_reference() -> None:
+    assert_passes("strategy_agrees_with_reference")
+
+
+def test_on_batch_same_ticks_fresh_instances_identical_bytes() -> None:
+    assert_passes("strategy_fresh_instances_identical_bytes")
+
+
+def test_on_batch_any_chunking_or_on_tick_same_output() -> None:
+    assert_passes("strategy_any_chunking_same_output")
+
+
+def test_on_tick_one_by_one_same_output_as_on_batch() -> None:
+    assert_passes("strategy_on_tick_same_as_on_batch")
+
+
+def test_every_registered_strategy_property_has_its_test_here() -> None:
+    assert set(STRATEGY) == {
+        "strategy_agrees_with_reference",
+        "strategy_fresh_instances_identical_bytes",
+        "strategy_any_chunking_same_output",
+        "strategy_on_tick_same_as_on_batch",
+    }
 
 
 def ticks(prices: list[str]) -> list[Tick]:
@@ -57,8 +83,7 @@ def test_agreement_property_fails_loudly_on_a_wrong_strategy(
 ) -> None:
     """The property can fail: a strategy that drops every signal is caught, with a reason."""
     monkeypatch.setattr(proof_strategy.SmaCross, "on_batch", lambda self, batch: list(batch))
-    prop = next(p for p in STRATEGY if p.name == "strategy_agrees_with_reference")
-    result = run_property(prop)
+    result = run_property(STRATEGY["strategy_agrees_with_reference"])
     assert result.status is CheckStatus.FAIL
     assert "on_batch vs reference" in result.detail
     assert "\n" not in result.detail
