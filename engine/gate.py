@@ -2,8 +2,9 @@
 
 ``evaluate_gate`` is the decision, a pure function of what it is given (the
 environment mapping, the arm flag, the bundle's bytes, the wall clock, the two
-running hashes, the configuration). It returns every unmet condition at once,
-each with what to do about it, so an operator fixes them in one pass.
+running hashes, the installed libraries, the configuration). It returns every
+unmet condition at once, each with what to do about it, so an operator fixes
+them in one pass.
 
 ``enforce`` is the thin shell the runtime calls at start-up, *before* anything
 connects: it gathers those inputs, logs one ``live_gate_refused`` line per
@@ -24,6 +25,8 @@ Conditions, all required (fail closed):
                    the future by more than ``MAX_CLOCK_SKEW_NS``)
 ``code_hash``      produced by byte-identical ``engine/`` source
 ``risk_hash``      produced with the same effective ``[risk]``+``[execution]``
+``lock_hash``      produced with the same installed libraries (names and
+                   versions, ``engine.proof.lock_hash``) as the running process
 =================  ==========================================================
 """
 
@@ -32,7 +35,7 @@ from __future__ import annotations
 import enum
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Final
 
 import msgspec
@@ -60,6 +63,7 @@ class Condition(enum.StrEnum):
     FRESH = "fresh"
     CODE_HASH = "code_hash"
     RISK_HASH = "risk_hash"
+    LOCK_HASH = "lock_hash"
 
 
 class Unmet(msgspec.Struct, frozen=True, kw_only=True):
@@ -90,6 +94,7 @@ def evaluate_gate(
     now_wall_ns: int,
     code_hash: str,
     risk_config_hash: str,
+    libraries: Sequence[str],
     config: Config,
 ) -> GateVerdict:
     """Decide whether LIVE may start. Pure; see the module docstring for the conditions."""
@@ -192,15 +197,27 @@ def evaluate_gate(
                 "(check ENGINE_RISK_*/ENGINE_EXECUTION_* overrides too): " + _RERUN,
             )
         )
+    if bundle.lock_hash != proof.hash_libraries(libraries):
+        unmet.append(
+            Unmet(
+                condition=Condition.LOCK_HASH,
+                detail="installed libraries differ from the proof's "
+                f"({proof.library_changes(bundle.libraries, libraries)})",
+                remedy="rebuild the proof in this environment: " + _RERUN,
+            )
+        )
     return GateVerdict(unmet=tuple(unmet), bundle_created_at=bundle.created_at)
 
 
 def current_verdict(config: Config, *, environ: Mapping[str, str], arm_flag: bool) -> GateVerdict:
-    """Gather the real inputs (bundle file, wall clock, running hashes) and evaluate."""
+    """Gather the real inputs (bundle file, wall clock, running hashes, libraries); evaluate."""
     try:
         bundle_bytes = proof.read_bundle_bytes(config.engine.proof_path)
     except OSError as exc:
         logs.warning("proof_unreadable", path=config.engine.proof_path, error=exc.strerror)
+        bundle_bytes = None
+    except ValueError as exc:  # a NUL byte in the path: no file can be there
+        logs.warning("proof_unreadable", path=repr(config.engine.proof_path), error=str(exc))
         bundle_bytes = None
     return evaluate_gate(
         environ=environ,
@@ -209,6 +226,7 @@ def current_verdict(config: Config, *, environ: Mapping[str, str], arm_flag: boo
         now_wall_ns=time.time_ns(),
         code_hash=proof.code_hash(),
         risk_config_hash=proof.risk_config_hash(config),
+        libraries=proof.installed_libraries(),
         config=config,
     )
 

@@ -1,18 +1,24 @@
-"""The proof bundle: a checksummed record that this code and this risk config passed their checks.
+"""The proof bundle: a checksummed record that this code, risk config and set of libraries passed.
 
 Gate G1 (``engine.gate``) lets LIVE start only against a bundle that verifies,
-whose checks all say PASS, that is recent, and whose two hashes equal the
-running process's. This module owns the bundle's shape and its hashes; the
-checks themselves run in ``engine.proof_checks``.
+whose checks all say PASS, that is recent, and whose three hashes (code, risk
+config, libraries) equal the running process's. This module owns the bundle's
+shape and its hashes; the checks themselves run in ``engine.proof_checks``.
 
-Bundle (JSON, ``format`` 1)::
+Bundle (JSON, ``format`` 2)::
 
-    {"format": 1, "created_at_ns": ..., "created_at": "2024-...Z",
+    {"format": 2, "created_at_ns": ..., "created_at": "2024-...Z",
      "engine_version": "0.1.0", "code_hash": "<sha256>",
      "risk_config_hash": "<sha256>", "risk_config": {"risk": {...}, "execution": {...}},
+     "lock_hash": "<sha256>", "libraries": ["anyio==4.16.0", ...],
+     "lock_file_hash": "<sha256>" | null,
      "checks": [{"name": "invariants", "status": "PASS", "duration_s": 12.3,
-                 "figures": {...}, "detail": ""}, ...],
+                 "summary": "9/9 properties, 846 examples", "figures": {...},
+                 "detail": ""}, ...],
      "checksum": "<sha256>"}
+
+A check's ``summary`` is its one-line figures for a person (what ``proof`` prints
+after PASS); ``detail`` is the one-line reason of a FAIL (never empty for one).
 
 *Hashes.*
 
@@ -21,8 +27,10 @@ Bundle (JSON, ``format`` 1)::
   so re-indenting the file does not break it but changing any value does.
 * ``code_hash`` -- sha256 over the ``engine/`` package's files, sorted by
   relative path, each contributing ``path NUL length contents``; ``__pycache__``,
-  compiled files and hidden files are left out (they are not source). Any other
-  edit to the package, even a comment, needs a new proof: fail closed.
+  compiled files and hidden files are left out (they are not source). The
+  package data -- the replay cases in ``engine/cases/`` the proof replays --
+  counts like code. Any other edit to the package, even a comment, needs a new
+  proof: fail closed.
 * ``risk_config_hash`` -- sha256 of the canonical JSON of the *effective*
   ``[risk]`` and ``[execution]`` sections (after file and ``ENGINE_*`` overrides).
   ``[execution]`` is included because order size, type and slippage decide how
@@ -30,6 +38,17 @@ Bundle (JSON, ``format`` 1)::
   what it caps. Decimals are compared by value (``100`` == ``100.00``).
   ``[strategy]``, ``[ingest]``, ``[live]`` and ``[engine]`` are *not* included:
   they change what is traded or where, not how much may be at risk.
+* ``lock_hash`` -- sha256 over the installed distributions as
+  ``importlib.metadata`` sees them: each ``name==version`` (name normalised as
+  pip does), sorted, one per line. Every distribution counts, not only the
+  engine's dependencies: anything installed can be imported or load itself as a
+  plugin (hypothesis does), so a library added, removed or upgraded needs a new
+  proof. It works in any install, with or without a lock file; ``libraries``
+  keeps the list itself so that the gate can say what changed.
+* ``lock_file_hash`` -- sha256 of ``requirements/lock.txt`` when the package runs
+  from a checkout that has one (editable install), else ``null``: which lock the
+  environment was meant to be built from. The gate compares ``lock_hash``, what
+  is actually installed.
 
 The bundle never holds credentials: nothing from ``[live]`` or the environment
 is written into it.
@@ -40,10 +59,12 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import hashlib
+import importlib.metadata
 import json
 import os
+import re
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final
@@ -53,14 +74,16 @@ import msgspec
 import engine
 from engine.config import Config
 
-BUNDLE_FORMAT: Final = 1
-"""Bumped when the bundle's shape changes; a gate refuses any other format."""
+BUNDLE_FORMAT: Final = 2
+"""Bumped when the bundle's shape changes; a gate refuses any other format.
+2: ``lock_hash``, ``libraries``, ``lock_file_hash``; a ``summary`` per check."""
 
 REQUIRED_CHECKS: Final[tuple[str, ...]] = ("invariants", "replay", "risk_caps")
 """SPEC §2: G1 needs PASS for invariant property tests, deterministic replay and risk-cap
 validation. A bundle missing one of these is refused even if what it has all passed."""
 
-
+LOCK_FILE: Final = Path("requirements") / "lock.txt"
+"""The lead's pip-compile lock, relative to the checkout holding ``engine/``."""
 
 class CheckStatus(enum.StrEnum):
     PASS = "PASS"
@@ -73,7 +96,24 @@ class CheckResult(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     name: str
     status: CheckStatus
     duration_s: float
+    summary: str = ""
     figures: dict[str, Any] = {}
+    detail: str = ""
+
+
+class PropertyResult(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One property's outcome, as the bundle records it."""
+
+    name: str
+    covers: str
+    status: CheckStatus
+    examples: int
+    """The fixed ``max_examples`` it ran with."""
+    ran: int
+    """Examples actually run (counted), including any shrinking of a failure."""
+    steps: int
+    seed: int
+    seconds: float
     detail: str = ""
 
 
@@ -85,6 +125,9 @@ class Bundle(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     code_hash: str
     risk_config_hash: str
     risk_config: dict[str, Any]
+    lock_hash: str
+    libraries: tuple[str, ...]
+    lock_file_hash: str | None
     checks: tuple[CheckResult, ...]
     checksum: str
 
@@ -102,6 +145,16 @@ class ChecksumMismatch(BundleError):
 
 
 # ---------------------------------------------------------------- pure helpers
+
+
+DETAIL_CHARS: Final = 600
+"""A reason or summary is cut to this many characters (one line, enough to see why)."""
+
+
+def one_line(text: str, limit: int = DETAIL_CHARS) -> str:
+    """``text`` on one line (newlines become `` | ``), cut to ``limit`` characters."""
+    flat = " | ".join(part.strip() for part in text.strip().splitlines() if part.strip())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
 def canonical_json(data: Any) -> bytes:
@@ -143,6 +196,39 @@ def hash_files(files: Iterable[tuple[str, bytes]]) -> str:
     return digest.hexdigest()
 
 
+def hash_libraries(libraries: Iterable[str]) -> str:
+    """``lock_hash``: sha256 over sorted ``name==version`` lines (see module docstring)."""
+    return hashlib.sha256("\n".join(sorted(set(libraries))).encode("utf-8")).hexdigest()
+
+
+def library_changes(proven: Sequence[str], running: Sequence[str], limit: int = 6) -> str:
+    """What differs between two ``name==version`` lists, e.g. ``msgspec 0.22.0 -> 0.23.0``."""
+
+    def versions(libraries: Sequence[str]) -> dict[str, set[str]]:
+        out: dict[str, set[str]] = {}
+        for item in libraries:
+            name, _, version = item.partition("==")
+            out.setdefault(name, set()).add(version)
+        return out
+
+    old, new = versions(proven), versions(running)
+    changes = []
+    for name in sorted(old.keys() | new.keys()):
+        before, after = ",".join(sorted(old.get(name, ()))), ",".join(sorted(new.get(name, ())))
+        if before == after:
+            continue
+        if not before:
+            changes.append(f"+{name} {after}")
+        elif not after:
+            changes.append(f"-{name} {before}")
+        else:
+            changes.append(f"{name} {before} -> {after}")
+    shown = changes[:limit]
+    if len(changes) > limit:
+        shown.append(f"{len(changes) - limit} more")
+    return "; ".join(shown) if shown else "same names and versions"
+
+
 def _bundle_checksum(content: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical_json(dict(content))).hexdigest()
 
@@ -162,8 +248,16 @@ def build_bundle(
     engine_version: str,
     code_hash: str,
     config: Config,
+    libraries: Sequence[str] | None = None,
+    lock_file_hash: str | None = None,
 ) -> Bundle:
-    """Assemble and checksum a bundle. Pure: every input is passed in."""
+    """Assemble and checksum a bundle.
+
+    Pure but for one default: ``libraries`` left out means the running
+    environment's (``installed_libraries()``), which is what a bundle built by
+    this process must record anyway.
+    """
+    libs = sorted(set(installed_libraries() if libraries is None else libraries))
     fields: dict[str, Any] = {
         "format": BUNDLE_FORMAT,
         "created_at_ns": created_at_ns,
@@ -172,6 +266,9 @@ def build_bundle(
         "code_hash": code_hash,
         "risk_config_hash": risk_config_hash(config),
         "risk_config": risk_config_of(config),
+        "lock_hash": hash_libraries(libs),
+        "libraries": libs,
+        "lock_file_hash": lock_file_hash,
         "checks": [msgspec.to_builtins(c) for c in checks],
     }
     fields["checksum"] = _bundle_checksum(fields)
@@ -243,6 +340,34 @@ def code_hash(root: Path | None = None) -> str:
 
 def engine_version() -> str:
     return engine.__version__
+
+
+def _normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def installed_libraries() -> tuple[str, ...]:
+    """Every installed distribution as ``name==version``, sorted (see ``lock_hash``)."""
+    found = set()
+    for dist in importlib.metadata.distributions():
+        name = dist.metadata["Name"]
+        if name:
+            found.add(f"{_normalise(name)}=={dist.version}")
+    return tuple(sorted(found))
+
+
+def lock_hash() -> str:
+    """The running environment's ``lock_hash``."""
+    return hash_libraries(installed_libraries())
+
+
+def lock_file_hash(root: Path | None = None) -> str | None:
+    """sha256 of ``requirements/lock.txt`` beside the package's checkout, or ``None``."""
+    path = (package_root() if root is None else root).parent / LOCK_FILE
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        return None
 
 
 def write_bundle(bundle: Bundle, path: str | Path) -> Path:

@@ -1,23 +1,30 @@
-"""The checks a proof bundle records, each run in fresh subprocesses.
+"""The checks a proof bundle records, each run in fresh subprocesses from the installed package.
 
-* ``invariants`` -- the hypothesis property tests (``tests/test_invariants_*.py``
-  for I1-I4 and ``tests/test_strategy_properties.py``) in a fresh pytest process;
-  PASS only if at least one test ran and none failed, errored or was skipped.
-* ``replay`` -- every case of ``replays/cases.toml`` replayed in two fresh
+Nothing here reads a checkout: the properties are modules of the package and the
+replay cases are its data (``engine/cases/``), so ``pip install .`` of the
+package, from any working directory, can build a proof.
+
+* ``invariants`` -- every property of ``engine.proof_properties.PROPERTIES``
+  (I1-I4 execution invariants, strategy determinism and chunking) in one fresh
+  ``python -m engine.proof_properties`` process, one JSON result per property;
+  PASS only if every registered property reported PASS.
+* ``replay`` -- every case of the packaged ``cases.toml`` replayed in two fresh
   processes into fresh databases, each digest equal to the committed one
   (``engine.replay_check``); PASS only if there is at least one case.
-* ``risk_caps`` -- ``engine.proof_risk``: the first replay case's real capture
-  replayed in PAPER mode with deliberately tight caps; PASS only if RISK_CAP
-  vetoes happened, something was still traded, and no cap is exceeded anywhere
-  in the persisted record.
+* ``risk_caps`` -- ``engine.proof_risk``: the first case's real capture replayed
+  in PAPER mode with deliberately tight caps; PASS only if RISK_CAP vetoes
+  happened, something was still traded, and no cap is exceeded anywhere in the
+  persisted record.
 
 Subprocesses get the caller's environment minus every ``ENGINE_*`` override,
-``LIVE_ARMED`` and exchange credentials: a check proves the code, it must not
-pick up an operator's ad-hoc override or ever see a secret.
+``LIVE_ARMED``, exchange credentials and ``PYTHONOPTIMIZE`` (which would strip
+the properties' assertions); they run in a temporary directory, so a stray
+``engine/`` in the caller's working directory cannot stand in for the package.
 
-*Error handling:* a check never raises for a failure of what it checks; it
-returns FAIL with the reason in ``detail``. A subprocess that outlives its
-``*_TIMEOUT_S`` is killed and its check FAILs (a hang is not a pass).
+*Error handling:* a check never raises for a failure of what it checks, nor for
+being unable to run; it returns FAIL with the reason on one line in ``detail``.
+A subprocess that outlives its ``*_TIMEOUT_S`` is killed and its check FAILs (a
+hang is not a pass).
 """
 
 from __future__ import annotations
@@ -27,28 +34,25 @@ import subprocess
 import sys
 import tempfile
 import time
-import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Final
 
-from engine import replay_check
-from engine.proof import CheckResult, CheckStatus, package_root
+import msgspec
 
-INVARIANT_PATTERNS: Final[tuple[str, ...]] = ("test_invariants_*.py", "test_strategy_properties.py")
+from engine import replay_check
+from engine.proof import DETAIL_CHARS, CheckResult, CheckStatus, PropertyResult, one_line
+
 INVARIANTS_TIMEOUT_S: Final = 1_800.0
-"""Upper bound on the property-test run; beyond it the run is killed and the check FAILs."""
+"""Upper bound on the property run; beyond it the run is killed and the check FAILs."""
 
 SECRET_ENV_MARKERS: Final[tuple[str, ...]] = ("SECRET", "API_KEY", "PASSWORD", "TOKEN")
 """Variables whose names contain one of these never reach a check's subprocess."""
 
-DETAIL_CHARS: Final = 600
-"""A failing subprocess's output tail kept in the bundle (enough to see why, not a log dump)."""
+DROPPED_ENV: Final[frozenset[str]] = frozenset({"LIVE_ARMED", "PYTHONOPTIMIZE"})
 
-
-def project_root() -> Path:
-    """The checkout holding ``engine/``, ``tests/`` and ``replays/``."""
-    return package_root().parent
+CheckBody = Callable[[], tuple[bool, dict[str, Any], str, str]]
+"""A check's work: ``-> (ok, figures, summary, detail)``."""
 
 
 def check_env(environ: Mapping[str, str], extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -57,7 +61,7 @@ def check_env(environ: Mapping[str, str], extra: Mapping[str, str] | None = None
         k: v
         for k, v in environ.items()
         if not k.startswith("ENGINE_")
-        and k != "LIVE_ARMED"
+        and k not in DROPPED_ENV
         and not any(m in k.upper() for m in SECRET_ENV_MARKERS)
     }
     env.update(extra or {})
@@ -65,86 +69,123 @@ def check_env(environ: Mapping[str, str], extra: Mapping[str, str] | None = None
 
 
 def tail(text: str, limit: int = DETAIL_CHARS) -> str:
-    text = text.strip()
-    return text if len(text) <= limit else "..." + text[-limit:]
+    """The end of ``text`` on one line (newlines become `` | ``), at most ``limit`` characters."""
+    flat = one_line(text, limit=1 << 30)
+    return flat if len(flat) <= limit else "..." + flat[-limit:]
 
 
-def timed(name: str, body: Callable[[], tuple[bool, dict[str, Any], str]]) -> CheckResult:
-    """Run ``body`` (-> ok, figures, detail) and wrap it as a ``CheckResult`` with its duration."""
+def timed(name: str, body: CheckBody) -> CheckResult:
+    """Run ``body`` and wrap it as a ``CheckResult`` with its duration.
+
+    A FAIL always carries a one-line reason: an exception becomes ``Type: message``,
+    an empty reason is named as such (a bug in the check, still a FAIL).
+    """
     started = time.monotonic()
     try:
-        ok, figures, detail = body()
+        ok, figures, summary, detail = body()
     except Exception as exc:  # a broken check is a FAIL, recorded, never a crash of `proof`
-        ok, figures, detail = False, {}, f"{type(exc).__name__}: {exc}"
+        ok, figures, summary = False, {}, ""
+        detail = f"cannot run: {type(exc).__name__}: {exc}"
+    if not ok and not detail.strip():
+        detail = "failed without a reason (a bug in the check)"
     return CheckResult(
         name=name,
         status=CheckStatus.PASS if ok else CheckStatus.FAIL,
         duration_s=round(time.monotonic() - started, 3),
+        summary=one_line(summary),
         figures=figures,
-        detail=detail,
+        detail="" if ok else one_line(detail),
     )
 
 
 # ------------------------------------------------------------------ invariants
 
-
-def invariant_files(root: Path) -> list[Path]:
-    tests = root / "tests"
-    found = {p for pattern in INVARIANT_PATTERNS for p in tests.glob(pattern)}
-    return sorted(found)
+_result_decoder = msgspec.json.Decoder(PropertyResult)
 
 
-def junit_counts(xml_bytes: bytes) -> dict[str, int]:
-    """Totals of a pytest ``--junitxml`` report: tests, failures, errors, skipped."""
-    root = ET.fromstring(xml_bytes)
-    suites = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
-    keys = ("tests", "failures", "errors", "skipped")
-    return {k: sum(int(s.get(k, "0")) for s in suites) for k in keys}
+def parse_property_lines(stdout: str) -> tuple[list[PropertyResult], list[str]]:
+    """The property results a run printed, and the lines that were not one."""
+    results: list[PropertyResult] = []
+    other: list[str] = []
+    for line in stdout.splitlines():
+        if not line.strip():
+            continue
+        try:
+            results.append(_result_decoder.decode(line))
+        except msgspec.DecodeError:
+            other.append(line)
+    return results, other
 
 
-def _invariants(root: Path, environ: Mapping[str, str]) -> tuple[bool, dict[str, Any], str]:
-    files = invariant_files(root)
-    figures: dict[str, Any] = {"files": [p.relative_to(root).as_posix() for p in files]}
-    if not files:
-        return False, figures, f"no files matching {', '.join(INVARIANT_PATTERNS)} in tests/"
+def judge_properties(
+    results: list[PropertyResult], expected: list[str], returncode: int | None, output: str
+) -> tuple[bool, dict[str, Any], str, str]:
+    """PASS only when every ``expected`` property reported PASS and the run exited 0."""
+    by_name = {r.name: r for r in results}
+    figures: dict[str, Any] = {
+        "properties": [msgspec.to_builtins(r) for r in results],
+        "registered": len(expected),
+        "passed": sum(r.status is CheckStatus.PASS for r in results),
+        "failed": sum(r.status is not CheckStatus.PASS for r in results),
+        "examples": sum(r.ran for r in results),
+        "returncode": returncode,
+    }
+    problems = [f"{r.name}: {r.detail}" for r in results if r.status is not CheckStatus.PASS]
+    missing = [n for n in expected if n not in by_name]
+    if missing:
+        why = "timed out" if returncode is None else f"exited {returncode}"
+        which = "any property" if len(missing) == len(expected) else ", ".join(missing)
+        problems.append(
+            f"property run {why} before {which} reported"
+            + (f": {tail(output, 300)}" if output.strip() else "")
+        )
+    elif returncode != 0 and not problems:
+        problems.append(f"property run exited {returncode}: {tail(output, 300)}")
+    summary = f"{figures['passed']}/{len(expected)} properties, {figures['examples']} examples"
+    return not problems, figures, summary, "; ".join(problems)
+
+
+def _invariants(environ: Mapping[str, str]) -> tuple[bool, dict[str, Any], str, str]:
+    # Imported here: hypothesis loads in the proof only, not in every CLI command.
+    from engine.proof_properties import PROPERTIES
+
+    expected = [p.name for p in PROPERTIES]
+    cmd = [sys.executable, "-m", "engine.proof_properties"]
+    returncode: int | None
     with tempfile.TemporaryDirectory(prefix="proof-inv-") as tmp:
-        report = Path(tmp) / "junit.xml"
-        cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-               f"--junitxml={report}", *map(str, files)]  # fmt: skip
         try:
             proc = subprocess.run(
-                cmd, cwd=root, env=check_env(environ), capture_output=True, text=True,
+                cmd, cwd=tmp, env=check_env(environ), capture_output=True, text=True,
                 timeout=INVARIANTS_TIMEOUT_S, check=False,
             )  # fmt: skip
-        except subprocess.TimeoutExpired:
-            return False, figures, f"pytest did not finish within {INVARIANTS_TIMEOUT_S:g} s"
-        counts = junit_counts(report.read_bytes()) if report.exists() else {}
-    figures.update(counts)
-    figures["passed"] = counts.get("tests", 0) - sum(
-        counts.get(k, 0) for k in ("failures", "errors", "skipped")
-    )
-    figures["returncode"] = proc.returncode
-    ok = (
-        proc.returncode == 0
-        and counts.get("tests", 0) > 0
-        and not any(counts.get(k, 0) for k in ("failures", "errors", "skipped"))
-    )
-    return ok, figures, "" if ok else tail(proc.stdout + proc.stderr)
+            stdout, stderr, returncode = proc.stdout, proc.stderr, proc.returncode
+        except subprocess.TimeoutExpired as exc:
+            stdout = _text(exc.stdout)
+            stderr = f"killed after {INVARIANTS_TIMEOUT_S:g} s " + _text(exc.stderr)
+            returncode = None
+    results, other = parse_property_lines(stdout)
+    return judge_properties(results, expected, returncode, "\n".join([*other, stderr]))
 
 
-def check_invariants(root: Path, environ: Mapping[str, str] = os.environ) -> CheckResult:
-    return timed("invariants", lambda: _invariants(root, environ))
+def _text(data: bytes | str | None) -> str:
+    if data is None:
+        return ""
+    return data if isinstance(data, str) else data.decode("utf-8", "replace")
+
+
+def check_invariants(environ: Mapping[str, str] = os.environ) -> CheckResult:
+    return timed("invariants", lambda: _invariants(environ))
 
 
 # ------------------------------------------------------------------ replay
 
 
-def _replay(root: Path) -> tuple[bool, dict[str, Any], str]:
-    replays = root / "replays"
-    if not (replays / replay_check.CASES_FILE).exists():
-        return False, {"cases": 0}, f"no {replay_check.CASES_FILE} in replays/"
-    results = replay_check.check_replays(replays)
+def _replay(cases_dir: Path, environ: Mapping[str, str]) -> tuple[bool, dict[str, Any], str, str]:
+    if not (cases_dir / replay_check.CASES_FILE).is_file():
+        return False, {"cases": 0}, "", f"no {replay_check.CASES_FILE} in {cases_dir}"
+    results = replay_check.check_replays(cases_dir, env=check_env(environ))
     figures: dict[str, Any] = {
+        "cases_dir": str(cases_dir),
         "cases": len(results),
         "passed": sum(r.ok for r in results),
         "results": [
@@ -153,11 +194,17 @@ def _replay(root: Path) -> tuple[bool, dict[str, Any], str]:
             for r in results
         ],
     }  # fmt: skip
-    failed = [f"{r.name}: {r.error or 'digest mismatch'}" for r in results if not r.ok]
     if not results:
-        return False, figures, "replays/cases.toml lists no case"
-    return not failed, figures, tail("; ".join(failed))
+        return False, figures, "", f"{replay_check.CASES_FILE} in {cases_dir} lists no case"
+    failed = [f"{r.name}: {r.error or 'digest mismatch'}" for r in results if not r.ok]
+    runs = sum(len(r.digests) for r in results)
+    summary = f"{figures['passed']}/{len(results)} cases, {runs} replays with the committed digests"
+    return not failed, figures, summary, "; ".join(failed)
 
 
-def check_replay(root: Path) -> CheckResult:
-    return timed("replay", lambda: _replay(root))
+def check_replay(
+    cases_dir: Path | None = None, environ: Mapping[str, str] = os.environ
+) -> CheckResult:
+    """Replay every case of ``cases_dir`` (default: the packaged cases)."""
+    where = replay_check.packaged_cases_dir() if cases_dir is None else cases_dir
+    return timed("replay", lambda: _replay(where, environ))

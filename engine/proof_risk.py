@@ -1,6 +1,6 @@
 """The proof's risk-cap validation: tight caps on a real capture, audited from the database.
 
-The first case of ``replays/cases.toml`` (a real Binance capture) is replayed
+The first case of the packaged ``cases.toml`` (a real Binance capture) is replayed
 in a fresh PAPER-mode process once per ``SCENARIOS`` entry -- caps that bind at
 the last cent of one order, and caps that fit one order but not a second one
 attempted while the first is held or open. Then ``audit`` re-derives, from the
@@ -219,17 +219,16 @@ def audit(db_path: str | Path, caps: Caps) -> Audit:
     return result
 
 
-def risk_capture(root: Path) -> Path:
+def risk_capture(cases_dir: Path) -> Path:
     """The capture the risk replay runs on: the first (real) replay case."""
-    replays = root / "replays"
-    cases = replay_check.load_cases(replays)
+    cases = replay_check.load_cases(cases_dir)
     if not cases:
-        raise FileNotFoundError("replays/cases.toml lists no capture")
-    return replays / cases[0].capture
+        raise FileNotFoundError(f"{replay_check.CASES_FILE} in {cases_dir} lists no capture")
+    return (cases_dir / cases[0].capture).resolve()
 
 
 def _replay_scenario(
-    root: Path, capture: Path, scenario: Scenario, environ: Mapping[str, str]
+    capture: Path, scenario: Scenario, environ: Mapping[str, str]
 ) -> tuple[dict[str, Any], list[str]]:
     """Replay ``capture`` under ``scenario`` in a fresh process and audit the result."""
     figures: dict[str, Any] = {
@@ -240,7 +239,7 @@ def _replay_scenario(
         cmd = [sys.executable, "-m", "engine", "replay", str(capture), "--db", str(db)]
         try:
             proc = subprocess.run(
-                cmd, cwd=root, env=check_env(environ, scenario.env()), capture_output=True,
+                cmd, cwd=tmp, env=check_env(environ, scenario.env()), capture_output=True,
                 text=True, timeout=REPLAY_TIMEOUT_S, check=False,
             )  # fmt: skip
         except subprocess.TimeoutExpired:
@@ -260,17 +259,28 @@ def _replay_scenario(
     return figures, problems
 
 
-def _risk_caps(root: Path, environ: Mapping[str, str]) -> tuple[bool, dict[str, Any], str]:
-    capture = risk_capture(root)
-    figures: dict[str, Any] = {"capture": capture.relative_to(root).as_posix()}
+def _risk_caps(
+    cases_dir: Path, environ: Mapping[str, str]
+) -> tuple[bool, dict[str, Any], str, str]:
+    capture = risk_capture(cases_dir)
+    figures: dict[str, Any] = {"capture": capture.name}
     problems: list[str] = []
+    summaries: list[str] = []
     for scenario in SCENARIOS:
-        scenario_figures, scenario_problems = _replay_scenario(root, capture, scenario, environ)
+        scenario_figures, scenario_problems = _replay_scenario(capture, scenario, environ)
         figures[scenario.name] = scenario_figures
         problems += [f"{scenario.name}: {p}" for p in scenario_problems]
-    return not problems, figures, tail("; ".join(problems))
+        summaries.append(
+            f"{scenario.name}: {scenario_figures.get('risk_cap_vetoes', 0)} RISK_CAP vetoes, "
+            f"{scenario_figures.get('fills', 0)} fills, "
+            f"{scenario_figures.get('violations', '?')} violations"
+        )
+    return not problems, figures, "; ".join(summaries), tail("; ".join(problems))
 
 
-def check_risk_caps(root: Path, environ: Mapping[str, str] = os.environ) -> CheckResult:
+def check_risk_caps(
+    cases_dir: Path | None = None, environ: Mapping[str, str] = os.environ
+) -> CheckResult:
     """Run every ``SCENARIOS`` replay (fixed caps, whatever the live config) and audit it."""
-    return timed("risk_caps", lambda: _risk_caps(root, environ))
+    where = replay_check.packaged_cases_dir() if cases_dir is None else cases_dir
+    return timed("risk_caps", lambda: _risk_caps(where, environ))

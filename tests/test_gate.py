@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import time
@@ -21,6 +22,7 @@ CREATED = 1_723_100_000 * 1_000_000_000
 CODE = "c0de" * 16
 CONFIG = Config()
 ARMED = {"LIVE_ARMED": "true"}
+LIBRARIES = ("hypothesis==6.170.17", "msgspec==0.22.0", "trio==0.35.0")
 
 
 def checks(**status: str) -> list[proof.CheckResult]:
@@ -32,7 +34,11 @@ def checks(**status: str) -> list[proof.CheckResult]:
 
 
 def bundle_bytes(
-    *, config: Config = CONFIG, code: str = CODE, results: list[proof.CheckResult] | None = None
+    *,
+    config: Config = CONFIG,
+    code: str = CODE,
+    results: list[proof.CheckResult] | None = None,
+    libraries: tuple[str, ...] = LIBRARIES,
 ) -> bytes:
     bundle = proof.build_bundle(
         checks=checks() if results is None else results,
@@ -40,6 +46,7 @@ def bundle_bytes(
         engine_version="0.1.0",
         code_hash=code,
         config=config,
+        libraries=libraries,
     )
     return proof.encode_bundle(bundle)
 
@@ -53,6 +60,7 @@ def decide(
     code: str = CODE,
     config: Config = CONFIG,
     missing: bool = False,
+    libraries: tuple[str, ...] = LIBRARIES,
 ) -> gate.GateVerdict:
     return evaluate_gate(
         environ=environ,
@@ -61,6 +69,7 @@ def decide(
         now_wall_ns=now,
         code_hash=code,
         risk_config_hash=proof.risk_config_hash(config),
+        libraries=libraries,
         config=config,
     )
 
@@ -128,6 +137,19 @@ def test_gate_garbage_bundle_refuses_as_format(data: bytes) -> None:
     assert conditions(decide(data=data)) == [Condition.BUNDLE_FORMAT]
 
 
+def test_gate_format_1_bundle_without_lock_hash_refuses_as_format() -> None:
+    raw = json.loads(bundle_bytes())
+    for key in ("lock_hash", "libraries", "lock_file_hash"):
+        del raw[key]
+    raw["format"] = 1
+    raw["checksum"] = hashlib.sha256(
+        proof.canonical_json({k: v for k, v in raw.items() if k != "checksum"})
+    ).hexdigest()
+    verdict = decide(data=json.dumps(raw).encode())
+    assert conditions(verdict) == [Condition.BUNDLE_FORMAT]
+    assert "expected 2" in verdict.unmet[0].detail
+
+
 def test_gate_failed_check_refuses_naming_it() -> None:
     verdict = decide(data=bundle_bytes(results=checks(risk_caps="FAIL")))
     assert conditions(verdict) == [Condition.CHECKS_PASS]
@@ -172,6 +194,27 @@ def test_gate_risk_hash_mismatch_refuses() -> None:
     assert conditions(verdict) == [Condition.RISK_HASH]
 
 
+def test_gate_upgraded_library_refuses_naming_it() -> None:
+    running = ("hypothesis==6.170.17", "msgspec==0.23.0", "trio==0.35.0")
+    verdict = decide(libraries=running)
+    assert conditions(verdict) == [Condition.LOCK_HASH]
+    assert verdict.unmet[0].detail == (
+        "installed libraries differ from the proof's (msgspec 0.22.0 -> 0.23.0)"
+    )
+    assert verdict.unmet[0].remedy.startswith("rebuild the proof")
+
+
+def test_gate_added_and_removed_library_both_named() -> None:
+    running = ("hypothesis==6.170.17", "msgspec==0.22.0", "zzz==1.0")
+    detail = decide(libraries=running).unmet[0].detail
+    assert "+zzz 1.0" in detail
+    assert "-trio 0.35.0" in detail
+
+
+def test_gate_library_order_and_duplicates_do_not_matter() -> None:
+    assert decide(libraries=(*reversed(LIBRARIES), LIBRARIES[0])).allowed
+
+
 def test_gate_risk_hash_ignores_decimal_spelling() -> None:
     same = Config(risk=RiskSection(max_exposure_usd=Decimal("1000.00")))
     assert decide(config=same, data=bundle_bytes(config=CONFIG)).allowed
@@ -184,6 +227,7 @@ def test_gate_every_unmet_condition_reported_at_once() -> None:
         now=CREATED + 100 * HOUR,
         code="0" * 64,
         config=Config(risk=RiskSection(max_open_orders=1)),
+        libraries=("msgspec==0.23.0",),
     )
     assert conditions(verdict) == [
         Condition.ARMED,
@@ -191,6 +235,7 @@ def test_gate_every_unmet_condition_reported_at_once() -> None:
         Condition.FRESH,
         Condition.CODE_HASH,
         Condition.RISK_HASH,
+        Condition.LOCK_HASH,
     ]
     assert all(u.remedy for u in verdict.unmet)
 
@@ -218,7 +263,8 @@ def test_enforce_live_without_gate_raises_config_error_and_logs(tmp_path: Path) 
     assert all(r["remedy"] for r in refused)
 
 
-def test_enforce_live_with_valid_bundle_passes(tmp_path: Path) -> None:
+def live_config_with_bundle(tmp_path: Path, libraries: list[str] | None = None) -> Config:
+    """A LIVE config whose proof_path holds a fresh passing bundle of the running code."""
     config = Config(engine=EngineSection(mode=Mode.LIVE, proof_path=f"{tmp_path}/proof.json"))
     bundle = proof.build_bundle(
         checks=checks(),
@@ -226,12 +272,49 @@ def test_enforce_live_with_valid_bundle_passes(tmp_path: Path) -> None:
         engine_version="0.1.0",
         code_hash=proof.code_hash(),
         config=config,
+        libraries=libraries,
     )
     proof.write_bundle(bundle, config.engine.proof_path)
+    return config
+
+
+def enforce_logged(config: Config) -> str:
+    """``enforce`` while capturing the log; its lines, then re-raise what it raised."""
     out = io.StringIO()
     logs.set_stream(out)
     try:
         gate.enforce(config, environ=ARMED, arm_flag=False)
+    except ConfigError as exc:
+        exc.add_note(out.getvalue())
+        raise
     finally:
         logs.set_stream(None)
-    assert '"live_gate_passed"' in out.getvalue()
+    return out.getvalue()
+
+
+def test_enforce_live_with_valid_bundle_passes(tmp_path: Path) -> None:
+    assert '"live_gate_passed"' in enforce_logged(live_config_with_bundle(tmp_path))
+
+
+def test_enforce_live_with_bundle_of_other_libraries_refuses(tmp_path: Path) -> None:
+    running = proof.installed_libraries()
+    assert "msgspec==0.0.1" not in running
+    other = [*(x for x in running if not x.startswith("msgspec==")), "msgspec==0.0.1"]
+    with pytest.raises(ConfigError, match="lock_hash") as raised:
+        enforce_logged(live_config_with_bundle(tmp_path, other))
+    logged = [msgspec.json.decode(line) for line in raised.value.__notes__[0].splitlines()]
+    [line] = [r for r in logged if r["event"] == "live_gate_refused"]
+    assert line["condition"] == "lock_hash"
+    assert "msgspec 0.0.1 -> " in line["detail"]
+
+
+def test_current_verdict_nul_in_proof_path_is_bundle_missing_not_a_crash() -> None:
+    config = Config(engine=EngineSection(mode=Mode.LIVE, proof_path="var/pro\x00of.json"))
+    out = io.StringIO()
+    logs.set_stream(out)
+    try:
+        verdict = gate.current_verdict(config, environ=ARMED, arm_flag=False)
+    finally:
+        logs.set_stream(None)
+    assert conditions(verdict) == [Condition.BUNDLE_PRESENT]
+    assert '"proof_unreadable"' in out.getvalue()

@@ -39,6 +39,7 @@ class Live:
         age_ns: int = HOUR_NS,
         code_hash: str | None = None,
         risk_config: str | None = None,
+        libraries: list[str] | None = None,
     ) -> None:
         config = load_config(risk_config or self.config_path, environ={})
         names = dict.fromkeys(proof.REQUIRED_CHECKS, "PASS") | (statuses or {})
@@ -51,6 +52,7 @@ class Live:
             engine_version="test",
             code_hash=proof.code_hash() if code_hash is None else code_hash,
             config=config,
+            libraries=libraries,
         )
         proof.write_bundle(bundle, self.proof_path)
 
@@ -140,6 +142,7 @@ def test_gate_cli_all_conditions_hold_exits_zero(live: Live) -> None:
         ("old", ARMED, ["fresh"]),
         ("code", ARMED, ["code_hash"]),
         ("risk", ARMED, ["risk_hash"]),
+        ("libraries", ARMED, ["lock_hash"]),
     ],
 )
 def test_gate_cli_each_refusal_exits_12(
@@ -164,6 +167,8 @@ def test_gate_cli_each_refusal_exits_12(
         other = tmp_path / "other.toml"
         other.write_text(live.config_path.read_text().replace("max_exposure_usd = 200", ""))
         live.write_bundle(risk_config=str(other))
+    elif setup == "libraries":
+        live.write_bundle(libraries=[*proof.installed_libraries(), "not-installed-lib==1.0"])
     code, verdict = gate(live, env)
     assert code == 12
     assert verdict["allowed"] is False

@@ -2,34 +2,19 @@
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 import msgspec
 
-from engine.adapters import binance
-from engine.adapters.capture import iter_capture
 from engine.config import Config
-from engine.core.events import Side, Signal, Tick, Veto, VetoReason
+from engine.core.events import Side, Signal, Veto, VetoReason
 from engine.core.execution import Execution
 from engine.core.staleness import StalenessEstimator
 from engine.core.strategy import from_config
+from engine.proof_invariants import real_ticks
 
 REAL_CAPTURE = Path(__file__).resolve().parents[1] / "replays" / "btcusdt_20240808.gz"
 MS = 1_000_000
-
-
-@functools.cache
-def real_ticks() -> tuple[Tick, ...]:
-    """The 9,757 trades of the real Binance capture, decoded by the engine's own adapter."""
-    ticks = []
-    for line in iter_capture(REAL_CAPTURE):
-        if line.ts_recv < 0:
-            continue
-        tick = binance.decode(line.payload, line.ts_recv)
-        if tick is not None:
-            ticks.append(tick)
-    return tuple(ticks)
 
 
 def test_real_capture_negative_skew_no_tick_stale_with_default_limit() -> None:

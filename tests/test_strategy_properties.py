@@ -1,186 +1,89 @@
-"""sma_cross invariants on random tick streams (hypothesis).
+"""sma_cross properties: the packaged ones, run exactly as the proof runs them.
 
-* determinism: the same ticks give the same output, byte for byte;
-* chunk independence: any split into ``on_batch`` chunks, or ``on_tick`` one by
-  one, or a mix, gives the output of one ``on_batch`` over the whole stream;
-* agreement with a naive reference that keeps every close and computes the
-  means as exact fractions from the full list.
-
-Streams mix two symbols, repeat prices (so equal SMAs happen), and move time
-mostly forward with gaps and the occasional step back (late trades).
+The properties live in ``engine/proof_strategy.py`` (one copy): agreement with a
+naive Fraction reference, byte-identical output from fresh instances, and
+independence from chunking (``on_batch`` splits, ``on_tick``, mixed). Each runs
+through ``engine.proof_properties`` with the proof's fixed examples and seed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from decimal import Decimal
-from fractions import Fraction
 
-import msgspec
-from hypothesis import event, given, settings
-from hypothesis import strategies as st
+import pytest
 
-from engine.core.events import Side, Signal, Tick, tick_id
-from engine.core.strategy import NS_PER_SECOND, SmaCross
+from engine import proof_strategy
+from engine.core.events import Tick, tick_id
+from engine.core.strategy import SmaCross
+from engine.proof import CheckStatus
+from engine.proof_properties import PROPERTIES, run_property
 
-S = NS_PER_SECOND
-T0 = 1_723_075_200 * S
-SETTINGS = settings(max_examples=100, deadline=None)
-
-_FEW_PRICES = st.sampled_from([Decimal(p) for p in ("1", "2", "3", "0.1", "0.2", "0.3", "2.50")])
-prices = st.one_of(
-    _FEW_PRICES,  # twice: mostly few distinct prices, so equal SMAs and crossings are common
-    _FEW_PRICES,
-    st.decimals(
-        min_value=Decimal("0.00000001"),
-        max_value=Decimal("100000"),
-        places=8,
-        allow_nan=False,
-        allow_infinity=False,
-    ),
-)
-steps = st.one_of(
-    st.integers(0, S // 3),  # several trades per bar
-    st.integers(-S, 3 * S),  # gaps, and late (earlier-stamped) trades
-)
+STRATEGY = {p.name: p for p in PROPERTIES if p.name.startswith("strategy_")}
 
 
-@st.composite
-def tick_streams(draw: st.DrawFn) -> list[Tick]:
-    # An explicit length: plain st.lists mostly draws a handful of elements,
-    # too few closes for slow-length windows to fill and cross.
-    length = draw(st.integers(0, 150))
-    row = st.tuples(st.sampled_from(["AAA", "BBB"]), steps, prices)
-    rows = draw(st.lists(row, min_size=length, max_size=length))
-    ticks = []
-    ts = T0 + draw(st.integers(0, 2 * S))
-    for n, (symbol, step, price) in enumerate(rows):
-        ts = max(0, ts + step)
-        ticks.append(
-            Tick(
-                event_id=tick_id("binance", symbol, n),
-                venue="binance",
-                symbol=symbol,
-                trade_id=n,
-                ts_event=ts,
-                ts_recv=ts + 1_000 + n,
-                price=price,
-                qty=Decimal("1"),
-            )
+def assert_passes(name: str) -> None:
+    """Run the registered property ``name`` with the proof's settings; PASS or its reason."""
+    prop = STRATEGY[name]
+    result = run_property(prop)
+    assert result.status is CheckStatus.PASS, result.detail
+    assert result.ran == prop.examples
+
+
+def test_on_batch_random_stream_agrees_with_reference() -> None:
+    assert_passes("strategy_agrees_with_reference")
+
+
+def test_on_batch_same_ticks_fresh_instances_identical_bytes() -> None:
+    assert_passes("strategy_fresh_instances_identical_bytes")
+
+
+def test_on_batch_any_chunking_or_on_tick_same_output() -> None:
+    assert_passes("strategy_any_chunking_same_output")
+
+
+def test_on_tick_one_by_one_same_output_as_on_batch() -> None:
+    assert_passes("strategy_on_tick_same_as_on_batch")
+
+
+def test_every_registered_strategy_property_has_its_test_here() -> None:
+    assert set(STRATEGY) == {
+        "strategy_agrees_with_reference",
+        "strategy_fresh_instances_identical_bytes",
+        "strategy_any_chunking_same_output",
+        "strategy_on_tick_same_as_on_batch",
+    }
+
+
+def ticks(prices: list[str]) -> list[Tick]:
+    t0 = proof_strategy.T0
+    return [
+        Tick(
+            event_id=tick_id("binance", "AAA", n),
+            venue="binance",
+            symbol="AAA",
+            trade_id=n,
+            ts_event=t0 + n * proof_strategy.S,
+            ts_recv=t0 + n * proof_strategy.S + 1,
+            price=Decimal(p),
+            qty=Decimal(1),
         )
-    return ticks
+        for n, p in enumerate(prices)
+    ]
 
 
-@st.composite
-def params(draw: st.DrawFn) -> tuple[int, int, int]:
-    fast = draw(st.integers(1, 4))
-    slow = fast + draw(st.integers(1, 4))
-    return fast, slow, draw(st.sampled_from([0, 1, 2]))
+def test_reference_signals_on_a_crossing_like_the_strategy() -> None:
+    stream = ticks(["3", "2", "1", "1", "2", "3", "4", "3", "2", "1"])
+    expected = proof_strategy.reference(stream, 1, 2, 0)
+    assert len(expected) > len(stream)  # the reference does find crossings here
+    assert SmaCross(1, 2, 0).on_batch(stream) == expected
 
 
-def reference(ticks: Sequence[Tick], fast: int, slow: int, bar_seconds: int) -> list[Tick | Signal]:
-    """sma_cross written the obvious way: every close kept, means as Fractions."""
-    bar_ns = bar_seconds * S
-    open_bar: dict[str, tuple[int, Tick]] = {}
-    closes: dict[str, list[Fraction]] = {}
-    regime: dict[str, int] = {}
-    out: list[Tick | Signal] = []
-    for tick in ticks:
-        out.append(tick)
-        symbol = tick.symbol
-        if bar_ns == 0:
-            close, end = tick, tick.ts_event
-        else:
-            bucket = tick.ts_event // bar_ns
-            if symbol not in open_bar:
-                open_bar[symbol] = (bucket, tick)
-                continue
-            open_bucket, last = open_bar[symbol]
-            if bucket <= open_bucket:
-                open_bar[symbol] = (open_bucket, tick)
-                continue
-            open_bar[symbol] = (bucket, tick)
-            close, end = last, (open_bucket + 1) * bar_ns
-        history = closes.setdefault(symbol, [])
-        history.append(Fraction(close.price))
-        if len(history) < slow:
-            continue
-        fast_mean = sum(history[-fast:], Fraction(0)) / fast
-        slow_mean = sum(history[-slow:], Fraction(0)) / slow
-        old = regime.get(symbol, 0)
-        new = 1 if fast_mean > slow_mean else -1 if fast_mean < slow_mean else old
-        regime[symbol] = new
-        if old != 0 and new != old:
-            out.append(
-                Signal(
-                    signal_id="sig:" + tick.event_id,
-                    symbol=symbol,
-                    side=Side.BUY if new == 1 else Side.SELL,
-                    ts_event=end,
-                    ts_recv=tick.ts_recv,
-                    price=close.price,
-                    cause_id=tick.event_id,
-                )
-            )
-    return out
-
-
-@SETTINGS
-@given(ticks=tick_streams(), p=params())
-def test_on_batch_random_stream_agrees_with_reference(
-    ticks: list[Tick], p: tuple[int, int, int]
+def test_agreement_property_fails_loudly_on_a_wrong_strategy(
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    expected = reference(ticks, *p)
-    event(f"signals: {min(3, len(expected) - len(ticks))}+")
-    assert SmaCross(*p).on_batch(ticks) == expected
-
-
-@SETTINGS
-@given(ticks=tick_streams(), p=params())
-def test_on_batch_same_ticks_fresh_instances_identical_bytes(
-    ticks: list[Tick], p: tuple[int, int, int]
-) -> None:
-    first = msgspec.json.encode(SmaCross(*p).on_batch(ticks))
-    second = msgspec.json.encode(SmaCross(*p).on_batch(list(ticks)))
-    assert first == second
-
-
-@SETTINGS
-@given(ticks=tick_streams(), p=params(), data=st.data())
-def test_on_batch_any_chunking_or_on_tick_same_output(
-    ticks: list[Tick], p: tuple[int, int, int], data: st.DataObject
-) -> None:
-    whole = SmaCross(*p).on_batch(ticks)
-
-    cuts = sorted(data.draw(st.lists(st.integers(0, len(ticks)), max_size=8)))
-    bounds = [0, *cuts, len(ticks)]
-    # Each chunk goes to on_batch, or tick by tick to on_tick: mixing must not matter.
-    use_on_tick = data.draw(st.lists(st.booleans(), min_size=len(bounds), max_size=len(bounds)))
-    strategy = SmaCross(*p)
-    chunked: list[Tick | Signal] = []
-    for start, stop, tick_by_tick in zip(bounds, bounds[1:], use_on_tick, strict=False):
-        chunk = ticks[start:stop]
-        if tick_by_tick:
-            for tick in chunk:
-                chunked.append(tick)
-                signal = strategy.on_tick(tick)
-                if signal is not None:
-                    chunked.append(signal)
-        else:
-            chunked.extend(strategy.on_batch(tuple(chunk)))
-    assert chunked == whole
-
-
-@SETTINGS
-@given(ticks=tick_streams(), p=params())
-def test_on_tick_one_by_one_same_output_as_on_batch(
-    ticks: list[Tick], p: tuple[int, int, int]
-) -> None:
-    strategy = SmaCross(*p)
-    one_by_one: list[Tick | Signal] = []
-    for tick in ticks:
-        one_by_one.append(tick)
-        signal = strategy.on_tick(tick)
-        if signal is not None:
-            one_by_one.append(signal)
-    assert one_by_one == SmaCross(*p).on_batch(ticks)
+    """The property can fail: a strategy that drops every signal is caught, with a reason."""
+    monkeypatch.setattr(proof_strategy.SmaCross, "on_batch", lambda self, batch: list(batch))
+    result = run_property(STRATEGY["strategy_agrees_with_reference"])
+    assert result.status is CheckStatus.FAIL
+    assert "on_batch vs reference" in result.detail
+    assert "\n" not in result.detail
