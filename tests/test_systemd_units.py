@@ -251,7 +251,11 @@ def test_doc_shell_steps_use_the_units_config_file_and_database(doc: str) -> Non
             assert _option(argv, "--config") == CONFIG_FILE, where
         db = _option(argv, "--db")
         if db is not None and Path(db).parent == Path(config.engine.db_path).parent:
-            assert db == config.engine.db_path, where  # the service's database, by its one name
+            # The service's database by its one name, or a rehearsal's own database
+            # named by its mode (one database is one account: shadow.db, paper.db).
+            rehearsals = {str(Path(config.engine.db_path).with_name(f"{m}.db"))
+                          for m in ("shadow", "paper")}
+            assert db == config.engine.db_path or db in rehearsals, where
         if argv[0] == "proof":
             assert "--out" not in argv, where  # the bundle goes to [engine] proof_path
 
