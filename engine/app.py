@@ -14,6 +14,7 @@ import msgspec
 import trio
 
 from engine import __version__, logs
+from engine.adapters.capture import sniff_capture
 from engine.adapters.feed_replay import ReplayStream
 from engine.config import Config, Mode, Source, config_to_builtins
 from engine.core.execution import Execution, RestoredState
@@ -41,8 +42,7 @@ def build_source(
         if not paths:
             raise ConfigError("ingest.captures: replay source needs at least one capture file")
         for path in paths:
-            if not path.is_file():
-                raise ConfigError(f"capture file not found: {path}")
+            sniff_capture(path)  # exit 12 unless it holds market data in a known format
         return ReplayStream(paths, counters, speed=ingest.speed if speed is None else speed)
     if ingest.source is Source.SYNTHETIC:
         from engine.adapters.feed_synthetic import SyntheticStream
