@@ -16,7 +16,7 @@ import trio
 from engine import __version__, logs
 from engine.adapters.capture import sniff_capture
 from engine.adapters.feed_replay import ReplayStream
-from engine.config import Config, Mode, Source, config_to_builtins
+from engine.config import Config, Mode, Source, admit_db_path, config_to_builtins
 from engine.core.execution import Execution, RestoredState
 from engine.core.strategy import from_config
 from engine.counters import Counters
@@ -99,6 +99,15 @@ def build_venue(
     )
 
 
+def open_store(path: str, key: str, config: Config) -> SqliteStore:
+    """Open the database, refusing a path that cannot hold it with one line naming ``key``."""
+    admit_db_path(path, key)
+    try:
+        return SqliteStore.open(path, busy_timeout_ms=config.engine.busy_timeout_ms)
+    except ConfigError as exc:
+        raise ConfigError(f"{key}: {exc}") from None
+
+
 def run_with(
     config: Config,
     *,
@@ -113,7 +122,7 @@ def run_with(
     counters = Counters()
     source = build_source(config, counters, captures, speed)
     path = db_path or config.engine.db_path
-    store = SqliteStore.open(path, busy_timeout_ms=config.engine.busy_timeout_ms)
+    store = open_store(path, "--db" if db_path else "engine.db_path", config)
     try:
         execution = Execution(config)
         restored = load_restored_state(store.connection)

@@ -9,8 +9,7 @@ from pathlib import Path
 
 from engine import logs
 from engine.app import run_with
-from engine.config import load_config
-from engine.exits import ConfigError
+from engine.config import admit_argument, load_config
 from engine.store.connection import open_readonly
 from engine.store.digest import digest, table_counts
 
@@ -33,8 +32,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.speed < 0:
-        raise ConfigError(f"--speed: must be >= 0, got {args.speed}")
+    admit_argument("--speed", args.speed, "ingest.speed")  # refused like its TOML twin
     config = load_config(args.config)
     code = run_with(
         config, command="replay", captures=args.captures, speed=args.speed, db_path=args.db
