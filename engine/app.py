@@ -17,6 +17,7 @@ from engine import __version__, logs
 from engine.adapters.capture import sniff_capture
 from engine.adapters.feed_replay import ReplayStream
 from engine.config import Config, Mode, Source, admit_db_path, config_to_builtins
+from engine.console import start_line
 from engine.core.execution import Execution, RestoredState
 from engine.core.strategy import from_config
 from engine.counters import Counters
@@ -162,6 +163,9 @@ def run_with(
             mode=str(config.engine.mode),
             version=__version__,
             python=sys.version.split()[0],
+        )
+        logs.human(
+            start_line(config, command=command, db_path=path, captures=captures, speed=speed)
         )
         code = trio.run(run_engine, components, state)
     finally:

@@ -88,6 +88,13 @@ class OrderTypeName(enum.StrEnum):
     LIMIT = "limit"
 
 
+class ProgressSetting(enum.StrEnum):
+    AUTO = "auto"
+    """Progress lines on stderr when it is a terminal (none under systemd)."""
+    ALWAYS = "always"
+    NEVER = "never"
+
+
 class Section(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Shared options of every config section.
 
@@ -127,6 +134,7 @@ class EngineSection(Section, frozen=True):
     busy_timeout_ms: Annotated[int, Range(1000, 600_000, _MS)] = 5000
     proof_path: RequiredPath = "./var/proof.json"
     max_proof_age_h: Annotated[float, Range(0.01, 720.0, "h")] = 24.0
+    progress: ProgressSetting = ProgressSetting.AUTO
 
 
 class IngestSection(Section, frozen=True):
