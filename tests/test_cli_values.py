@@ -116,6 +116,8 @@ CASES = [
          ["dashboard", "--db", "{tmp}/e.db", "--host", "nonexistent.invalid"], "--host"),
     Case("dashboard-port-out-of-range", ["dashboard", "--db", "{tmp}/e.db", "--port", "70000"],
          "--port"),
+    Case("dashboard-db-directory", ["dashboard", "--db", "{tmp}"], "--db"),
+    Case("dashboard-db-device", ["dashboard", "--db", "/dev/null"], "--db"),
     Case("dashboard-port-busy", ["dashboard", "--db", "{tmp}/e.db", "--port", "{busy_port}"],
          "--port"),
     # replay inputs without market data in a supported format
@@ -194,3 +196,61 @@ def test_cli_any_number_for_a_numeric_key_loads_or_is_exit_12_naming_it(
     assert done.returncode == 12, done.stderr[-2000:]
     (line,) = done.stderr.splitlines()
     assert f"{section}." in line and name in line, line
+
+
+# Admitted values at the ends of their ranges: the run and the report complete (nothing
+# downstream raises). Highest prices, finest step, the largest notional and fees; then
+# the smallest prices with a coarse step (every quantity rounds to zero).
+_EXTREME_COMMON = """
+[engine]
+mode = "paper"
+heartbeat_interval_s = 0.01
+[ingest]
+synthetic_max_ticks = 3000
+synthetic_rate_per_s = 100000
+synthetic_start_price = "{price}"
+[strategy]
+fast = 1
+slow = 2
+bar_seconds = 0
+[risk]
+max_exposure_usd = "1000000000"
+max_symbol_exposure_usd = "1000000000"
+max_open_orders = 1000
+max_drawdown_usd = "{drawdown}"
+[execution]
+order_notional_usd = "{notional}"
+qty_step = "{step}"
+fee_bps = "{fee}"
+slippage_bps = "{slippage}"
+latency_ms = 0
+order_timeout_s = {timeout}
+order_type = "{order_type}"
+limit_offset_bps = "1000"
+"""
+EXTREMES = {
+    "high-limit": dict(price="1000000", drawdown="1000000000", notional="1000000000",
+                       step="1E-12", fee="1000", slippage="1000", timeout=86400,
+                       order_type="limit"),
+    "low-coarse": dict(price="0.01", drawdown="0.000000000001", notional="0.000000000001",
+                       step="1000000", fee="0", slippage="0", timeout=0.001,
+                       order_type="market"),
+    "odd-digits": dict(price="999999.99", drawdown="0.000000000001", notional="1000000000",
+                       step="0.123456789012", fee="0.000000000001",
+                       slippage="999.999999999999", timeout=0.001, order_type="market"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", EXTREMES)
+def test_cli_values_at_the_ends_of_their_ranges_run_and_report_cleanly(
+    tmp_path: Path, name: str
+) -> None:
+    config = tmp_path / "engine.toml"
+    config.write_text(_EXTREME_COMMON.format(**EXTREMES[name]))
+    db = str(tmp_path / "engine.db")
+    done = run_engine(["run", "--config", str(config), "--db", db], timeout=SUBPROCESS_TIMEOUT_S)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    report = run_engine(["report", "--db", db], timeout=SUBPROCESS_TIMEOUT_S)
+    assert report.returncode == 0, report.stdout[-2000:] + report.stderr[-2000:]
+    assert "conservation      OK" in report.stdout
