@@ -334,6 +334,8 @@ def decode_toml(path: str | Path, raw: bytes) -> dict[str, Any]:
         raise ConfigError(f"--config {path}: invalid TOML ({exc})") from None
     except RecursionError:
         raise ConfigError(f"--config {path}: invalid TOML (nested too deeply)") from None
+    except ValueError as exc:  # e.g. an integer beyond Python's 4,300-digit conversion limit
+        raise ConfigError(f"--config {path}: invalid TOML ({exc})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"--config {path}: invalid TOML (not a table)")
     return data
