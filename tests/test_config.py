@@ -394,3 +394,13 @@ def test_admit_db_path_unwritable_directory_is_refused(tmp_path: Path) -> None:
     locked.mkdir(mode=0o500)
     with pytest.raises(ConfigError, match=r"^--db: .*directory .* is not writable"):
         admit_db_path(str(locked / "engine.db"), "--db")
+
+
+def test_every_numeric_key_has_a_range() -> None:
+    # A new key must say what it admits: a Range beside it (and its text in the README).
+    for section, section_type in _section_types().items():
+        hints = typing.get_type_hints(section_type)
+        for key in section_type.__struct_fields__:
+            leaves = typing.get_args(hints[key]) or (hints[key],)
+            if any(t in (int, float, Decimal) for t in leaves):
+                assert key in field_ranges(section_type), f"{section}.{key} has no Range"
