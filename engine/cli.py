@@ -16,10 +16,8 @@ from typing import Final, NoReturn, cast
 
 from engine import logs
 from engine.commands import load_commands
+from engine.console import one_line
 from engine.exits import ConfigError, ExitCode
-
-MAX_MESSAGE_CHARS: Final = 400
-"""A refusal's line on stderr is cut to this length (it may quote a hostile value)."""
 
 PROG: Final = "hybrid-engine"
 
@@ -31,12 +29,6 @@ class ArgumentParser(argparse.ArgumentParser):
         command = self.prog.removeprefix(PROG).strip()  # "replay" for a subcommand's parser
         refuse(f"{command}: {message}" if command else message)
         sys.exit(int(ExitCode.CONFIG))
-
-
-def one_line(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
-    """``text`` on one line (line breaks and tabs become spaces), at most ``limit`` characters."""
-    flat = " ".join(text.splitlines()).replace("\t", " ")
-    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
 def refuse(message: str) -> None:

@@ -8,7 +8,9 @@ nothing says the slow SMA needs 20 bars first). So, on stderr:
   database, strategy and its warm-up ("first signal possible after 21 bars of 1 s");
 * **progress** (``progress_line``) at every heartbeat, only when stderr is a
   terminal or ``engine.progress = "always"`` asks for it (``progress_wanted``):
-  ticks, rate, signals, orders, fills, vetoes, drops.
+  ticks, rate, signals, orders, fills, vetoes, drops;
+* **why it stopped** (``failure_line``), one line, when a run ends with a failure
+  exit code -- a failure must never look like a quiet success.
 
 Everything here is a pure function of its arguments (the caller prints with
 ``engine.logs.human``); the end-of-run summary is the command's own.
@@ -21,6 +23,10 @@ from pathlib import Path
 from typing import Final, Protocol
 
 from engine.config import Config, Mode, ProgressSetting, Source, StrategySection
+from engine.exits import ExitCode
+
+MAX_LINE_CHARS: Final = 400
+"""A failure or refusal line is cut to this length (it may quote a hostile value)."""
 
 MODE_MEANINGS: Final = {
     Mode.SHADOW: "records the orders it would send; none leaves",
@@ -139,3 +145,14 @@ def progress_wanted(setting: ProgressSetting, stream: _Stream) -> bool:
         except (OSError, ValueError):  # a closed or detached stream
             return False
     return setting is ProgressSetting.ALWAYS
+
+
+def one_line(text: str, limit: int = MAX_LINE_CHARS) -> str:
+    """``text`` on one line (line breaks and tabs become spaces), at most ``limit`` characters."""
+    flat = " ".join(text.splitlines()).replace("\t", " ")
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def failure_line(code: ExitCode, reason: str) -> str:
+    """``hybrid-engine: stopped, exit 10 (NETWORK): <reason>`` on one bounded line."""
+    return one_line(f"hybrid-engine: stopped, exit {int(code)} ({code.name}): {reason}")

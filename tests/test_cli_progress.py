@@ -10,8 +10,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from engine.config import Config, Mode, ProgressSetting, Source, load_config
-from engine.console import duration_text, progress_line, progress_wanted, start_line, warmup
+from engine.console import (
+    duration_text,
+    failure_line,
+    progress_line,
+    progress_wanted,
+    start_line,
+    warmup,
+)
 from engine.counters import Counters
+from engine.exits import ExitCode
 from tests.engine_process import REAL_CAPTURE, run_engine
 
 
@@ -112,6 +120,12 @@ def test_start_line_names_mode_source_symbols_database_strategy(tmp_path: Path) 
     assert "source replay of a.gz and 1 more at 2x the recorded pace" in replay
 
 
+def test_failure_line_one_bounded_line_with_code_and_name() -> None:
+    line = failure_line(ExitCode.NETWORK, "binance feed: budget spent\nlast error: x" + "y" * 999)
+    assert line.startswith("hybrid-engine: stopped, exit 10 (NETWORK): binance feed: budget spent")
+    assert "\n" not in line and len(line) <= 400 and line.endswith("...")
+
+
 # --- the real CLI -----------------------------------------------------------------------
 
 
@@ -145,3 +159,15 @@ def test_replay_prints_the_start_line_naming_the_capture(tmp_path: Path) -> None
     first = done.stderr.splitlines()[0]
     assert first.startswith("hybrid-engine replay: SHADOW mode")
     assert f"source replay of {REAL_CAPTURE} as fast as possible" in first
+
+
+def test_replay_failing_inside_the_run_says_why_on_stderr(tmp_path: Path) -> None:
+    # Recorder-shaped lines (they pass the sniffer) from no venue the engine knows:
+    # refused inside the pipeline, and the terminal is told why, not left with silence.
+    capture = tmp_path / "unknown-venue.txt"
+    capture.write_text("".join(f'{1723161253937085768 + i} {{"foo":{i}}}\n' for i in range(150)))
+    done = run_engine(["replay", str(capture), "--db", str(tmp_path / "e.db")], timeout=60)
+    assert done.returncode == 12, done.stderr[-2000:]
+    last = done.stderr.splitlines()[-1]
+    assert last.startswith("hybrid-engine: stopped, exit 12 (CONFIG): ")
+    assert f"capture {capture}: no venue detected" in last
