@@ -4,9 +4,14 @@ Resolution order (later wins): built-in safe defaults, the TOML file, then
 environment variables named ``ENGINE_<SECTION>_<KEY>`` (``ENGINE_RISK_MAX_EXPOSURE_USD=500``).
 List keys take comma-separated values from the environment.
 
-Anything wrong -- unreadable TOML, an unknown section or key, a wrong type, a
-nonsensical value -- raises ``ConfigError`` whose message names the key; the CLI
-prints it as one line and exits 12.
+Anything wrong -- a file that is not a regular file of at most 1 MiB, unreadable
+or hostile TOML (nesting, huge dotted keys or integers), an unknown section or key,
+a wrong type, a value outside its ``Range`` (every numeric key has one, beside it
+below; decimals are also bounded in syntax and precision, see
+``engine.config_bounds``) -- raises ``ConfigError`` whose message names the key
+(``--config`` for the file); the CLI prints it as one line and exits 12. The
+environment passes the same bounds, and so do command-line twins of keys
+(``admit_argument``: ``--speed`` is ``ingest.speed``).
 
 The LIVE arm flag is deliberately *not* a key: it is only the environment
 variable ``LIVE_ARMED=true`` (see ``engine.gate``).
