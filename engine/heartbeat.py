@@ -36,10 +36,20 @@ async def heartbeat_task(
             previous, previous_at = snapshot, now
         # Beats missed while a write was slow are skipped, not caught up in a burst:
         # the next beat is the next slot of the grid that is still in the future.
-        next_at += interval
-        now = trio.current_time()
-        while next_at <= now:
-            next_at += interval
+        next_at = next_beat(next_at, interval, trio.current_time())
+
+
+def next_beat(due: float, interval: float, now: float) -> float:
+    """The next slot of the grid ``due + k * interval`` (k >= 1) that lies after ``now``.
+
+    Computed, not stepped: a loop adding ``interval`` until it passes ``now``
+    would spin without a checkpoint for as many beats as were missed (and
+    forever once ``interval`` is below the float's resolution at ``due``, as
+    ``heartbeat_interval_s = 1e-300`` once did; its range now forbids that).
+    """
+    steps = max(1.0, (now - due) // interval + 1)
+    beat = due + steps * interval
+    return beat if beat > now else due + (steps + 1) * interval  # float rounding at the edge
 
 
 async def write_heartbeat(

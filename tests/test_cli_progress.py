@@ -20,6 +20,7 @@ from engine.console import (
 )
 from engine.counters import Counters
 from engine.exits import ExitCode
+from engine.heartbeat import next_beat
 from tests.engine_process import REAL_CAPTURE, run_engine
 
 
@@ -171,3 +172,24 @@ def test_replay_failing_inside_the_run_says_why_on_stderr(tmp_path: Path) -> Non
     last = done.stderr.splitlines()[-1]
     assert last.startswith("hybrid-engine: stopped, exit 12 (CONFIG): ")
     assert f"capture {capture}: no venue detected" in last
+
+
+@pytest.mark.parametrize(
+    ("due", "now", "expected"),
+    [(10.0, 10.0, 11.0), (10.0, 10.5, 11.0), (10.0, 11.0, 12.0), (10.0, 13.7, 14.0),
+     (10.0, 9.0, 11.0)],
+)  # fmt: skip
+def test_next_beat_is_the_next_grid_slot_after_now(due: float, now: float, expected: float) -> None:
+    assert next_beat(due, 1.0, now) == expected
+
+
+@given(
+    due=st.floats(0, 1e9), late=st.floats(0, 1e6),
+    interval=st.floats(min_value=0.01, max_value=3600),
+)  # fmt: skip
+def test_next_beat_is_after_now_and_on_the_grid(due: float, late: float, interval: float) -> None:
+    now = due + late
+    beat = next_beat(due, interval, now)
+    assert beat > now
+    slack = 1e-9 * max(1.0, now)  # float rounding of the subtraction below
+    assert beat - interval <= now + slack or beat - interval <= due  # no slot skipped
