@@ -14,8 +14,10 @@ import msgspec
 import trio
 
 from engine import __version__, logs
+from engine.adapters.capture import sniff_capture
 from engine.adapters.feed_replay import ReplayStream
-from engine.config import Config, Mode, Source, config_to_builtins
+from engine.config import Config, Mode, Source, admit_db_path, config_to_builtins
+from engine.console import start_line
 from engine.core.execution import Execution, RestoredState
 from engine.core.strategy import from_config
 from engine.counters import Counters
@@ -44,8 +46,7 @@ def build_source(
         if not paths:
             raise ConfigError("ingest.captures: replay source needs at least one capture file")
         for path in paths:
-            if not path.is_file():
-                raise ConfigError(f"capture file not found: {path}")
+            sniff_capture(path)  # exit 12 unless it holds market data in a known format
         return ReplayStream(paths, counters, speed=ingest.speed if speed is None else speed)
     if ingest.source is Source.SYNTHETIC:
         from engine.adapters.feed_synthetic import SyntheticStream
@@ -102,6 +103,15 @@ def build_venue(
     )
 
 
+def open_store(path: str, key: str, config: Config) -> SqliteStore:
+    """Open the database, refusing a path that cannot hold it with one line naming ``key``."""
+    admit_db_path(path, key)
+    try:
+        return SqliteStore.open(path, busy_timeout_ms=config.engine.busy_timeout_ms)
+    except ConfigError as exc:
+        raise ConfigError(f"{key}: {exc}") from None
+
+
 def run_with(
     config: Config,
     *,
@@ -123,7 +133,7 @@ def run_with(
     source = build_source(config, counters, captures, speed)
     identity = identify_run(config, captures)
     path = db_path or config.engine.db_path
-    store = SqliteStore.open(path, busy_timeout_ms=config.engine.busy_timeout_ms)
+    store = open_store(path, "--db" if db_path else "engine.db_path", config)
     try:
         check_continuation(store.connection, identity, str(path))
         execution = Execution(config)
@@ -165,6 +175,9 @@ def run_with(
             mode=str(config.engine.mode),
             version=__version__,
             python=sys.version.split()[0],
+        )
+        logs.human(
+            start_line(config, command=command, db_path=path, captures=captures, speed=speed)
         )
         code = trio.run(run_engine, components, state)
     finally:

@@ -1,22 +1,52 @@
-"""``hybrid-engine`` command line: a thin layer over one library call per command."""
+"""``hybrid-engine`` command line: a thin layer over one library call per command.
+
+Every refusal of what the operator gave -- a bad argument as much as a bad
+configuration key -- is exit 12 (CONFIG, which systemd does not restart) with
+exactly one line on stderr naming the argument or key. argparse's own usage
+errors would exit 2 after a usage banner, and ``Restart=on-failure`` would
+restart a unit with a typo in its ``ExecStart`` forever.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Final, NoReturn, cast
 
 from engine import logs
 from engine.commands import load_commands
+from engine.console import one_line
 from engine.exits import ConfigError, ExitCode
+
+PROG: Final = "hybrid-engine"
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose usage errors are exit 12 with one line (see the module docstring)."""
+
+    def error(self, message: str) -> NoReturn:
+        command = self.prog.removeprefix(PROG).strip()  # "replay" for a subcommand's parser
+        refuse(f"{command}: {message}" if command else message)
+        sys.exit(int(ExitCode.CONFIG))
+
+
+def refuse(message: str) -> None:
+    """Log a configuration refusal and print it as one line on stderr."""
+    line = one_line(message)
+    logs.error("config_error", message=line, exit_code=int(ExitCode.CONFIG))
+    print(f"{PROG}: configuration error: {line}", file=sys.stderr)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="hybrid-engine",
+    parser = ArgumentParser(
+        prog=PROG,
         description="Shadow-first trading engine: ingest -> strategy -> execution -> persistence.",
     )
-    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    subparsers = cast(
+        "argparse._SubParsersAction[argparse.ArgumentParser]",
+        parser.add_subparsers(dest="command", required=True, metavar="COMMAND"),
+    )
     for command in load_commands():
         command.add_parser(subparsers)
     return parser
@@ -28,8 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.handler(args)
     except ConfigError as exc:
-        logs.error("config_error", message=str(exc), exit_code=int(ExitCode.CONFIG))
-        print(f"hybrid-engine: configuration error: {exc}", file=sys.stderr)
+        refuse(str(exc))
         return int(ExitCode.CONFIG)
     return code
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 
 import trio
 
 from engine import logs
+from engine.console import progress_line, progress_wanted
 from engine.run_state import RunState
 from engine.store.sqlite_store import SqliteStore
 
@@ -15,23 +17,45 @@ from engine.store.sqlite_store import SqliteStore
 async def heartbeat_task(
     state: RunState, store: SqliteStore, limiter: trio.CapacityLimiter
 ) -> None:
-    """Every ``heartbeat_interval_s``: log and store the counters, tell systemd."""
+    """Every ``heartbeat_interval_s``: log and store the counters, tell systemd.
+
+    When progress is wanted (``engine.progress``; by default when stderr is a
+    terminal) each beat also prints ``console.progress_line`` on stderr.
+    """
     interval = state.config.engine.heartbeat_interval_s
-    next_at = trio.current_time() + interval
+    show_progress = progress_wanted(state.config.engine.progress, sys.stderr)
+    previous: dict[str, int] | None = None
+    previous_at = trio.current_time()
+    next_at = previous_at + interval
     while True:
         await trio.sleep_until(next_at)
-        await write_heartbeat(state, store, limiter, final=False)
+        snapshot = await write_heartbeat(state, store, limiter, final=False)
+        if show_progress:
+            now = trio.current_time()
+            logs.human(progress_line(previous, snapshot, now - previous_at, state.trading_state()))
+            previous, previous_at = snapshot, now
         # Beats missed while a write was slow are skipped, not caught up in a burst:
         # the next beat is the next slot of the grid that is still in the future.
-        next_at += interval
-        now = trio.current_time()
-        while next_at <= now:
-            next_at += interval
+        next_at = next_beat(next_at, interval, trio.current_time())
+
+
+def next_beat(due: float, interval: float, now: float) -> float:
+    """The next slot of the grid ``due + k * interval`` (k >= 1) that lies after ``now``.
+
+    Computed, not stepped: a loop adding ``interval`` until it passes ``now``
+    would spin without a checkpoint for as many beats as were missed (and
+    forever once ``interval`` is below the float's resolution at ``due``, as
+    ``heartbeat_interval_s = 1e-300`` once did; its range now forbids that).
+    """
+    steps = max(1.0, (now - due) // interval + 1)
+    beat = due + steps * interval
+    return beat if beat > now else due + (steps + 1) * interval  # float rounding at the edge
 
 
 async def write_heartbeat(
     state: RunState, store: SqliteStore, limiter: trio.CapacityLimiter, *, final: bool
-) -> None:
+) -> dict[str, int]:
+    """Log, tell systemd and store one heartbeat; the counter snapshot it reported."""
     snapshot = state.counters.snapshot()
     trading_state = state.trading_state()
     logs.info(
@@ -54,6 +78,7 @@ async def write_heartbeat(
         limiter=limiter,
     )
     state.counters.persist_errors += result.lock_retries
+    return snapshot
 
 
 async def watchdog_task(state: RunState, pending_batches: Callable[[], int]) -> None:

@@ -1,4 +1,4 @@
-"""JSON-lines logging on stdout (journald keeps one object per line).
+"""JSON-lines logging on stdout (journald keeps one object per line), and human lines on stderr.
 
 Wall-clock time appears here and only here (and in the ``runs``/``heartbeats``
 tables): it is for operators, never an input to a decision.
@@ -47,6 +47,11 @@ def warning(event: str, **fields: Any) -> None:
 
 def error(event: str, **fields: Any) -> None:
     emit("error", event, **fields)
+
+
+def human(line: str) -> None:
+    """One line for the person at the terminal, on stderr (``engine.console`` writes them)."""
+    print(line, file=sys.stderr, flush=True)
 
 
 def sample(data: bytes | str, limit: int = SAMPLE_CHARS) -> str:

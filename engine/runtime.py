@@ -33,6 +33,7 @@ from typing import Final, TypeVar
 import trio
 
 from engine import logs
+from engine.console import failure_line
 from engine.core.events import Fill, Order, Record, RiskState, Veto, VetoReason
 from engine.core.strategy import SmaCross
 from engine.counters import Counters
@@ -285,6 +286,7 @@ async def run_engine(components: Components, state: RunState) -> ExitCode:
             exit_name=code.name,
             error=_describe_failure(failure),
         )
+        logs.human(failure_line(code, _describe_failure(failure)))
     else:
         # Everything drained; ``recorded`` says whether the marker also reached the
         # database (a forced stop during the final bookkeeping can prevent that).

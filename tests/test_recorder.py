@@ -1,8 +1,10 @@
-"""Capture recorder: the replay format, gzip, append, bounded queue, clean close, disk errors."""
+"""Capture recorder: the replay format, gzip, append, bounded queue, clean close, disk errors;
+and the ``record`` command's exit codes: a recording that never got a frame is a failure."""
 
 from __future__ import annotations
 
 import gzip
+import socket
 import zlib
 from pathlib import Path
 
@@ -12,6 +14,8 @@ import trio
 from engine.adapters.capture import iter_capture
 from engine.adapters.recorder import open_capture_recorder
 from engine.exits import ConfigError
+from tests.engine_process import LogLine, parse_logs, run_engine
+from tests.fake_exchange import Session, open_fake_exchange
 
 FRAMES = [
     (1723161254087896568, b'{"stream":"btcusdt@trade","data":{"e":"trade","t":1}}'),
@@ -109,3 +113,66 @@ async def test_recorder_unopenable_path_raises_config_error(tmp_path: Path) -> N
     with pytest.raises(ConfigError, match="cannot open for appending"):
         async with open_capture_recorder(blocker / "cap.txt"):
             pass
+
+
+# --- the record command: no failure looks like success --------------------------------
+
+
+def _closed_port_url() -> str:
+    """A ws:// URL on 127.0.0.1 where nothing listens (connection refused at once)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"ws://127.0.0.1:{port}/ws"
+
+
+def _record(tmp_path: Path, url: str, *extra: str) -> tuple[int, list[str], list[LogLine]]:
+    out = tmp_path / "rec.txt"
+    args = ["record", "--venue", "binance", "--symbols", "BTCUSDT", "--url", url,
+            "--out", str(out), *extra]  # fmt: skip
+    done = run_engine(args, timeout=60)
+    assert "Traceback" not in done.stderr, done.stderr[-2000:]
+    return done.returncode, done.stderr.splitlines(), parse_logs(done.stdout)
+
+
+def test_record_unreachable_venue_with_duration_exits_network_10(tmp_path: Path) -> None:
+    # The default budget (10 failures with backoff up to 30 s) outlasts the duration:
+    # that used to end as "stopped as asked", exit 0, with an empty file.
+    code, stderr, logs = _record(tmp_path, _closed_port_url(), "--duration", "1")
+    assert code == 10
+    assert len(stderr) == 1 and "no frame received" in stderr[0]
+    [done] = [line for line in logs if line.get("event") == "record_finished"]
+    assert (done["exit_code"], done["frames_received"]) == (10, 0)
+
+
+def test_record_unreachable_venue_budget_spent_exits_network_10(tmp_path: Path) -> None:
+    config = tmp_path / "engine.toml"
+    config.write_text(
+        "[ingest]\nmax_reconnect_failures = 2\ninitial_backoff_s = 0.01\nmax_backoff_s = 0.02\n"
+    )
+    code, stderr, logs = _record(tmp_path, _closed_port_url(), "--config", str(config))
+    assert code == 10
+    assert len(stderr) == 1 and "max_reconnect_failures" in stderr[0]
+    assert [line["reason"] for line in logs if line.get("event") == "ws_give_up"]
+
+
+async def test_record_venue_that_sends_nothing_with_duration_exits_network_10(
+    tmp_path: Path,
+) -> None:
+    async with open_fake_exchange("binance", [Session(frames=0)]) as fake:
+        code, stderr, _ = await trio.to_thread.run_sync(
+            lambda: _record(tmp_path, fake.url, "--duration", "1")
+        )
+        assert fake.handshakes >= 1  # it reached the venue, and still recorded nothing
+    assert code == 10
+    assert len(stderr) == 1 and "no frame received" in stderr[0]
+
+
+async def test_record_venue_that_sends_frames_with_duration_exits_0(tmp_path: Path) -> None:
+    async with open_fake_exchange("binance", [Session(frames=5)]) as fake:
+        code, stderr, logs = await trio.to_thread.run_sync(
+            lambda: _record(tmp_path, fake.url, "--duration", "1")
+        )
+    assert code == 0, stderr
+    [done] = [line for line in logs if line.get("event") == "record_finished"]
+    assert done["frames_written"] == 5

@@ -11,6 +11,14 @@ Two line formats are read (detected per file from its first non-blank line):
 
 Either may be plain text or gzip, recognised by the gzip magic bytes, not the name.
 
+*Sniffing* (``sniff_capture``, at start-up, before the pipeline): a file is only
+replayed if one of its first lines has the shape of a supported format
+(``CAPTURE_FORMATS``, a table a new format extends with its recogniser). A zip,
+a CSV, random or NUL bytes, an empty file or a directory is refused with exit 12
+and one line naming the file and the formats understood -- never a replay that
+"completes" with 0 ticks. A file that starts well and turns bad later is not
+refused: each bad line is counted as malformed (exit 11 beyond the rate).
+
 *Why blocks:* a replay reads a million lines; a generator yielding one object per
 line costs more than decoding it. ``read_capture_blocks`` reads ~1 MiB at a time and
 splits each block into two parallel lists (receive times, payloads) in one tight
@@ -28,10 +36,13 @@ from __future__ import annotations
 import enum
 import gzip
 import io
+import re
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Final, NamedTuple
+
+from engine.exits import ConfigError
 
 READ_BLOCK_BYTES: Final = 1 << 20
 """Bytes read per block. Bound on memory: one block plus one partial line."""
@@ -269,6 +280,92 @@ def _lines(blocks: Iterator[CaptureBlock]) -> Iterator[CaptureLine]:
     for block in blocks:
         for i, (ts, payload) in enumerate(zip(block.ts_recv, block.payloads, strict=True)):
             yield CaptureLine(block.first_line_no + i, ts, payload)
+
+
+SNIFF_BYTES: Final = 64 * 1024
+"""Decompressed bytes read at start-up to recognise a capture's format."""
+
+SNIFF_LINES: Final = 16
+"""Non-blank lines (``wss://`` markers aside) of which one must have a known shape."""
+
+_RECORDER_LINE: Final = re.compile(rb"[0-9]{1,19} \s*[\[{]")
+_CRYPTOFEED_LINE: Final = re.compile(rb"[0-9]{1,19}(\.[0-9]{1,20})?: \s*[\[{]")
+
+
+class KnownFormat(NamedTuple):
+    """One capture format the replay reads: its name, its line shape, its recogniser.
+
+    ``recognises`` gets the start of one line (at most ``SNIFF_BYTES``, without
+    the line break) and says whether it is a data line of this format.
+    """
+
+    name: str
+    shape: str
+    recognises: Callable[[bytes], bool]
+
+
+CAPTURE_FORMATS: Final[tuple[KnownFormat, ...]] = (
+    KnownFormat(
+        CaptureFormat.RECORDER.value,
+        "<ts_recv_ns> <JSON message>",
+        lambda line: _RECORDER_LINE.match(line) is not None,
+    ),
+    KnownFormat(
+        CaptureFormat.CRYPTOFEED.value,
+        "<epoch_s>: <JSON message>",
+        lambda line: _CRYPTOFEED_LINE.match(line) is not None,
+    ),
+)
+"""The formats ``sniff_capture`` recognises, tried in order; extend it for a new format."""
+
+
+def formats_understood() -> str:
+    """``recorder (<ts_recv_ns> <JSON message>), cryptofeed (...); plain or gzip``."""
+    listed = ", ".join(f"{fmt.name} ({fmt.shape})" for fmt in CAPTURE_FORMATS)
+    return f"{listed}; plain or gzip"
+
+
+def sniff_capture(path: Path) -> str:
+    """The name of the format of the capture at ``path``, from its first lines.
+
+    Reads at most ``SNIFF_BYTES`` (decompressed) and looks at the first
+    ``SNIFF_LINES`` lines that could carry data.
+
+    *Error handling:* ``ConfigError`` (exit 12) naming the file and the formats
+    understood when it is not a regular file, cannot be opened or decompressed,
+    or none of those lines has the shape of a format in ``CAPTURE_FORMATS``.
+    """
+    found = _sniff(path)
+    if isinstance(found, KnownFormat):
+        return found.name
+    raise ConfigError(f"capture {path}: {found}; replay reads {formats_understood()}")
+
+
+def _sniff(path: Path) -> KnownFormat | str:
+    """The format recognised, or why none is."""
+    try:
+        if not path.is_file():
+            if path.is_dir():
+                return "a directory"
+            return "not a regular file" if path.exists() else "no such file"
+        with open_capture(path) as stream:
+            head = stream.read(SNIFF_BYTES)
+    except OSError as exc:
+        return f"cannot open ({exc.strerror or exc})"
+    except (EOFError, gzip.BadGzipFile) as exc:
+        return f"not a readable gzip stream ({exc})"
+    candidates = [
+        line
+        for line in head.split(b"\n")
+        if line.strip() and not line.startswith(CRYPTOFEED_MARKER)
+    ]
+    for line in candidates[:SNIFF_LINES]:
+        for fmt in CAPTURE_FORMATS:
+            if fmt.recognises(line):
+                return fmt
+    if not head:
+        return "empty"
+    return f"no market data in a supported format (starts {head[:16]!r})"
 
 
 def format_capture_line(ts_recv_ns: int, raw: bytes) -> bytes:

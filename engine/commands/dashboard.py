@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Final
 
 from engine.config import load_config
@@ -46,4 +47,9 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise ConfigError(f"--allow-host: {exc}") from None
     db_path = args.db or load_config(args.config).engine.db_path
+    # A database that does not exist yet is served (the engine may create it later);
+    # a directory or a device never becomes one.
+    if Path(db_path).exists() and not Path(db_path).is_file():
+        key = "--db" if args.db else "engine.db_path"
+        raise ConfigError(f"{key}: {db_path} is not a regular file (a database)")
     return main(db_path, args.host, args.port, tuple(args.allow_host))

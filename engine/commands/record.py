@@ -7,14 +7,18 @@ reads. Frames are recorded raw, undecoded: malformed ones too, so a replay meets
 what the live run met. Stops after ``--duration`` seconds or at SIGINT/SIGTERM,
 writing what is pending and closing the file cleanly (gzip trailer included).
 
-Exit codes: 0 stopped as asked; 10 the reconnect budget ran out; 12 bad
-arguments or configuration; 1 the file could not be written.
+Exit codes: 0 stopped as asked; 10 the reconnect budget ran out, or
+``--duration`` elapsed without a single frame received (a recording of nothing
+is a failure, not a success); 12 bad arguments or configuration (symbols are
+checked by the ``ingest.symbols`` rule before any connection); 1 the file could
+not be written.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import re
 import signal
 import sys
 
@@ -24,6 +28,7 @@ import trio
 from engine import logs
 from engine.adapters.feed_ws import WebSocketStream
 from engine.config import IngestSection, Source, Venue, load_config
+from engine.config_bounds import PATTERN_MEANINGS, SYMBOL_PATTERN
 from engine.counters import Counters
 from engine.exits import ConfigError, ExitCode, NetworkBudgetExhausted
 from engine.ports import TickBatch
@@ -58,8 +63,11 @@ def recording_section(args: argparse.Namespace, base: IngestSection) -> IngestSe
     if args.duration is not None and not (args.duration > 0 and math.isfinite(args.duration)):
         raise ConfigError(f"--duration: must be a positive number of seconds, got {args.duration}")
     symbols = tuple(args.symbols) if args.symbols else base.symbols
-    if not symbols or not all(s.strip() for s in symbols):
-        raise ConfigError("--symbols: at least one non-empty symbol is needed")
+    if not symbols:
+        raise ConfigError("--symbols: at least one symbol is needed")
+    bad = [s for s in symbols if not re.fullmatch(SYMBOL_PATTERN, s)]
+    if bad:
+        raise ConfigError(f"--symbols: {bad[0]!r} {PATTERN_MEANINGS[SYMBOL_PATTERN]}")
     return msgspec.structs.replace(
         base,
         source=Source.WEBSOCKET,
@@ -72,7 +80,15 @@ def recording_section(args: argparse.Namespace, base: IngestSection) -> IngestSe
 
 def run(args: argparse.Namespace) -> int:
     section = recording_section(args, load_config(args.config).ingest)
-    return int(trio.run(record, section, args.duration))
+    try:
+        return int(trio.run(record, section, args.duration))
+    except ConfigError as exc:
+        # A refusal of a value the command line gave names the argument, not the key.
+        key, sep, rest = str(exc).partition(": ")
+        flag = {"ingest.url": args.url, "ingest.symbols": args.symbols}
+        if sep and flag.get(key) is not None:
+            raise ConfigError(f"--{key.removeprefix('ingest.')}: {rest}") from None
+        raise
 
 
 async def record(section: IngestSection, duration: float | None) -> ExitCode:
@@ -120,6 +136,13 @@ async def record(section: IngestSection, duration: float | None) -> ExitCode:
     if recorder is not None and recorder.failed is not None and code is ExitCode.COMPLETE:
         code = ExitCode.CRASH
         stopped_by = f"write failed: {recorder.failed!r}"
+    no_frames = duration is not None and counters.ingest_received == 0
+    if code is ExitCode.COMPLETE and stopped_by == "duration" and no_frames:
+        code = ExitCode.NETWORK
+        stopped_by = (
+            f"no frame received from {stream.url} in {duration:g} s "
+            f"({stream.stats.attempts} connection attempts)"
+        )
     logs.info(
         "record_finished",
         out=section.record_path,

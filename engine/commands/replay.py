@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 
 from engine.app import run_with
-from engine.config import load_config
-from engine.exits import ConfigError
+from engine.config import admit_argument, load_config
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -27,8 +26,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.speed < 0:
-        raise ConfigError(f"--speed: must be >= 0, got {args.speed}")
+    admit_argument("--speed", args.speed, "ingest.speed")  # refused like its TOML twin
     config = load_config(args.config)
     # run_with prints the end-of-run summary (engine.report.print_run_summary).
     return run_with(
