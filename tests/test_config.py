@@ -224,6 +224,19 @@ def test_readme_states_each_range_in_the_configuration_table(
     assert f"| {bound.text()} |" in row
 
 
+@pytest.mark.parametrize(("section", "key", "bound"), RANGED_KEYS)
+def test_example_config_states_each_range_as_the_code_does(
+    section: str, key: str, bound: Range
+) -> None:
+    """The commented example (``config --example``) states the same range as the README."""
+    example = (Path(__file__).resolve().parents[1] / "engine" / "config_example.toml").read_text()
+    lines = example.splitlines()
+    start = lines.index(f"[{section}]")
+    at = next(i for i in range(start, len(lines)) if lines[i].lstrip("# ").startswith(f"{key} ="))
+    comment = next(lines[i] for i in range(at - 1, start, -1) if "[default:" in lines[i])
+    assert f"range: {bound.text()}]" in comment
+
+
 _numbers = st.one_of(
     st.integers(min_value=-(10**25), max_value=10**25).map(str),
     st.floats(allow_nan=True, allow_infinity=True).map(repr),
