@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import sys
 import time
 from collections.abc import Sequence
@@ -24,6 +25,8 @@ from engine.ports import MarketDataStream, VenueLink
 from engine.run_state import RunState
 from engine.runtime import Components, new_run_id, run_engine
 from engine.sdnotify import Notifier
+from engine.shutdown import HardDeadline
+from engine.store.connection import DatabaseCorrupt
 from engine.store.restore import load_restored_state
 from engine.store.sqlite_store import SqliteStore
 
@@ -114,9 +117,13 @@ def run_with(
     source = build_source(config, counters, captures, speed)
     path = db_path or config.engine.db_path
     store = SqliteStore.open(path, busy_timeout_ms=config.engine.busy_timeout_ms)
+    deadline = HardDeadline()
     try:
         execution = Execution(config)
-        restored = load_restored_state(store.connection)
+        try:
+            restored = load_restored_state(store.connection)
+        except sqlite3.DatabaseError as exc:  # damage quick_check did not see
+            raise DatabaseCorrupt(f"engine.db_path: cannot restore from {path!r}: {exc}") from None
         execution.restore(restored)
         run_id = new_run_id()
         record_start = partial(
@@ -136,6 +143,7 @@ def run_with(
             run_id=run_id,
             trading_state=lambda: execution.trading_state,
             abandon_writes=store.abandon,
+            process_deadline=deadline,
         )
         components = Components(
             source=source,
@@ -156,7 +164,8 @@ def run_with(
         )
         code = trio.run(run_engine, components, state)
     finally:
-        store.close()
+        store.close()  # still under the process deadline if the stop has begun
+        deadline.disarm()
     return int(code)
 
 

@@ -101,6 +101,7 @@ class EngineSection(Section, frozen=True):
     db_path: str = "./var/engine.db"
     heartbeat_interval_s: PositiveFloat = 10.0
     drain_timeout_s: PositiveFloat = 20.0
+    enqueue_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 30.0
     busy_timeout_ms: Annotated[int, msgspec.Meta(ge=1000)] = 5000
     proof_path: str = "./var/proof.json"
     max_proof_age_h: PositiveFloat = 24.0

@@ -92,7 +92,7 @@ def test_open_writer_unopenable_path_raises_config_error(tmp_path: Path) -> None
 def test_open_writer_not_a_database_raises_config_error(tmp_path: Path) -> None:
     path = tmp_path / "e.db"
     path.write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(ConfigError, match="cannot configure database"):
+    with pytest.raises(ConfigError, match=r"engine\.db_path: .* is not a usable SQLite database"):
         open_writer(path)
 
 
