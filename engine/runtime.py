@@ -55,7 +55,7 @@ from engine.shutdown import (
     start_drain_clock,
     stop_on_fault,
 )
-from engine.store.sqlite_store import SqliteStore
+from engine.store.sqlite_store import SqliteStore, StorageFailed, StorageFull
 from engine.store.task import PERSIST_BATCH_AGE_S, run_persistence
 
 T = TypeVar("T")
@@ -256,7 +256,7 @@ async def run_pipeline(components: Components, state: RunState) -> None:
 
     async with trio.open_nursery() as services:
         services.start_soon(drain_deadline_task, state)
-        services.start_soon(heartbeat_task, state, components.store, limiter)
+        services.start_soon(_heartbeats, state, components.store, limiter)
         queues = (tick_send, decision_send, record_send)
         services.start_soon(
             watchdog_task,
@@ -303,14 +303,27 @@ async def run_pipeline(components: Components, state: RunState) -> None:
         services.cancel_scope.cancel()
 
     if state.pipeline_scope.cancelled_caught:
+        cause = "" if state.stop_failure is None else f" (the stop began on: {state.stop_failure})"
         raise Overload(
             f"drain did not finish within drain_timeout_s={state.config.engine.drain_timeout_s}"
-            " or a second signal forced the stop; the last batches may be lost"
+            f" or a second signal forced the stop; the last batches may be lost{cause}"
         )
     if state.stop_failure is not None:
         raise state.stop_failure
     if state.ingest_failure is not None:
         raise state.ingest_failure
+
+
+async def _heartbeats(state: RunState, store: SqliteStore, limiter: trio.CapacityLimiter) -> None:
+    """``heartbeat_task``; a heartbeat that meets a full disk (or an I/O error) stops the
+    engine the way persistence does -- intake stopped, the accepted drained, exit 13 --
+    instead of failing the run at once, and the beats go on being logged."""
+    while True:
+        try:
+            await heartbeat_task(state, store, limiter)
+        except (StorageFull, StorageFailed) as exc:
+            logs.error("heartbeat_write_failed", error=str(exc))
+            stop_on_fault(state, exc)
 
 
 def new_run_id() -> str:

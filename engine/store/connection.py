@@ -226,17 +226,9 @@ def open_writer(path: str | Path, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> 
     it fails the integrity check.
     """
     db_path = Path(path)
-    try:
-        db_path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"cannot open database {str(db_path)!r}: {exc}") from None
-    if db_path.exists() and not db_path.is_file():
-        raise ConfigError(f"engine.db_path: {str(db_path)!r} is not a regular file")
-    if db_path.exists():
-        reason = unwritable_reason(db_path)
-        if reason is not None:
-            raise ConfigError(f"engine.db_path: database is not writable: {reason}")
-    make_owner_only(db_path)
+    on_disk = str(path) not in IN_MEMORY
+    if on_disk:
+        _prepare_file(db_path)
     try:
         conn = sqlite3.connect(
             db_path,
@@ -268,14 +260,34 @@ def open_writer(path: str | Path, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> 
         raise ConfigError(f"database {str(db_path)!r}: " + "; ".join(problems))
     try:
         verdict = quick_check(conn, QUICK_CHECK_MAX_S)
-    except sqlite3.Error as exc:
+    except sqlite3.Error as exc:  # too damaged to be checked at all
         conn.close()
-        raise DatabaseCorrupt(f"database {str(db_path)!r} is damaged: {exc}") from None
+        raise DatabaseCorrupt(_corrupt_message(db_path, str(exc))) from None
     if verdict is not None and verdict != "ok":
         conn.close()
         raise DatabaseCorrupt(_corrupt_message(db_path, verdict))
-    make_owner_only(db_path)  # -wal and -shm now exist: were they left wider by an older run?
+    if on_disk:
+        make_owner_only(db_path)  # -wal and -shm now exist: left wider by an older run?
     return conn
+
+
+IN_MEMORY: Final = (":memory:", "")
+"""Names SQLite opens without a file (tests): no file checks apply."""
+
+
+def _prepare_file(db_path: Path) -> None:
+    """Directory made, the path a writable regular file (created owner-only)."""
+    try:
+        db_path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot open database {str(db_path)!r}: {exc}") from None
+    if db_path.exists() and not db_path.is_file():
+        raise ConfigError(f"engine.db_path: {str(db_path)!r} is not a regular file")
+    if db_path.exists():
+        reason = unwritable_reason(db_path)
+        if reason is not None:
+            raise ConfigError(f"engine.db_path: database is not writable: {reason}")
+    make_owner_only(db_path)
 
 
 _SQLITE_CORRUPT: Final = 11
@@ -289,8 +301,8 @@ def _is_corruption(exc: sqlite3.Error) -> bool:
 
 def _corrupt_message(path: Path, verdict: str) -> str:
     return (
-        f"database {str(path)!r} fails PRAGMA quick_check ({verdict}); move it away and"
-        " restore a backup"
+        f"engine.db_path: database {str(path)!r} fails PRAGMA quick_check ({verdict});"
+        " move it away and restore a backup"
     )
 
 
@@ -363,7 +375,7 @@ def _verify_for_reader(conn: sqlite3.Connection, path: Path) -> None:
         verdict = quick_check(conn, READER_QUICK_CHECK_MAX_S)
     except sqlite3.DatabaseError as exc:
         if _is_corruption(exc):
-            raise DatabaseCorrupt(f"database {str(path)!r} is damaged: {exc}") from None
+            raise DatabaseCorrupt(_corrupt_message(path, str(exc))) from None
         raise
     if verdict is None:
         return  # out of time: not verified, not remembered either

@@ -115,14 +115,20 @@ async def run_persistence(
     async def write_once(batch: list[Record]) -> WriteResult:
         if abandon is None:
             return await trio.to_thread.run_sync(store.write_records, batch, limiter=limiter)
-        async with trio.open_nursery() as nursery:
-            done = await nursery.start(_abandon_if_cancelled, abandon)
-            try:
-                return await trio.to_thread.run_sync(
-                    store.write_records, batch, limiter=limiter
-                )
-            finally:
-                done.cancel()
+        try:
+            async with trio.open_nursery() as nursery:
+                done = await nursery.start(_abandon_if_cancelled, abandon)
+                try:
+                    return await trio.to_thread.run_sync(
+                        store.write_records, batch, limiter=limiter
+                    )
+                finally:
+                    done.cancel()
+        except BaseExceptionGroup as group:  # the nursery wraps the write's own failure
+            inner = group.exceptions[0] if len(group.exceptions) == 1 else None
+            if isinstance(inner, Exception):
+                raise inner from None
+            raise
 
     async def write(batch: list[Record]) -> None:
         attempt = 0
