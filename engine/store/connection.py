@@ -114,17 +114,23 @@ def file_identity(path: str | Path) -> FileIdentity | None:
     return FileIdentity(st.st_dev, st.st_ino)
 
 
-def make_owner_only(path: Path) -> None:
-    """Create ``path`` (if missing) and its existing side files with mode ``OWNER_ONLY``.
+def make_owner_only(path: Path, *, create: bool) -> None:
+    """Give ``path`` and its existing side files the mode ``OWNER_ONLY``; ``create`` it
+    first if missing.
 
     The mode is set with ``chmod`` after creation, so the umask cannot widen or
     narrow it; an existing file readable by group or others is tightened.
+    ``create`` opens a missing file, so it must only be used before SQLite opens it:
+    closing *any* descriptor of a file drops every POSIX lock this process holds on
+    it, SQLite's included -- another process would then think the engine gone, and
+    delete the WAL under it.
 
     *Error handling:* ``ConfigError`` naming the file if it cannot be created or changed.
     """
     try:
-        fd = os.open(path, os.O_CREAT | os.O_RDWR | getattr(os, "O_CLOEXEC", 0), OWNER_ONLY)
-        os.close(fd)
+        if create and not path.exists():
+            fd = os.open(path, os.O_CREAT | os.O_RDWR | getattr(os, "O_CLOEXEC", 0), OWNER_ONLY)
+            os.close(fd)
         for name in (path, *(Path(f"{path}{suffix}") for suffix in DB_SIDE_FILES)):
             try:
                 mode = stat.S_IMODE(os.stat(name).st_mode)
@@ -144,19 +150,18 @@ def unwritable_reason(path: Path) -> str | None:
     SQLite silently opens an unwritable file read-only, so the engine would only
     fail at its first write; this asks the operating system first, without taking
     any lock (a database locked by another process is waited on later, with signals
-    handled). Checks the file and its existing side files for writing (a read-only
-    file or mount, an immutable file), and the directory for creating missing ones.
+    handled) and without opening anything (see ``make_owner_only``): ``access(2)``
+    refuses writing to a read-only file or mount and to an immutable file, for root
+    too. Checks the file and its existing side files, and the directory for
+    creating missing ones.
     """
     for name in (path, *(Path(f"{path}{suffix}") for suffix in DB_SIDE_FILES)):
-        try:
-            fd = os.open(name, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
-        except FileNotFoundError:
+        if not name.exists():
             if not os.access(path.parent, os.W_OK):
                 return f"cannot create {str(name)!r}: directory not writable"
             continue
-        except OSError as exc:
-            return f"{str(name)!r} is not writable: {exc.strerror or exc}"
-        os.close(fd)
+        if not os.access(name, os.W_OK):
+            return f"{str(name)!r} is not writable (permissions, read-only mount or immutable)"
     return None
 
 
@@ -262,12 +267,12 @@ def open_writer(path: str | Path, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> 
         verdict = quick_check(conn, QUICK_CHECK_MAX_S)
     except sqlite3.Error as exc:  # too damaged to be checked at all
         conn.close()
-        raise DatabaseCorrupt(_corrupt_message(db_path, str(exc))) from None
+        raise DatabaseCorrupt(_corrupt_message(db_path, str(exc), "engine.db_path")) from None
     if verdict is not None and verdict != "ok":
         conn.close()
-        raise DatabaseCorrupt(_corrupt_message(db_path, verdict))
+        raise DatabaseCorrupt(_corrupt_message(db_path, verdict, "engine.db_path"))
     if on_disk:
-        make_owner_only(db_path)  # -wal and -shm now exist: left wider by an older run?
+        make_owner_only(db_path, create=False)  # -wal, -shm exist now: left wider before?
     return conn
 
 
@@ -287,7 +292,7 @@ def _prepare_file(db_path: Path) -> None:
         reason = unwritable_reason(db_path)
         if reason is not None:
             raise ConfigError(f"engine.db_path: database is not writable: {reason}")
-    make_owner_only(db_path)
+    make_owner_only(db_path, create=True)
 
 
 _SQLITE_CORRUPT: Final = 11
@@ -299,10 +304,12 @@ def _is_corruption(exc: sqlite3.Error) -> bool:
     return isinstance(code, int) and code & 0xFF in (_SQLITE_CORRUPT, _SQLITE_NOTADB)
 
 
-def _corrupt_message(path: Path, verdict: str) -> str:
+def _corrupt_message(path: Path, verdict: str, key: str = "") -> str:
+    """``key``: the setting that named the file, for the writer (readers' commands add
+    their own ``--db:``)."""
     return (
-        f"engine.db_path: database {str(path)!r} fails PRAGMA quick_check ({verdict});"
-        " move it away and restore a backup"
+        f"{key + ': ' if key else ''}database {str(path)!r} fails PRAGMA quick_check"
+        f" ({verdict}); move it away and restore a backup"
     )
 
 
@@ -334,10 +341,21 @@ def quick_check(conn: sqlite3.Connection, max_s: float) -> str | None:
 
 
 class _CheckedFiles:
-    """Which files a reader of this process verified, and when (``READER_RECHECK_S``)."""
+    """Which files a reader of this process verified, and when (``READER_RECHECK_S``).
+
+    Keyed by device, inode, size and modification time: a recycled inode or a file
+    the engine checkpointed into since is checked again."""
 
     lock = threading.Lock()
-    checked_at: dict[FileIdentity, float] = {}
+    checked_at: dict[tuple[int, int, int, int], float] = {}
+
+
+def _version(path: Path) -> tuple[int, int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def open_readonly(path: str | Path, *, verify: bool = True) -> sqlite3.Connection:
@@ -346,7 +364,7 @@ def open_readonly(path: str | Path, *, verify: bool = True) -> sqlite3.Connectio
     With ``verify`` (the default) the file must pass a bounded ``PRAGMA quick_check``
     (``READER_QUICK_CHECK_MAX_S``; one that runs out of time is let through): a reader
     must not report, digest or serve numbers from a damaged file. The verdict "ok" is
-    remembered per file for ``READER_RECHECK_S``.
+    remembered per file version for ``READER_RECHECK_S``.
 
     *Error handling:* ``sqlite3.OperationalError`` if the file does not exist
     (read-only mode never creates a database); ``DatabaseCorrupt`` (a
@@ -364,7 +382,7 @@ def open_readonly(path: str | Path, *, verify: bool = True) -> sqlite3.Connectio
 
 
 def _verify_for_reader(conn: sqlite3.Connection, path: Path) -> None:
-    identity = file_identity(path)
+    identity = _version(path)
     now = time.monotonic()
     if identity is not None:
         with _CheckedFiles.lock:

@@ -410,6 +410,7 @@ class SqliteStore:
         data is safe in the WAL either way. After ``abandon()`` the checkpoint is
         ``PASSIVE`` (it never waits on a lock).
         """
+        self._shorten_waits_if_abandoned()
         mode = "PASSIVE" if self.abandoned else "TRUNCATE"
         row = self._conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
         busy, log, done = row
@@ -465,6 +466,12 @@ class SqliteStore:
 
     # -- the retry loop -------------------------------------------------------
 
+    def _shorten_waits_if_abandoned(self) -> None:
+        """After ``abandon()``, lock waits are ``ABANDONED_BUSY_TIMEOUT_MS`` (writer thread)."""
+        if self.abandoned and not self._short_waits:
+            self._short_waits = True
+            self._conn.execute(f"PRAGMA busy_timeout = {ABANDONED_BUSY_TIMEOUT_MS}")
+
     def _transaction(self, body: Callable[[], T], *, what: str, size: int) -> tuple[T, int]:
         """Run ``body`` inside ``BEGIN IMMEDIATE ... COMMIT``, retrying on lock forever.
 
@@ -477,9 +484,7 @@ class SqliteStore:
         any other error as raised.
         """
         self.check_identity()
-        if self.abandoned and not self._short_waits:
-            self._short_waits = True
-            self._conn.execute(f"PRAGMA busy_timeout = {ABANDONED_BUSY_TIMEOUT_MS}")
+        self._shorten_waits_if_abandoned()
         retries = 0
         while True:
             try:
