@@ -8,9 +8,11 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from engine.core.events import Tick
-from engine.exits import ExitCode
+from engine.exits import EngineError, ExitCode
 from engine.store.connection import DatabaseCorrupt
 from engine.store.sqlite_store import (
     ABANDONED_BUSY_TIMEOUT_MS,
@@ -151,3 +153,14 @@ def test_after_abandon_writes_wait_briefly_and_checkpoint_never_waits(tmp_path: 
     finally:
         locker.close()
         store.close()
+
+
+@given(code=st.integers(min_value=0, max_value=0xFFFF))
+def test_storage_fault_any_sqlite_code_is_no_fault_or_an_exit_12_or_13(code: int) -> None:
+    fault = storage_fault(sqlite_error(code, "SQLITE_X"), "writing")
+    if code & 0xFF in (5, 6):  # locks are retried by the store, never a fault
+        assert fault is None
+    if fault is not None:
+        assert isinstance(fault, EngineError)
+        assert fault.exit_code in (ExitCode.CONFIG, ExitCode.OVERLOAD)
+        assert (fault.exit_code is ExitCode.OVERLOAD) == (code & 0xFF in (10, 13))

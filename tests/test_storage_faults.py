@@ -22,10 +22,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import trio
 
 from engine.dashboard.db import DatabaseUnavailable, ReadOnlyDatabase
 from engine.store.sqlite_store import SqliteStore
 from tests.engine_process import REAL_CAPTURE, EngineProcess, LogLine, run_engine
+from tests.fake_exchange import Session, open_fake_exchange
 
 SYNTHETIC_FAST = {
     "ENGINE_INGEST_SOURCE": "synthetic",
@@ -334,3 +336,52 @@ def test_writer_stuck_in_sqlite_past_drain_deadline_process_exits_13_in_bound(
     assert elapsed < drain_s + grace_s + slack_s, elapsed  # SQLite alone would take 120 s
     assert engine.events("shutdown_forced")
     assert [e["exit_code"] for e in engine.events("shutdown_deadline_exit")] == [13]
+
+
+async def test_live_feed_lock_past_enqueue_timeout_drops_at_the_edge_loses_nothing_accepted(
+    tmp_path: Path,
+) -> None:
+    # A real WebSocket feed (fake exchange on 127.0.0.1) at 2,000 trades/s while the
+    # writer is locked out: the feed never waits -- ticks beyond the full queues are
+    # refused at the edge and counted -- and every tick that was accepted is written.
+    async with open_fake_exchange("binance", [Session(rate_per_s=2000)]) as fake:
+        db = tmp_path / "engine.db"
+        SqliteStore.open(db).close()
+        config = tmp_path / "engine.toml"
+        config.write_text(
+            f'[engine]\ndb_path = "{db}"\nheartbeat_interval_s = 0.2\n'
+            "busy_timeout_ms = 1000\nenqueue_timeout_s = 1.0\ndrain_timeout_s = 60.0\n"
+            f'[ingest]\nsource = "websocket"\nurl = "{fake.url}"\nsymbols = ["BTCUSDT"]\n'
+        )
+        engine = EngineProcess(["run", "--config", str(config)])
+        locker = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+        try:
+            await trio.to_thread.run_sync(engine.wait_for, persisted, 60)
+            locker.execute("BEGIN EXCLUSIVE")
+            await trio.to_thread.run_sync(
+                engine.wait_for, lambda e: e.get("event") == "stopping_on_fault", 60
+            )
+            locker.execute("COMMIT")
+            code = await trio.to_thread.run_sync(engine.finish, 60)
+        finally:
+            locker.close()
+            engine.kill()
+    no_traceback(engine)
+    assert code == 13
+    counters = final_counters(db)
+    assert counters["bp_drops_tick"] > 0  # refused at the edge, never accepted
+    assert counters["persist_retries"] > 0
+    assert scalar(db, "SELECT count(*) FROM ticks") == counters["ingest_processed"] > 0
+
+
+def test_read_only_mount_refused_at_start_with_12(tmp_path: Path) -> None:
+    with small_tmpfs(tmp_path / "fs", "4m") as fs:
+        db = fs / "engine.db"
+        SqliteStore.open(db).close()
+        remount = subprocess.run(
+            ["mount", "-o", "remount,ro", str(fs)], capture_output=True, text=True, check=False
+        )
+        if remount.returncode != 0:
+            pytest.skip(f"cannot remount read-only: {remount.stderr.strip()}")
+        result = run_engine(["replay", str(REAL_CAPTURE), "--db", str(db)], timeout=60)
+    one_line_refusal(result, "engine.db_path", "not writable")
