@@ -75,23 +75,10 @@ def sha256(path: Path) -> str:
 # -- a lock held longer than the enqueue timeout ------------------------------------
 
 
-@pytest.mark.parametrize("source", ["replay", "synthetic"])
-def test_lock_longer_than_enqueue_timeout_loses_nothing_accepted_and_exits_13(
-    tmp_path: Path, source: str
-) -> None:
-    db = tmp_path / "engine.db"
-    SqliteStore.open(db).close()  # schema in place, so the test can lock it
-    env = {
-        **SYNTHETIC_FAST,
-        "ENGINE_ENGINE_BUSY_TIMEOUT_MS": "1000",
-        "ENGINE_ENGINE_ENQUEUE_TIMEOUT_S": "1.0",
-        "ENGINE_ENGINE_DRAIN_TIMEOUT_S": "60",
-    }
-    if source == "replay":
-        args = ["replay", str(REAL_CAPTURE), "--db", str(db), "--speed", "20"]
-    else:
-        args = ["run", "--db", str(db)]
-    engine = EngineProcess(args, env=env)
+def lock_past_overload_then_release(engine: EngineProcess, db: Path) -> dict[str, int]:
+    """Lock the database once the engine persisted something, hold the lock until the
+    engine declares overload, release it (well within the drain deadline), and check
+    the run: exit 13, retries counted, every accepted tick written. The final counters."""
     locker = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
     try:
         engine.wait_for(persisted)
@@ -110,6 +97,28 @@ def test_lock_longer_than_enqueue_timeout_loses_nothing_accepted_and_exits_13(
     assert counters["persist_retries"] > 0
     ticks = scalar(db, "SELECT count(*) FROM ticks")
     assert ticks == counters["ingest_processed"] > 0  # nothing accepted was lost
+    return counters
+
+
+
+@pytest.mark.parametrize("source", ["replay", "synthetic"])
+def test_lock_longer_than_enqueue_timeout_loses_nothing_accepted_and_exits_13(
+    tmp_path: Path, source: str
+) -> None:
+    db = tmp_path / "engine.db"
+    SqliteStore.open(db).close()  # schema in place, so the test can lock it
+    env = {
+        **SYNTHETIC_FAST,
+        "ENGINE_ENGINE_BUSY_TIMEOUT_MS": "1000",
+        "ENGINE_ENGINE_ENQUEUE_TIMEOUT_S": "1.0",
+        "ENGINE_ENGINE_DRAIN_TIMEOUT_S": "60",
+    }
+    if source == "replay":
+        args = ["replay", str(REAL_CAPTURE), "--db", str(db), "--speed", "20"]
+    else:
+        args = ["run", "--db", str(db)]
+    engine = EngineProcess(args, env=env)
+    counters = lock_past_overload_then_release(engine, db)
     if source == "replay":  # lossless backpressure: the file was read more slowly
         assert counters["bp_drops_tick"] == 0
     assert scalar(db, "SELECT exit_code FROM runs ORDER BY started_wall_ns DESC") == 13
@@ -354,24 +363,8 @@ async def test_live_feed_lock_past_enqueue_timeout_drops_at_the_edge_loses_nothi
             f'[ingest]\nsource = "websocket"\nurl = "{fake.url}"\nsymbols = ["BTCUSDT"]\n'
         )
         engine = EngineProcess(["run", "--config", str(config)])
-        locker = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
-        try:
-            await trio.to_thread.run_sync(engine.wait_for, persisted, 60)
-            locker.execute("BEGIN EXCLUSIVE")
-            await trio.to_thread.run_sync(
-                engine.wait_for, lambda e: e.get("event") == "stopping_on_fault", 60
-            )
-            locker.execute("COMMIT")
-            code = await trio.to_thread.run_sync(engine.finish, 60)
-        finally:
-            locker.close()
-            engine.kill()
-    no_traceback(engine)
-    assert code == 13
-    counters = final_counters(db)
+        counters = await trio.to_thread.run_sync(lock_past_overload_then_release, engine, db)
     assert counters["bp_drops_tick"] > 0  # refused at the edge, never accepted
-    assert counters["persist_retries"] > 0
-    assert scalar(db, "SELECT count(*) FROM ticks") == counters["ingest_processed"] > 0
 
 
 def test_read_only_mount_refused_at_start_with_12(tmp_path: Path) -> None:
