@@ -124,7 +124,7 @@ async def test_run_engine_source_failure_is_raised_after_the_drain(tmp_path: Pat
         assert conn.execute("SELECT clean_shutdown, exit_code FROM runs").fetchall() == [(0, 10)]
 
 
-async def test_send_or_overload_without_handler_waits_then_raises_at_timeout(
+async def test_send_or_overload_waits_then_raises_at_timeout(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     send, receive = trio.open_memory_channel[int](1)
@@ -247,7 +247,7 @@ async def test_run_engine_lock_past_enqueue_timeout_drains_everything_then_exits
     assert json.loads(final)["persist_retries"] == counters.persist_retries
 
 
-async def test_run_engine_lock_never_released_forced_at_drain_deadline_exits_13(
+async def test_run_engine_overload_while_database_locked_gives_up_the_write_and_exits_13(
     tmp_path: Path,
 ) -> None:
     # Overload declared, the drain cannot finish: the drain deadline forces the stop and
