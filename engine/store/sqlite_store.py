@@ -499,7 +499,7 @@ class SqliteStore:
                 return result, retries
             except sqlite3.Error as exc:
                 if not (isinstance(exc, sqlite3.OperationalError) and is_lock_error(exc)):
-                    fault = storage_fault(exc, f"writing a {what} of {size} record(s)")
+                    fault = storage_fault(exc, f"writing {what} ({size} record(s))")
                     if fault is not None:
                         raise fault from exc
                     raise
