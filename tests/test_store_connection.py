@@ -246,3 +246,20 @@ def test_quick_check_out_of_time_is_not_a_verdict(tmp_path: Path) -> None:
         assert conn.execute("SELECT count(*) FROM t").fetchone() == (20000,)
     finally:
         conn.close()
+
+
+def test_open_readonly_check_out_of_time_lets_the_file_through_and_is_not_repeated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "e.db"
+    open_writer(path).close()
+    checks: list[float] = []
+
+    def out_of_time(conn: sqlite3.Connection, max_s: float) -> str | None:
+        checks.append(max_s)
+        return None
+
+    monkeypatch.setattr(connection, "quick_check", out_of_time)
+    for _ in range(3):
+        open_readonly(path).close()
+    assert len(checks) == 1  # a file too big to check costs one bound per READER_RECHECK_S

@@ -363,8 +363,8 @@ def open_readonly(path: str | Path, *, verify: bool = True) -> sqlite3.Connectio
 
     With ``verify`` (the default) the file must pass a bounded ``PRAGMA quick_check``
     (``READER_QUICK_CHECK_MAX_S``; one that runs out of time is let through): a reader
-    must not report, digest or serve numbers from a damaged file. The verdict "ok" is
-    remembered per file version for ``READER_RECHECK_S``.
+    must not report, digest or serve numbers from a damaged file. A file version that
+    passed (or ran out of time) is not checked again for ``READER_RECHECK_S``.
 
     *Error handling:* ``sqlite3.OperationalError`` if the file does not exist
     (read-only mode never creates a database); ``DatabaseCorrupt`` (a
@@ -395,10 +395,10 @@ def _verify_for_reader(conn: sqlite3.Connection, path: Path) -> None:
         if _is_corruption(exc):
             raise DatabaseCorrupt(_corrupt_message(path, str(exc))) from None
         raise
-    if verdict is None:
-        return  # out of time: not verified, not remembered either
-    if verdict != "ok":
+    if verdict is not None and verdict != "ok":
         raise DatabaseCorrupt(_corrupt_message(path, verdict))
+    # "ok", or out of time (a file too big to check in the bound): either way not
+    # checked again for READER_RECHECK_S, so requests do not each pay the bound.
     if identity is not None:
         with _CheckedFiles.lock:
             if len(_CheckedFiles.checked_at) > 64:  # bounded: a long-lived dashboard
