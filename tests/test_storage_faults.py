@@ -26,6 +26,7 @@ import trio
 
 from engine.dashboard.db import DatabaseUnavailable, ReadOnlyDatabase
 from engine.store.sqlite_store import SqliteStore
+from tests.dashboard_support import http_get, serve_dashboard
 from tests.engine_process import REAL_CAPTURE, EngineProcess, LogLine, run_engine
 from tests.fake_exchange import Session, open_fake_exchange
 
@@ -279,6 +280,22 @@ def test_corrupt_page_refused_by_the_dashboard_reader(corrupt_db: Path) -> None:
     reader = ReadOnlyDatabase(corrupt_db)
     with pytest.raises(DatabaseUnavailable, match="quick_check"), reader.connect() as conn:
         conn.execute("SELECT count(*) FROM ticks").fetchone()
+
+
+async def test_corrupt_page_dashboard_over_http_refuses_data_and_reports_unhealthy(
+    corrupt_db: Path,
+) -> None:
+    async with trio.open_nursery() as nursery:
+        base = await serve_dashboard(nursery, corrupt_db)
+        portfolio = await http_get(f"{base}/api/portfolio")
+        healthz = await http_get(f"{base}/healthz")
+        metrics = await http_get(f"{base}/metrics")
+        nursery.cancel_scope.cancel()
+    assert portfolio.status == 503
+    assert "quick_check" in portfolio.json()["error"]
+    assert healthz.status == 503
+    assert metrics.status == 200  # scrapes keep working and say so
+    assert "hybrid_engine_healthy 0" in metrics.text
 
 
 # -- a read-only database -------------------------------------------------------------
