@@ -16,6 +16,8 @@ import msgspec
 import pytest
 import trio
 import trio.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.config import Config
 from engine.core.events import Tick, tick_id
@@ -304,3 +306,44 @@ async def test_second_sigint_during_final_bookkeeping_gives_up_the_locked_write(
     assert engine.events("shutdown_record_failed")
     assert engine.events("shutdown_forced")
     assert [e["recorded"] for e in engine.events("clean_shutdown")] == [False]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    delays=st.lists(st.integers(min_value=0, max_value=5), min_size=1, max_size=12),
+    size=st.integers(min_value=1, max_value=3),
+)
+def test_send_or_overload_with_handler_never_drops_and_reports_only_a_timed_out_wait(
+    delays: list[int], size: int
+) -> None:
+    # A consumer that pauses before each receive (mock clock): whatever the pauses,
+    # every item arrives once, in order; the handler hears of an overload only if
+    # some send waited longer than the timeout.
+    timeout_s = 2.5  # waits are whole seconds: never a tie with the timeout
+    received: list[int] = []
+    reported: list[Overload] = []
+    waits: list[float] = []
+
+    async def main() -> None:
+        send, receive = trio.open_memory_channel[int](size)
+        policy = EnqueuePolicy(timeout_s=timeout_s, on_overload=reported.append)
+
+        async def consume() -> None:
+            async with receive:
+                for delay in delays:
+                    await trio.sleep(delay)
+                    received.append(await receive.receive())
+                async for item in receive:
+                    received.append(item)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(consume)
+            async with send:
+                for item in range(len(delays) + size):
+                    start = trio.current_time()
+                    await send_or_overload(send, item, "record", policy)
+                    waits.append(trio.current_time() - start)
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert received == list(range(len(delays) + size))
+    assert bool(reported) == any(w > timeout_s for w in waits)
