@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import sys
 import time
 from collections.abc import Sequence
@@ -28,6 +29,8 @@ from engine.run_identity import identify_run
 from engine.run_state import RunState
 from engine.runtime import Components, new_run_id, run_engine
 from engine.sdnotify import Notifier
+from engine.shutdown import HardDeadline
+from engine.store.connection import DatabaseCorrupt
 from engine.store.restore import load_restored_state
 from engine.store.runs import check_continuation
 from engine.store.sqlite_store import SqliteStore
@@ -134,10 +137,14 @@ def run_with(
     identity = identify_run(config, captures)
     path = db_path or config.engine.db_path
     store = open_store(path, "--db" if db_path else "engine.db_path", config)
+    deadline = HardDeadline()
     try:
         check_continuation(store.connection, identity, str(path))
         execution = Execution(config)
-        restored = load_restored_state(store.connection)
+        try:
+            restored = load_restored_state(store.connection)
+        except sqlite3.DatabaseError as exc:  # damage quick_check did not see
+            raise DatabaseCorrupt(f"engine.db_path: cannot restore from {path!r}: {exc}") from None
         execution.restore(restored)
         run_id = new_run_id()
         record_start = partial(
@@ -158,6 +165,7 @@ def run_with(
             run_id=run_id,
             trading_state=lambda: execution.trading_state,
             abandon_writes=store.abandon,
+            process_deadline=deadline,
         )
         components = Components(
             source=source,
@@ -181,7 +189,8 @@ def run_with(
         )
         code = trio.run(run_engine, components, state)
     finally:
-        store.close()
+        store.close()  # still under the process deadline if the stop has begun
+        deadline.disarm()
     print_run_summary(str(path), run_id, command, int(code))
     return int(code)
 

@@ -136,6 +136,7 @@ class EngineSection(Section, frozen=True):
     db_path: RequiredPath = "./var/engine.db"
     heartbeat_interval_s: Seconds = 10.0
     drain_timeout_s: Annotated[float, Range(0.1, 3600.0, _S)] = 20.0
+    enqueue_timeout_s: Annotated[float, Range(0.1, 3600.0, _S)] = 30.0
     busy_timeout_ms: Annotated[int, Range(1000, 600_000, _MS)] = 5000
     proof_path: RequiredPath = "./var/proof.json"
     max_proof_age_h: Annotated[float, Range(0.01, 720.0, "h")] = 24.0

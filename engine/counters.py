@@ -21,6 +21,8 @@ class Counters:
     trade_count: int = 0
     persist_count: int = 0
     persist_errors: int = 0
+    persist_retries: int = 0
+    """Lock retries of any write, counted as they happen (by the writer thread only)."""
     persist_batches: int = 0
     ingest_received: int = 0
     ingest_processed: int = 0

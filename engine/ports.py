@@ -64,7 +64,8 @@ class OrderExecution(Protocol):
 class WriteResult(NamedTuple):
     """What one committed write did, returned from the worker thread.
 
-    The worker thread never touches ``Counters``; the persistence task adds
+    The worker thread touches no counter but ``persist_retries`` (through
+    ``SqliteStore.on_lock_retry``, its only writer); the persistence task adds
     ``records`` to ``persist_count`` and ``lock_retries`` to ``persist_errors``.
     """
 

@@ -4,12 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import trio
 
 from engine.config import Config
 from engine.counters import Counters
+from engine.exits import EngineError
 from engine.sdnotify import Notifier
+
+
+class ProcessDeadline(Protocol):
+    """Ends the process if it still runs at a deadline (``engine.shutdown.HardDeadline``)."""
+
+    def arm(self, seconds: float, why: str) -> None:
+        """End the process ``seconds`` from now (the earliest deadline armed wins)."""
+        ...
 
 
 @dataclass
@@ -28,3 +38,11 @@ class RunState:
     trading_state: Callable[[], str] = lambda: "ACTIVE"
     abandon_writes: Callable[[], None] = lambda: None
     """Tells a write stuck retrying on a lock to give up (``SqliteStore.abandon``)."""
+    stop_failure: EngineError | None = None
+    """The fault that made the engine stop its intake and drain (a queue that stayed
+    full, disk full): raised after the drain, so it picks the exit code (13) while
+    everything already accepted is still written."""
+    process_deadline: ProcessDeadline | None = None
+    """Set by the composition root in a real process: once the stop began, the
+    process ends by ``drain_timeout_s`` + ``HARD_STOP_GRACE_S`` even if the writer
+    thread is stuck in SQLite. ``None`` in in-process tests."""

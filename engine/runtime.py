@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Final, TypeVar
@@ -49,8 +49,14 @@ from engine.ports import (
     VenueLink,
 )
 from engine.run_state import RunState
-from engine.shutdown import drain_deadline_task, signal_task
-from engine.store.sqlite_store import SqliteStore
+from engine.shutdown import (
+    arm_process_deadline,
+    drain_deadline_task,
+    signal_task,
+    start_drain_clock,
+    stop_on_fault,
+)
+from engine.store.sqlite_store import SqliteStore, StorageFailed, StorageFull
 from engine.store.task import PERSIST_BATCH_AGE_S, run_persistence
 
 T = TypeVar("T")
@@ -61,28 +67,61 @@ backpressure); a live feed drops the newest tick from its bounded pending buffer
 and counts ``bp_drops_tick`` (its socket reader never waits)."""
 
 DECISION_QUEUE_BATCHES: Final = 16
-"""strategy -> execution. Never dropped: a full queue is waited on for at most
-``ENQUEUE_TIMEOUT_S``, then the engine stops with OVERLOAD (13)."""
+"""strategy -> execution. Never dropped: a full queue is lossless backpressure (the
+tick queue fills behind it and the intake refuses at the edge: a live feed drops and
+counts ``bp_drops_tick``, a replay reads more slowly). Full for ``enqueue_timeout_s``:
+the engine stops its intake and drains (``stop_on_fault``), then exits 13."""
 
 RECORD_QUEUE_BATCHES: Final = 64
 """execution -> persistence. Never dropped: same policy as ``DECISION_QUEUE_BATCHES``."""
 
 ENQUEUE_TIMEOUT_S: Final = 30.0
-"""How long a record that must not be dropped may wait for queue space before
-the engine declares itself overloaded (exit 13) instead of silently losing it."""
+"""Default of ``engine.enqueue_timeout_s``: how long a batch that must not be dropped
+may wait for queue space (persistence behind: a lock held, a slow disk) before the
+engine declares itself overloaded. It then stops the intake and keeps waiting -- the
+drain deadline bounds that -- so what was accepted is still written if persistence
+recovers within ``drain_timeout_s`` (exit 13 either way). 30 s + the 20 s drain stay
+inside the unit's ``WatchdogSec=60``."""
 
 
-async def send_or_overload(send: trio.MemorySendChannel[T], item: T, queue: str) -> None:
-    """Queue a batch that must not be dropped, or stop the engine with OVERLOAD."""
+@dataclass(frozen=True)
+class EnqueuePolicy:
+    """How a task queues a batch that must not be dropped (``send_or_overload``)."""
+
+    timeout_s: float = ENQUEUE_TIMEOUT_S
+    on_overload: Callable[[Overload], None] | None = None
+    """Told once the queue stayed full for ``timeout_s``; the send then goes on waiting.
+    ``None``: the ``Overload`` is raised instead (the batch is not queued)."""
+
+
+async def send_or_overload(
+    send: trio.MemorySendChannel[T],
+    item: T,
+    queue: str,
+    policy: EnqueuePolicy = EnqueuePolicy(),
+) -> None:
+    """Queue a batch that must not be dropped; past ``policy.timeout_s`` declare overload.
+
+    *Error handling:* with ``policy.on_overload`` the overload is reported and the
+    send waits on (cancelled only by a forced stop: the drain deadline); without
+    it ``Overload`` is raised and ``item`` is not queued.
+    """
     try:
         send.send_nowait(item)
         return
     except trio.WouldBlock:
         pass
-    with trio.move_on_after(ENQUEUE_TIMEOUT_S):
+    with trio.move_on_after(policy.timeout_s):
         await send.send(item)
         return
-    raise Overload(f"{queue} queue stayed full for {ENQUEUE_TIMEOUT_S}s; refusing to drop records")
+    overload = Overload(
+        f"{queue} queue stayed full for {policy.timeout_s:g}s (persistence behind);"
+        " intake stopped, nothing accepted dropped"
+    )
+    if policy.on_overload is None:
+        raise overload
+    policy.on_overload(overload)
+    await send.send(item)
 
 
 async def ingest_task(
@@ -94,6 +133,9 @@ async def ingest_task(
     bug) is kept in ``state.ingest_failure`` and ingest returns normally, so
     everything already accepted still drains to disk; the runtime raises the
     failure after the drain and it picks the exit code.
+
+    However ingest ends, the drain clock starts (``start_drain_clock``): the rest
+    of the stop is bounded by ``drain_timeout_s`` even when nobody sent a signal.
     """
     async with send:
         with state.ingest_scope:
@@ -102,6 +144,8 @@ async def ingest_task(
             except Exception as exc:  # re-raised after the drain
                 state.ingest_failure = exc
                 logs.error("ingest_failed", error=repr(exc))
+        ended = "source ended" if state.ingest_failure is None else "source failed"
+        start_drain_clock(state, ended)
     logs.info("ingest_stopped", ingest_processed=state.counters.ingest_processed)
 
 
@@ -110,13 +154,14 @@ async def strategy_task(
     receive: trio.MemoryReceiveChannel[TickBatch],
     send: trio.MemorySendChannel[DecisionBatch],
     counters: Counters,
+    policy: EnqueuePolicy = EnqueuePolicy(),
 ) -> None:
     async with receive, send:
         async for ticks in receive:
             decisions = strategy.on_batch(ticks)
             counters.tick_count += len(ticks)
             counters.signal_count += len(decisions) - len(ticks)
-            await send_or_overload(send, decisions, "decision")
+            await send_or_overload(send, decisions, "decision", policy)
 
 
 def count_records(records: list[Record], counters: Counters, mode: str) -> None:
@@ -157,6 +202,7 @@ async def execution_task(
     mode: str,
     *,
     venue: VenueLink | None = None,
+    policy: EnqueuePolicy = EnqueuePolicy(),
 ) -> None:
     async with receive, send:
         try:
@@ -169,7 +215,7 @@ async def execution_task(
                     log_trading_state_change(before, execution.trading_state, produced)
                 records: RecordBatch = list(decisions)
                 records.extend(produced)
-                await send_or_overload(send, records, "record")
+                await send_or_overload(send, records, "record", policy)
                 if venue is not None:  # after the records are queued: write-ahead
                     venue.dispatch()
         finally:
@@ -206,10 +252,12 @@ async def run_pipeline(components: Components, state: RunState) -> None:
     if venue is not None:
         persistence = venue.persistence(components.store)
         persist_age_s = venue.persist_batch_age_s
+    on_fault = partial(stop_on_fault, state)
+    policy = EnqueuePolicy(timeout_s=state.config.engine.enqueue_timeout_s, on_overload=on_fault)
 
     async with trio.open_nursery() as services:
         services.start_soon(drain_deadline_task, state)
-        services.start_soon(heartbeat_task, state, components.store, limiter)
+        services.start_soon(_heartbeats, state, components.store, limiter)
         queues = (tick_send, decision_send, record_send)
         services.start_soon(
             watchdog_task,
@@ -228,6 +276,7 @@ async def run_pipeline(components: Components, state: RunState) -> None:
                         limiter,
                         max_batch_age_s=persist_age_s,
                         abandon=state.abandon_writes,
+                        on_fault=on_fault,
                     )
                 )
                 if venue is not None:  # LIVE: trades only once the venue's view is reconciled
@@ -241,10 +290,11 @@ async def run_pipeline(components: Components, state: RunState) -> None:
                         counters,
                         mode,
                         venue=venue,
+                        policy=policy,
                     )
                 )
                 pipeline.start_soon(
-                    strategy_task, components.strategy, tick_recv, decision_send, counters
+                    strategy_task, components.strategy, tick_recv, decision_send, counters, policy
                 )
                 pipeline.start_soon(ingest_task, components.source, tick_send, state)
                 state.notifier.ready()
@@ -254,12 +304,27 @@ async def run_pipeline(components: Components, state: RunState) -> None:
         services.cancel_scope.cancel()
 
     if state.pipeline_scope.cancelled_caught:
+        cause = "" if state.stop_failure is None else f" (the stop began on: {state.stop_failure})"
         raise Overload(
             f"drain did not finish within drain_timeout_s={state.config.engine.drain_timeout_s}"
-            " or a second signal forced the stop; the last batches may be lost"
+            f" or a second signal forced the stop; the last batches may be lost{cause}"
         )
+    if state.stop_failure is not None:
+        raise state.stop_failure
     if state.ingest_failure is not None:
         raise state.ingest_failure
+
+
+async def _heartbeats(state: RunState, store: SqliteStore, limiter: trio.CapacityLimiter) -> None:
+    """``heartbeat_task``; a heartbeat that meets a full disk (or an I/O error) stops the
+    engine the way persistence does -- intake stopped, the accepted drained, exit 13 --
+    instead of failing the run at once, and the beats go on being logged."""
+    while True:
+        try:
+            await heartbeat_task(state, store, limiter)
+        except (StorageFull, StorageFailed) as exc:
+            logs.error("heartbeat_write_failed", error=str(exc))
+            stop_on_fault(state, exc)
 
 
 def new_run_id() -> str:
@@ -275,6 +340,7 @@ async def run_engine(components: Components, state: RunState) -> ExitCode:
     final bookkeeping must neither kill the process (SIGTERM's default action) nor
     go unheard, and a second one abandons a write stuck on a locked database.
     """
+    components.store.on_lock_retry = partial(_count_lock_retry, state.counters)
     async with trio.open_nursery() as signals:
         await signals.start(signal_task, state)
         code, failure, recorded = await _run_and_record(components, state)
@@ -300,6 +366,11 @@ async def run_engine(components: Components, state: RunState) -> ExitCode:
     return code
 
 
+def _count_lock_retry(counters: Counters) -> None:
+    """Runs in the writer thread, the only writer of ``persist_retries`` (no lock needed)."""
+    counters.persist_retries += 1
+
+
 async def _run_and_record(
     components: Components, state: RunState
 ) -> tuple[ExitCode, BaseException | None, bool]:
@@ -314,26 +385,46 @@ async def _run_and_record(
         failure = Overload("interrupted") if isinstance(exc, KeyboardInterrupt) else exc
     code = exit_code_for(failure)
     clean = code is ExitCode.COMPLETE
-    try:
-        # Always record the end of the run; the final heartbeat carries the counters
-        # a clean shutdown is checked against (persisted ticks == ingest_processed).
-        await write_heartbeat(state, store, trio.CapacityLimiter(1), final=True)
-        await trio.to_thread.run_sync(
+    # A pipeline that failed without a drain: the bookkeeping below is bounded too.
+    arm_process_deadline(state, f"stopping with exit code {int(code)}")
+    # Always try to record the end of the run, each step on its own (disk full may
+    # refuse the heartbeat's row yet take the run's update). The final heartbeat
+    # carries the counters a clean shutdown is checked against (persisted ticks ==
+    # ingest_processed; it is logged even when it cannot be stored), so without it
+    # the run is not marked clean.
+    heartbeat_ok = await _shutdown_step(
+        "heartbeat", partial(write_heartbeat, state, store, trio.CapacityLimiter(1), final=True)
+    )
+    marked_clean = clean and heartbeat_ok
+    end_ok = await _shutdown_step(
+        "end_run",
+        partial(
+            trio.to_thread.run_sync,
             lambda: store.end_run(
                 run_id=state.run_id,
                 ended_wall_ns=time.time_ns(),
                 exit_code=int(code),
-                clean_shutdown=clean,
-            )
-        )
-        busy, wal_frames, checkpointed = await trio.to_thread.run_sync(store.checkpoint)
-        logs.info(
-            "wal_checkpointed", busy=busy, wal_frames=wal_frames, checkpointed=checkpointed
-        )
+                clean_shutdown=marked_clean,
+            ),
+        ),
+    )
+    checkpoint_ok = await _shutdown_step("checkpoint", partial(_checkpoint, store))
+    recorded = heartbeat_ok and end_ok and checkpoint_ok
+    return code, failure, recorded
+
+
+async def _shutdown_step(step: str, run: Callable[[], Awaitable[object]]) -> bool:
+    try:
+        await run()
     except Exception as exc:  # the exit code already says what failed first
-        logs.error("shutdown_record_failed", error=repr(exc))
-        return code, failure, False
-    return code, failure, True
+        logs.error("shutdown_record_failed", step=step, error=repr(exc))
+        return False
+    return True
+
+
+async def _checkpoint(store: SqliteStore) -> None:
+    busy, wal_frames, checkpointed = await trio.to_thread.run_sync(store.checkpoint)
+    logs.info("wal_checkpointed", busy=busy, wal_frames=wal_frames, checkpointed=checkpointed)
 
 
 def _describe_failure(exc: BaseException) -> str:

@@ -6,17 +6,19 @@ the mock clock only for the in-memory overload timer.
 
 from __future__ import annotations
 
+import json
 import signal
 import sqlite3
-import time
 from decimal import Decimal
 from pathlib import Path
 
+import msgspec
 import pytest
 import trio
 import trio.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from engine import runtime
 from engine.config import Config
 from engine.core.events import Tick, tick_id
 from engine.core.execution import Execution
@@ -28,13 +30,14 @@ from engine.run_state import RunState
 from engine.runtime import (
     ENQUEUE_TIMEOUT_S,
     Components,
+    EnqueuePolicy,
     run_engine,
     send_or_overload,
 )
 from engine.sdnotify import Notifier
 from engine.store.sqlite_store import SqliteStore
 from tests.engine_process import EngineProcess
-from tests.fake_exchange import Session, open_fake_exchange
+from tests.fake_exchange import LogLines, Session, open_fake_exchange
 
 
 def make_ticks(start: int, n: int) -> TickBatch:
@@ -154,30 +157,47 @@ async def test_send_or_overload_succeeds_when_space_frees_in_time(
     assert trio.current_time() == pytest.approx(ENQUEUE_TIMEOUT_S - 1)
 
 
-async def test_run_engine_overload_while_database_locked_gives_up_the_write_and_exits_13(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+async def test_send_or_overload_with_handler_reports_once_then_keeps_waiting(
+    autojump_clock: trio.testing.MockClock,
 ) -> None:
-    # The database stays locked: persistence retries its batch, the records queue fills
-    # and execution gives up (Overload). The write stuck retrying on the lock used to be
-    # waited for (retried forever; only a forced stop abandoned it), so the process hung
-    # for as long as the lock was held instead of exiting 13. Here the retry loop's
-    # sleep raises after REAL_BOUND_S instead of hanging (exit 1 then, not 13).
-    monkeypatch.setattr(runtime, "ENQUEUE_TIMEOUT_S", 0.5)
-    real_bound_s = 20.0
-    give_up_at = time.monotonic() + real_bound_s
+    send, receive = trio.open_memory_channel[int](1)
+    send.send_nowait(0)
+    reported: list[tuple[float, Overload]] = []
+    policy = EnqueuePolicy(
+        timeout_s=2.0, on_overload=lambda exc: reported.append((trio.current_time(), exc))
+    )
 
-    def retry_sleep(_delay_s: float) -> None:
-        time.sleep(0.005)
-        if time.monotonic() > give_up_at:
-            raise RuntimeError("the write was never abandoned")
+    async def consume_late() -> None:
+        await trio.sleep(7.0)  # long after the timeout: the item must still arrive
+        assert await receive.receive() == 0
 
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(consume_late)
+        await send_or_overload(send, 1, "record", policy)
+    assert [(at, str(exc)) for at, exc in reported] == [
+        (2.0, "record queue stayed full for 2s (persistence behind); intake stopped,"
+         " nothing accepted dropped")
+    ]
+    assert trio.current_time() == pytest.approx(7.0)
+    assert receive.receive_nowait() == 1  # queued, not dropped
+
+
+def locked_wiring(
+    tmp_path: Path, batches: int, *, drain_timeout_s: float
+) -> tuple[Components, RunState, Path]:
+    """A store whose lock waits are short, and a config that overloads after 0.3 s."""
     db = tmp_path / "engine.db"
-    store = SqliteStore.open(db, busy_timeout_ms=1, sleep=retry_sleep)
+    store = SqliteStore.open(db, busy_timeout_ms=1, retry_first_s=0.005, retry_max_s=0.005)
     store.start_run("run-test", 1, "test", "shadow", 0, "test", "{}")
-    config = Config()
+    config = msgspec.structs.replace(
+        Config(),
+        engine=msgspec.structs.replace(
+            Config().engine, enqueue_timeout_s=0.3, drain_timeout_s=drain_timeout_s
+        ),
+    )
     components = Components(
-        # More than one persistence batch (16,384 records) plus the records queue.
-        source=ListSource([make_ticks(i * 100, 100) for i in range(300)]),
+        # More than one persistence batch (16,384 records) plus every queue.
+        source=ListSource([make_ticks(i * 100, 100) for i in range(batches)]),
         strategy=SmaCross(config.strategy.fast, config.strategy.slow, 0),
         execution=Execution(config),
         store=store,
@@ -189,15 +209,64 @@ async def test_run_engine_overload_while_database_locked_gives_up_the_write_and_
         run_id="run-test",
         abandon_writes=store.abandon,
     )
+    return components, state, db
+
+
+async def test_run_engine_lock_past_enqueue_timeout_drains_everything_then_exits_13(
+    tmp_path: Path, log_lines: LogLines
+) -> None:
+    # The lock outlasts enqueue_timeout_s: the engine stops its intake (the source is
+    # cancelled, its unsent batches were never accepted) but loses nothing it accepted:
+    # once the lock is released -- within the drain deadline -- every queued tick lands.
+    components, state, db = locked_wiring(tmp_path, 400, drain_timeout_s=60.0)
+    locker = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    locker.execute("BEGIN IMMEDIATE")
+
+    async def release_after_overload() -> None:
+        await state.drain_started.wait()  # the source cannot end on its own: queues full
+        assert state.stop_failure is not None
+        assert state.counters.persist_retries > 0  # counted live, the write still stuck
+        locker.execute("COMMIT")
+
+    try:
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(release_after_overload)
+                code = await run_engine(components, state)
+    finally:
+        locker.close()
+        components.store.close()
+    assert code is ExitCode.OVERLOAD
+    counters = state.counters
+    assert 0 < counters.tick_count < 400 * 100  # the intake stopped early
+    assert count(db, "ticks") == counters.tick_count  # every accepted tick landed
+    assert count(db, "signals") == counters.signal_count
+    assert counters.persist_retries > 0
+    assert log_lines.events("stopping_on_fault")[0]["exit_code"] == 13
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT clean_shutdown, exit_code FROM runs").fetchall() == [(0, 13)]
+        (final,) = conn.execute("SELECT counters FROM heartbeats WHERE final = 1").fetchone()
+    assert json.loads(final)["persist_retries"] == counters.persist_retries
+
+
+async def test_run_engine_overload_while_database_locked_gives_up_the_write_and_exits_13(
+    tmp_path: Path,
+) -> None:
+    # Overload declared, the drain cannot finish: the drain deadline forces the stop and
+    # the write stuck retrying on the lock is abandoned instead of waited for.
+    components, state, db = locked_wiring(tmp_path, 300, drain_timeout_s=0.5)
     locker = sqlite3.connect(db, isolation_level=None)
     locker.execute("BEGIN IMMEDIATE")
     try:
-        with trio.fail_after(2 * real_bound_s):
+        with trio.fail_after(30):
             code = await run_engine(components, state)
     finally:
         locker.close()
-        store.close()
+        components.store.close()
     assert code is ExitCode.OVERLOAD
+    assert state.stop_failure is not None
+    assert state.pipeline_scope.cancelled_caught  # forced, not drained
+    assert count(db, "ticks") == 0
 
 
 async def test_second_sigint_during_final_bookkeeping_gives_up_the_locked_write(
@@ -237,3 +306,44 @@ async def test_second_sigint_during_final_bookkeeping_gives_up_the_locked_write(
     assert engine.events("shutdown_record_failed")
     assert engine.events("shutdown_forced")
     assert [e["recorded"] for e in engine.events("clean_shutdown")] == [False]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    delays=st.lists(st.integers(min_value=0, max_value=5), min_size=1, max_size=12),
+    size=st.integers(min_value=1, max_value=3),
+)
+def test_send_or_overload_with_handler_never_drops_and_reports_only_a_timed_out_wait(
+    delays: list[int], size: int
+) -> None:
+    # A consumer that pauses before each receive (mock clock): whatever the pauses,
+    # every item arrives once, in order; the handler hears of an overload only if
+    # some send waited longer than the timeout.
+    timeout_s = 2.5  # waits are whole seconds: never a tie with the timeout
+    received: list[int] = []
+    reported: list[Overload] = []
+    waits: list[float] = []
+
+    async def main() -> None:
+        send, receive = trio.open_memory_channel[int](size)
+        policy = EnqueuePolicy(timeout_s=timeout_s, on_overload=reported.append)
+
+        async def consume() -> None:
+            async with receive:
+                for delay in delays:
+                    await trio.sleep(delay)
+                    received.append(await receive.receive())
+                async for item in receive:
+                    received.append(item)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(consume)
+            async with send:
+                for item in range(len(delays) + size):
+                    start = trio.current_time()
+                    await send_or_overload(send, item, "record", policy)
+                    waits.append(trio.current_time() - start)
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert received == list(range(len(delays) + size))
+    assert bool(reported) == any(w > timeout_s for w in waits)

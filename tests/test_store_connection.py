@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
 import threading
 from pathlib import Path
 
 import pytest
 
 from engine.exits import ConfigError, ExitCode
+from engine.store import connection
 from engine.store.connection import (
     MIN_BUSY_TIMEOUT_MS,
+    OWNER_ONLY,
     REQUIRED_PRAGMAS,
+    DatabaseCorrupt,
     check_pragmas,
     file_pragma_problems,
     open_readonly,
@@ -92,7 +97,7 @@ def test_open_writer_unopenable_path_raises_config_error(tmp_path: Path) -> None
 def test_open_writer_not_a_database_raises_config_error(tmp_path: Path) -> None:
     path = tmp_path / "e.db"
     path.write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(ConfigError, match="cannot configure database"):
+    with pytest.raises(ConfigError, match=r"engine\.db_path: .* is not a usable SQLite database"):
         open_writer(path)
 
 
@@ -139,3 +144,122 @@ def test_open_readonly_missing_file_raises_and_creates_nothing(tmp_path: Path) -
     with pytest.raises(sqlite3.OperationalError):
         open_readonly(path).execute("SELECT 1 FROM sqlite_master")
     assert not path.exists()
+
+
+@pytest.mark.parametrize("umask", [0o000, 0o022, 0o077, 0o277])
+def test_open_writer_db_wal_and_shm_owner_only_whatever_the_umask(
+    tmp_path: Path, umask: int
+) -> None:
+    path = tmp_path / "e.db"
+    before = os.umask(umask)
+    try:
+        conn = open_writer(path)
+        conn.execute("CREATE TABLE t (x INTEGER)")
+        conn.execute("INSERT INTO t VALUES (1)")
+    finally:
+        os.umask(before)
+    try:
+        modes = {
+            name: stat.S_IMODE(os.stat(f"{path}{name}").st_mode) for name in ("", "-wal", "-shm")
+        }
+    finally:
+        conn.close()
+    assert modes == {"": OWNER_ONLY, "-wal": OWNER_ONLY, "-shm": OWNER_ONLY}
+
+
+def test_open_writer_existing_files_readable_by_others_tightened(tmp_path: Path) -> None:
+    path = tmp_path / "e.db"
+    open_writer(path).close()
+    os.chmod(path, 0o644)
+    conn = open_writer(path)
+    conn.close()
+    assert stat.S_IMODE(os.stat(path).st_mode) == OWNER_ONLY
+
+
+def test_open_writer_path_that_is_not_a_regular_file_refused_naming_the_key(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(ConfigError, match=r"engine\.db_path") as info:
+        open_writer(tmp_path)  # a directory
+    assert info.value.exit_code == ExitCode.CONFIG
+    with pytest.raises(ConfigError, match=r"engine\.db_path"):
+        open_writer("/dev/null")
+
+
+def corrupt(path: Path) -> None:
+    """A database with enough pages, one in the middle overwritten with garbage."""
+    conn = open_writer(path)
+    conn.execute("CREATE TABLE t (x TEXT)")
+    conn.executemany("INSERT INTO t VALUES (?)", [(f"row {i:06d} " * 8,) for i in range(5000)])
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    conn.close()
+    with path.open("r+b") as f:
+        f.seek(page_size * (pages // 2) + 16)
+        f.write(b"\xff" * 64)
+
+
+def test_open_writer_corrupt_page_refused_as_database_corrupt(tmp_path: Path) -> None:
+    path = tmp_path / "e.db"
+    corrupt(path)
+    with pytest.raises(DatabaseCorrupt, match="quick_check") as info:
+        open_writer(path)
+    assert info.value.exit_code == ExitCode.CONFIG
+
+
+def test_open_readonly_corrupt_page_refused_unless_told_not_to_verify(tmp_path: Path) -> None:
+    path = tmp_path / "e.db"
+    corrupt(path)
+    with pytest.raises(DatabaseCorrupt, match="quick_check") as info:
+        open_readonly(path)
+    assert isinstance(info.value, sqlite3.DatabaseError)  # readers' handlers catch it
+    open_readonly(path, verify=False).close()
+
+
+def test_open_readonly_remembers_a_verified_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "e.db"
+    open_writer(path).close()
+    checks: list[float] = []
+    real = connection.quick_check
+
+    def counting(conn: sqlite3.Connection, max_s: float) -> str | None:
+        checks.append(max_s)
+        return real(conn, max_s)
+
+    monkeypatch.setattr(connection, "quick_check", counting)
+    for _ in range(3):
+        open_readonly(path).close()
+    assert checks == [connection.READER_QUICK_CHECK_MAX_S]
+
+
+def test_quick_check_out_of_time_is_not_a_verdict(tmp_path: Path) -> None:
+    path = tmp_path / "e.db"
+    conn = open_writer(path)
+    conn.execute("CREATE TABLE t (x TEXT)")
+    conn.executemany("INSERT INTO t VALUES (?)", [(str(i) * 50,) for i in range(20000)])
+    try:
+        assert connection.quick_check(conn, 0.0) is None  # interrupted at once
+        assert connection.quick_check(conn, 60.0) == "ok"  # and the handler was cleared
+        assert conn.execute("SELECT count(*) FROM t").fetchone() == (20000,)
+    finally:
+        conn.close()
+
+
+def test_open_readonly_check_out_of_time_lets_the_file_through_and_is_not_repeated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "e.db"
+    open_writer(path).close()
+    checks: list[float] = []
+
+    def out_of_time(conn: sqlite3.Connection, max_s: float) -> str | None:
+        checks.append(max_s)
+        return None
+
+    monkeypatch.setattr(connection, "quick_check", out_of_time)
+    for _ in range(3):
+        open_readonly(path).close()
+    assert len(checks) == 1  # a file too big to check costs one bound per READER_RECHECK_S

@@ -16,7 +16,7 @@ from engine.core.events import Record, Tick
 from engine.counters import Counters
 from engine.ports import WriteResult
 from engine.store.digest import table_counts
-from engine.store.sqlite_store import SqliteStore
+from engine.store.sqlite_store import SqliteStore, StorageFull
 from engine.store.task import batch_records, run_persistence
 
 
@@ -219,3 +219,48 @@ async def test_run_persistence_real_store_every_record_lands(tmp_path: Path) -> 
     assert counters.persist_batches >= 5
     assert counters.persist_errors == 0
     store.close()
+
+
+class FullDiskStore:
+    """Refuses the first ``failures`` writes as a full disk would, then stores."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.attempts: list[int] = []
+        self.stored: list[Record] = []
+
+    def write_records(self, records: Sequence[Record]) -> WriteResult:
+        self.attempts.append(len(records))
+        if len(self.attempts) <= self.failures:
+            raise StorageFull("disk full while writing: database or disk is full")
+        self.stored.extend(records)
+        return WriteResult(inserted=len(records), records=len(records), lock_retries=0)
+
+
+@pytest.mark.parametrize("with_abandon", [False, True])
+async def test_run_persistence_disk_full_reported_once_and_same_batch_retried_until_stored(
+    with_abandon: bool,
+) -> None:
+    store, counters = FullDiskStore(failures=3), Counters()
+    faults: list[Exception] = []
+    send, receive = trio.open_memory_channel[list[Record]](10)
+    async with send:
+        await send.send(ticks(0, 5))
+    await run_persistence(store, receive, counters, trio.CapacityLimiter(1),
+                          abandon=(lambda: None) if with_abandon else None,
+                          on_fault=faults.append)
+    assert store.attempts == [5, 5, 5, 5]  # the same batch, never dropped
+    assert store.stored == ticks(0, 5)
+    assert [type(f) for f in faults] == [StorageFull]  # told once, then retried quietly
+    assert (counters.persist_errors, counters.persist_count) == (3, 5)
+
+
+async def test_run_persistence_disk_full_without_fault_handler_raises() -> None:
+    store, counters = FullDiskStore(failures=1), Counters()
+    send, receive = trio.open_memory_channel[list[Record]](10)
+    async with send:
+        await send.send(ticks(0, 2))
+    with pytest.raises(StorageFull):
+        await run_persistence(store, receive, counters, trio.CapacityLimiter(1),
+                              abandon=lambda: None)
+    assert counters.persist_errors == 1

@@ -198,6 +198,7 @@ class SyntheticStream:
     async def _flush(self, send: trio.MemorySendChannel[TickBatch], batch: list[Tick]) -> None:
         if self._lossless:
             await send.send(batch)
+            self._counters.ingest_processed += len(batch)
         else:
             try:
                 send.send_nowait(batch)
@@ -205,8 +206,10 @@ class SyntheticStream:
                 self._counters.bp_drops_tick += len(batch)
                 await trio.lowlevel.checkpoint()
                 return
+            # Counted before the checkpoint: a drain that cancels ingest there must not
+            # leave an accepted batch uncounted (ingest_processed == persisted ticks).
+            self._counters.ingest_processed += len(batch)
             await trio.lowlevel.checkpoint()
-        self._counters.ingest_processed += len(batch)
 
 
 def write_synthetic_capture(

@@ -40,7 +40,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def run(args: argparse.Namespace) -> int:
     if not Path(args.db).is_file():
         raise ConfigError(f"--db: no database at {args.db}")
-    conn = open_readonly(args.db)
+    try:
+        conn = open_readonly(args.db)
+    except sqlite3.DatabaseError as exc:  # not SQLite, or fails quick_check
+        raise ConfigError(f"--db: {args.db} is not a readable engine database ({exc})") from None
     try:
         missing = missing_engine_tables(conn)
         if missing:

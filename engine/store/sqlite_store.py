@@ -12,7 +12,21 @@ forever: a batch is never dropped, and the runtime's drain deadline bounds the
 wait: when a drain is forced (deadline passed, second signal) the runtime calls
 ``abandon()`` and the retry loop raises ``StoreAbandoned`` instead of waiting on
 (a worker thread cannot be cancelled from outside; this is how it is told to stop).
-Each retry is logged and counted in the returned ``WriteResult``.
+Each retry is logged, reported at once to ``on_lock_retry`` (the heartbeat's
+``persist_retries``, live even while the write is still stuck) and counted in the
+returned ``WriteResult``. Once abandoned, a write (the final bookkeeping of a forced
+stop) makes one attempt with a short lock wait (``ABANDONED_BUSY_TIMEOUT_MS``), so a
+stop is never held up by another ``busy_timeout``.
+
+*Storage faults* are translated here, at the edge, into exceptions that carry the
+exit code (docs/operations.md, "Storage faults"): disk full -> ``StorageFull`` (13,
+retried by the persistence task while the engine drains), an I/O error ->
+``StorageFailed`` (13), a file that became read-only or unopenable ->
+``StorageUnusable`` (12), a corrupt page -> ``DatabaseCorrupt`` (12). Before every
+transaction the path is compared with the file the connection opened (device and
+inode): a database deleted or replaced under the running engine raises
+``StoreFileReplaced`` (12) instead of writing on into a file nobody will ever read.
+A constraint broken by a bad record is not a storage fault: it propagates as is.
 
 *Why multi-row INSERTs, not ``executemany``:* the writer thread shares the GIL
 with the Trio thread. ``executemany`` releases the GIL around every row's
@@ -52,9 +66,17 @@ from typing import Any, Final, TypeVar
 
 from engine import logs
 from engine.core.events import Record, Tick
-from engine.exits import Overload
+from engine.exits import ConfigError, Overload
 from engine.ports import WriteResult
-from engine.store.connection import BUSY_TIMEOUT_MS, open_writer, read_pragmas
+from engine.store.connection import (
+    BUSY_TIMEOUT_MS,
+    DB_SIDE_FILES,
+    DatabaseCorrupt,
+    FileIdentity,
+    file_identity,
+    open_writer,
+    read_pragmas,
+)
 from engine.store.runs import RunIdentity, counts_json, identity_columns
 from engine.store.schema import RECORD_TABLES, RecordTable, Row, SqlValue, migrate
 
@@ -74,8 +96,19 @@ MAX_STATEMENT_PARAMS: Final = 32766
 """SQLite's default ``SQLITE_MAX_VARIABLE_NUMBER`` (builds may allow more, never
 less since 3.32): a wide table gets fewer rows per statement."""
 
+ABANDONED_BUSY_TIMEOUT_MS: Final = 100
+"""Lock wait of a write made after ``abandon()`` (the final bookkeeping of a forced stop)."""
+
+_SQLITE_PERM: Final = 3
 _SQLITE_BUSY: Final = 5
 _SQLITE_LOCKED: Final = 6
+_SQLITE_READONLY: Final = 8
+_SQLITE_IOERR: Final = 10
+_SQLITE_CORRUPT: Final = 11
+_SQLITE_FULL: Final = 13
+_SQLITE_CANTOPEN: Final = 14
+_SQLITE_AUTH: Final = 23
+_SQLITE_NOTADB: Final = 26
 
 T = TypeVar("T")
 
@@ -164,6 +197,46 @@ class StoreAbandoned(Overload):
     """Raised by a write retrying on a lock after ``SqliteStore.abandon()`` (a forced stop)."""
 
 
+class StorageFull(Overload):
+    """Raised by a write that met "database or disk is full": a resource safety stop (13).
+
+    The persistence task retries the batch while the engine drains, so what was
+    accepted is still written if space frees before the drain deadline."""
+
+
+class StorageFailed(Overload):
+    """Raised by a write that met an I/O error from the disk (13: a restart may help)."""
+
+
+class StorageUnusable(ConfigError):
+    """Raised when the database became read-only, unopenable or refused (12: an operator
+    must fix the file, its mount or its permissions)."""
+
+
+class StoreFileReplaced(ConfigError):
+    """Raised when ``db_path`` no longer names the file the engine writes (deleted or
+    replaced): 12, because a restart would silently continue in another database."""
+
+
+def storage_fault(exc: sqlite3.Error, doing: str) -> Exception | None:
+    """The engine's exception for a SQLite error that is a storage fault, ``None`` if it
+    is not (a lock, a broken constraint: handled or raised elsewhere)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if not isinstance(code, int):
+        return None
+    primary = code & 0xFF
+    what = f"{doing}: {exc} ({getattr(exc, 'sqlite_errorname', code)})"
+    if primary == _SQLITE_FULL:
+        return StorageFull(f"disk full while {what}")
+    if primary == _SQLITE_IOERR:
+        return StorageFailed(f"I/O error while {what}")
+    if primary in (_SQLITE_READONLY, _SQLITE_PERM, _SQLITE_CANTOPEN, _SQLITE_AUTH):
+        return StorageUnusable(f"engine.db_path: database not writable while {what}")
+    if primary in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
+        return DatabaseCorrupt(f"engine.db_path: database damaged while {what}")
+    return None
+
+
 class SqliteStore:
     """The database of one engine process (see module docstring for threading and locks)."""
 
@@ -188,6 +261,12 @@ class SqliteStore:
         self._inserted: dict[str, int] = {}
         self._first_event_ns: int | None = None
         self._last_event_ns: int | None = None
+        self._short_waits = False
+        self._identity = self._current_identity()
+        self._identity_lost = False
+        self.on_lock_retry: Callable[[], None] | None = None
+        """Called in the writer thread at every lock retry (the runtime counts
+        ``persist_retries`` with it; nothing else writes that counter)."""
 
     @classmethod
     def open(
@@ -207,6 +286,12 @@ class SqliteStore:
         conn = open_writer(path, busy_timeout_ms=busy_timeout_ms)
         try:
             applied = migrate(conn)
+        except sqlite3.Error as exc:
+            conn.close()
+            fault = storage_fault(exc, f"migrating {str(path)!r}")
+            if fault is not None:
+                raise fault from None
+            raise
         except BaseException:
             conn.close()
             raise
@@ -369,9 +454,12 @@ class SqliteStore:
         """``PRAGMA wal_checkpoint(TRUNCATE)``: ``(busy, wal_frames, checkpointed_frames)``.
 
         ``busy == 1`` means a reader kept the checkpoint from completing; the
-        data is safe in the WAL either way.
+        data is safe in the WAL either way. After ``abandon()`` the checkpoint is
+        ``PASSIVE`` (it never waits on a lock).
         """
-        row = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        self._shorten_waits_if_abandoned()
+        mode = "PASSIVE" if self.abandoned else "TRUNCATE"
+        row = self._conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
         busy, log, done = row
         return int(busy), int(log), int(done)
 
@@ -379,11 +467,57 @@ class SqliteStore:
         """Make a write that is retrying on a lock give up (thread-safe; forced stop only)."""
         self._abandoned.set()
 
+    @property
+    def abandoned(self) -> bool:
+        """Whether ``abandon()`` was called (the stop is forced)."""
+        return self._abandoned.is_set()
+
+    # -- file identity ----------------------------------------------------------
+
+    def _current_identity(self) -> tuple[FileIdentity | None, ...]:
+        """The database file and its ``-wal`` as the path names them now."""
+        return (
+            file_identity(self._path),
+            *(file_identity(f"{self._path}{suffix}") for suffix in DB_SIDE_FILES[:1]),
+        )
+
+    def check_identity(self) -> None:
+        """Raise ``StoreFileReplaced`` if ``db_path`` (or its ``-wal``) is no longer the
+        file this connection writes. Reported once: later writes (the bookkeeping of the
+        stop) go on into the open file, which is kept if it was only moved."""
+        if self._identity_lost:
+            return
+        now = self._current_identity()
+        if now == self._identity:
+            return
+        self._identity_lost = True
+        names = (self._path, f"{self._path}-wal")
+        changed = [
+            f"{name} {'removed' if new is None else 'replaced'}"
+            for name, old, new in zip(names, self._identity, now, strict=True)
+            if old is not None and new != old
+        ]
+        if not changed:  # a side file appeared that was not there at open: note it, go on
+            self._identity = now
+            self._identity_lost = False
+            return
+        logs.error("store_file_replaced", path=self._path, changed=changed)
+        raise StoreFileReplaced(
+            f"engine.db_path: the database file was {', '.join(changed)} while the engine"
+            " was writing it; stopping rather than writing into a file no one can read"
+        )
+
     def close(self) -> None:
         """Close the writer connection (SQLite checkpoints and removes the WAL if it can)."""
         self._conn.close()
 
     # -- the retry loop -------------------------------------------------------
+
+    def _shorten_waits_if_abandoned(self) -> None:
+        """After ``abandon()``, lock waits are ``ABANDONED_BUSY_TIMEOUT_MS`` (writer thread)."""
+        if self.abandoned and not self._short_waits:
+            self._short_waits = True
+            self._conn.execute(f"PRAGMA busy_timeout = {ABANDONED_BUSY_TIMEOUT_MS}")
 
     def _transaction(self, body: Callable[[], T], *, what: str, size: int) -> tuple[T, int]:
         """Run ``body`` inside ``BEGIN IMMEDIATE ... COMMIT``, retrying on lock forever.
@@ -391,7 +525,13 @@ class SqliteStore:
         ``BEGIN IMMEDIATE`` takes the write lock up front, so a lock is met at
         the start (waiting ``busy_timeout``) rather than half-way through.
         Returns the body's result and the number of retries.
+
+        *Error handling:* ``StoreFileReplaced`` before anything is written if the
+        file changed under the engine; storage faults as the module docstring says;
+        any other error as raised.
         """
+        self.check_identity()
+        self._shorten_waits_if_abandoned()
         retries = 0
         while True:
             try:
@@ -404,10 +544,15 @@ class SqliteStore:
                         self._conn.execute("ROLLBACK")
                     raise
                 return result, retries
-            except sqlite3.OperationalError as exc:
-                if not is_lock_error(exc):
+            except sqlite3.Error as exc:
+                if not (isinstance(exc, sqlite3.OperationalError) and is_lock_error(exc)):
+                    fault = storage_fault(exc, f"writing {what} ({size} record(s))")
+                    if fault is not None:
+                        raise fault from exc
                     raise
                 retries += 1
+                if self.on_lock_retry is not None:
+                    self.on_lock_retry()
                 delay = backoff_s(retries, self._retry_first_s, self._retry_max_s)
                 logs.warning(
                     "persist_lock_retry",

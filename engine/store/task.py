@@ -40,8 +40,14 @@ keep the cancelled nursery -- and the process -- waiting for as long as the
 lock is held, instead of exiting with the failure's code.
 
 *Error handling:* lock contention is handled inside the store (retried
-forever, counted in ``persist_errors``); any other database error is logged
-and propagates (L4), failing the nursery.
+forever, counted in ``persist_errors`` and, live, in ``persist_retries``). A
+resource fault (``StorageFull``, ``StorageFailed``: disk full, an I/O error) does
+not drop the batch: it is counted in ``persist_errors``, reported once to
+``on_fault`` (the runtime stops the intake and drains, exit 13) and the *same*
+batch is retried with backoff until it lands or the drain deadline cancels the
+task -- so what was accepted is still written if space frees in time. Any other
+database error (a file replaced or read-only, a corrupt page, a broken
+constraint) is logged and propagates (L4), failing the nursery.
 """
 
 from __future__ import annotations
@@ -56,7 +62,15 @@ import trio
 from engine import logs
 from engine.core.events import Record
 from engine.counters import Counters
-from engine.ports import Persistence
+from engine.exits import EngineError
+from engine.ports import Persistence, WriteResult
+from engine.store.sqlite_store import (
+    RETRY_BACKOFF_FIRST_S,
+    RETRY_BACKOFF_MAX_S,
+    StorageFailed,
+    StorageFull,
+    backoff_s,
+)
 
 PERSIST_BATCH_RECORDS: Final = 16384
 """Flush when this many records are pending. Larger batches mean fewer commits
@@ -84,11 +98,13 @@ async def run_persistence(
     max_batch_records: int = PERSIST_BATCH_RECORDS,
     max_batch_age_s: float = PERSIST_BATCH_AGE_S,
     abandon: Callable[[], None] | None = None,
+    on_fault: Callable[[EngineError], None] | None = None,
 ) -> None:
     """Persist every record list received until the channel closes (see module docstring).
 
     ``abandon`` is called if this task is cancelled while a write is in the
-    worker thread (see *Cancellation*).
+    worker thread (see *Cancellation*). ``on_fault`` is told of a resource fault
+    that is being retried (see *Error handling*); without it such a fault propagates.
 
     ``limiter`` is the writer's ``CapacityLimiter(1)``, shared with every other
     caller of the store (heartbeats, run bookkeeping) so calls never overlap.
@@ -96,25 +112,53 @@ async def run_persistence(
     (process-wide; the previous value is restored on return, also on failure).
     """
 
-    async def write(batch: list[Record]) -> None:
+    async def write_once(batch: list[Record]) -> WriteResult:
+        if abandon is None:
+            return await trio.to_thread.run_sync(store.write_records, batch, limiter=limiter)
         try:
-            if abandon is None:
-                result = await trio.to_thread.run_sync(
-                    store.write_records, batch, limiter=limiter
-                )
-            else:
-                async with trio.open_nursery() as nursery:
-                    done = await nursery.start(_abandon_if_cancelled, abandon)
-                    try:
-                        result = await trio.to_thread.run_sync(
-                            store.write_records, batch, limiter=limiter
-                        )
-                    finally:
-                        done.cancel()
-        except Exception as exc:
-            counters.persist_errors += 1
-            logs.error("persist_failed", records=len(batch), error=repr(exc))
+            async with trio.open_nursery() as nursery:
+                done = await nursery.start(_abandon_if_cancelled, abandon)
+                try:
+                    return await trio.to_thread.run_sync(
+                        store.write_records, batch, limiter=limiter
+                    )
+                finally:
+                    done.cancel()
+        except BaseExceptionGroup as group:  # the nursery wraps the write's own failure
+            inner = group.exceptions[0] if len(group.exceptions) == 1 else None
+            if isinstance(inner, Exception):
+                raise inner from None
             raise
+
+    async def write(batch: list[Record]) -> None:
+        attempt = 0
+        while True:
+            try:
+                result = await write_once(batch)
+                break
+            except (StorageFull, StorageFailed) as exc:
+                counters.persist_errors += 1
+                if on_fault is None:
+                    logs.error("persist_failed", records=len(batch), error=repr(exc))
+                    raise
+                attempt += 1
+                delay = backoff_s(attempt, RETRY_BACKOFF_FIRST_S, RETRY_BACKOFF_MAX_S)
+                logs.error(
+                    "persist_fault_retry",
+                    records=len(batch),
+                    attempt=attempt,
+                    delay_s=delay,
+                    error=str(exc),
+                )
+                if attempt == 1:
+                    on_fault(exc)
+                await trio.sleep(delay)
+            except Exception as exc:
+                counters.persist_errors += 1
+                logs.error("persist_failed", records=len(batch), error=repr(exc))
+                raise
+        if attempt:
+            logs.info("persist_fault_recovered", records=len(batch), attempts=attempt + 1)
         counters.persist_count += result.records
         counters.persist_batches += 1
         counters.persist_errors += result.lock_retries
