@@ -325,7 +325,7 @@ def test_read_only_database_refused_at_start_with_12_naming_the_key(tmp_path: Pa
     before = sha256(db)
     with immutable(db):
         result = run_engine(["replay", str(REAL_CAPTURE), "--db", str(db)], timeout=60)
-    one_line_refusal(result, "engine.db_path", "not writable")
+    one_line_refusal(result, "--db", "not writable")
     assert sha256(db) == before
 
 
@@ -396,4 +396,4 @@ def test_read_only_mount_refused_at_start_with_12(tmp_path: Path) -> None:
         if remount.returncode != 0:
             pytest.skip(f"cannot remount read-only: {remount.stderr.strip()}")
         result = run_engine(["replay", str(REAL_CAPTURE), "--db", str(db)], timeout=60)
-    one_line_refusal(result, "engine.db_path", "not writable")
+    one_line_refusal(result, "--db", "not writable")
