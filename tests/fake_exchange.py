@@ -29,7 +29,7 @@ import enum
 import gzip
 import io
 import json
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -397,11 +397,21 @@ async def open_fake_exchange(
 ) -> AsyncIterator[FakeExchange]:
     """Serve a fake exchange for the duration of the block (stopped on exit)."""
     fake = FakeExchange(venue, sessions, tape, max_message_size)
+    async with serving(fake.serve):
+        yield fake
+
+
+@asynccontextmanager
+async def serving(serve: Callable[..., Awaitable[object]]) -> AsyncIterator[None]:
+    """Run a server task (``nursery.start(serve)``) for the block; cancelled when it ends.
+
+    An error in the block is re-raised as itself, not wrapped in the nursery's group.
+    """
     body_error: BaseException | None = None
     async with trio.open_nursery() as nursery:
-        await nursery.start(fake.serve)
+        await nursery.start(serve)
         try:
-            yield fake
+            yield
         except BaseException as exc:  # re-raised below, not wrapped in the nursery's group
             body_error = exc
         nursery.cancel_scope.cancel()

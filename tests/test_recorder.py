@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import gzip
+import os
 import zlib
 from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 
 from engine.adapters.capture import iter_capture
 from engine.adapters.recorder import open_capture_recorder
 from engine.exits import ConfigError
+from tests.fake_exchange import LogLines
 
 FRAMES = [
     (1723161254087896568, b'{"stream":"btcusdt@trade","data":{"e":"trade","t":1}}'),
@@ -109,3 +112,38 @@ async def test_recorder_unopenable_path_raises_config_error(tmp_path: Path) -> N
     with pytest.raises(ConfigError, match="cannot open for appending"):
         async with open_capture_recorder(blocker / "cap.txt"):
             pass
+
+
+async def test_recorder_stalled_disk_memory_bounded_in_bytes_drops_counted(
+    tmp_path: Path, log_lines: LogLines
+) -> None:
+    # A real stalled "disk": a FIFO nobody drains. The writer thread blocks in its
+    # first write; 900 KB frames keep coming. What the recorder holds (pending plus
+    # the batch stuck in the thread) stays within the byte bound; the rest is
+    # dropped and counted, and offering a frame never waits.
+    fifo = tmp_path / "stalled"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    bound = 4 * 1024 * 1024
+    frame = b'{"pad":"' + b"x" * 900_000 + b'"}'
+    reader_open = True
+    try:
+        async with open_capture_recorder(fifo, queue_bytes=bound, flush_interval_s=60) as rec:
+            assert rec.record_nowait(1, frame) and rec.record_nowait(2, frame)  # > 1 MiB: wakes
+            await trio.testing.wait_all_tasks_blocked()  # the writer is stuck in the thread
+            assert rec.held_bytes > rec.pending  # the stuck batch still counts
+            accepted = 2
+            for ts in range(3, 203):
+                accepted += rec.record_nowait(ts, frame)
+                assert rec.held_bytes <= bound
+            assert accepted == bound // (len(frame) + 3)  # + "<ts> " and "\n"
+            assert rec.dropped == 202 - accepted
+            os.close(reader)  # the disk dies: the stuck write fails, the close is bounded
+            reader_open = False
+    finally:
+        if reader_open:
+            os.close(reader)
+    assert rec.failed is not None
+    assert rec.written == 0 and rec.dropped == 202
+    [overflow] = log_lines.events("record_overflow")
+    assert overflow["queue_bytes"] == bound
