@@ -123,6 +123,7 @@ class HostileVenue:
     """The server and what it saw; see the module docstring."""
 
     plays: Sequence[Play]
+    venue: str = "binance"  # what the engine is configured for (the URL and symbols)
     port: int = 0
     connections: int = 0
     requests: list[bytes] = field(default_factory=list)

@@ -47,7 +47,6 @@ tick channel or a bug leave ``stream``.
 
 from __future__ import annotations
 
-import math
 import time
 import urllib.parse
 from collections.abc import AsyncIterator, Callable
@@ -326,7 +325,8 @@ class WebSocketStream:
 
     def _last_data(self) -> float:
         """When the feed last delivered market data (or started)."""
-        return self._budget.last_data if self._budget.last_data is not None else -math.inf
+        last = self._budget.last_data
+        return trio.current_time() if last is None else last
 
     def _on_connected(self, session: Session) -> None:
         self.stats.sessions += 1
