@@ -17,7 +17,8 @@ configuration problem no restart fixes: ``ConfigError`` (exit 12).
 
 *Keepalive.* The venue pings every 20 s and trio-websocket answers. We also
 ping after ``keepalive_s`` and treat a pong missing for ``pong_timeout_s`` as a
-dead connection.
+dead connection. A malformed reply to the opening handshake (h11/wsproto
+protocol errors) is a lost connection like any other, not a crash.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from engine.adapters.exec_binance_wire import (
     execution_report_decoder,
     stream_decoder,
 )
+from engine.adapters.feed_ws_failures import HANDSHAKE_PROTOCOL_ERRORS
 from engine.exits import ConfigError, NetworkBudgetExhausted
 
 SUBSCRIBE_METHOD: Final = "userDataStream.subscribe.signature"
@@ -184,6 +186,7 @@ _LOST: Final = (
     RecursionError,
     UnicodeDecodeError,
     OSError,
+    *HANDSHAKE_PROTOCOL_ERRORS,
 )
 
 

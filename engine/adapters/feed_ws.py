@@ -61,7 +61,12 @@ from engine.adapters.backoff import HEALTHY_AFTER_S, Backoff, BackoffPolicy, Rec
 from engine.adapters.decoding import Decoder, MalformedMessage, decoder_for
 from engine.adapters.dedup import TradeDedup
 from engine.adapters.feed_ws_endpoints import BINANCE_DEFAULT_URL, feed_url, subscribe_frame
-from engine.adapters.feed_ws_failures import close_text, connection_failure, stray_cancel
+from engine.adapters.feed_ws_failures import (
+    DISCONNECT_TIMEOUT_S,
+    close_text,
+    connection_failure,
+    stray_cancel,
+)
 from engine.adapters.feed_ws_forwarder import TickForwarder
 from engine.adapters.feed_ws_intake import FrameIntake, VenueErrorFrame
 from engine.adapters.feed_ws_keepalive import Keepalive
@@ -90,12 +95,6 @@ __all__ = [
 WS_MESSAGE_QUEUE: Final = 1
 """trio-websocket's own buffer. Kept at one on purpose: our reader never stops
 reading, so a deeper library queue would only add latency, not absorb bursts."""
-
-DISCONNECT_TIMEOUT_S: Final = 2.0
-"""Upper bound on closing a connection (``min(pong_timeout_s, this)``): the close
-handshake and the library's reader task, which otherwise waits for the peer's
-TCP close forever. A peer we are leaving because it went deaf or broke the
-protocol will not answer; waiting longer only delays the reconnect."""
 
 LIVE_PENDING_TICKS: Final = 1_000
 """Ticks read but not yet in the tick channel. Overload policy: while this many

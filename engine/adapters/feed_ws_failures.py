@@ -16,6 +16,13 @@ import trio
 import trio_websocket
 import wsproto.utilities
 
+DISCONNECT_TIMEOUT_S: Final = 2.0
+"""Upper bound on closing a connection: the close handshake and trio-websocket's
+reader task, which otherwise waits for the peer's TCP close forever. A peer we
+are leaving because it went deaf or broke the protocol (a text frame with invalid
+UTF-8, a control frame above 125 bytes) will not answer; waiting longer only
+delays the reconnect."""
+
 HANDSHAKE_PROTOCOL_ERRORS: Final = (
     # A malformed reply to the opening handshake (a wrong Sec-WebSocket-Accept, a
     # 101 without Upgrade/Connection, megabytes of headers, not HTTP at all):
