@@ -32,11 +32,12 @@ count as a lost connection, in ``feed_ws_failures``.
 
 *Every wait on the network is bounded:* the handshake by ``connect_timeout_s``;
 each receive by the keepalive (``keepalive_interval_s + pong_timeout_s``
-without a frame or pong) and by the silence watch; the close -- our close
-frame, the peer's answer *and* the library's reader task, which waits for the
-peer's TCP close -- by ``DISCONNECT_TIMEOUT_S``, after which the connection is
-abandoned (a peer that violated the protocol and then keeps TCP open never
-answers the close).
+without a frame or pong) and by the silence watch; the close -- our close frame
+and the peer's answer -- by ``min(pong_timeout_s, DISCONNECT_TIMEOUT_S)``. A
+session leaves trio-websocket's block by raising (``_SessionOver``), so the
+library cancels its reader task instead of waiting for the peer's TCP close
+(which a peer that violated the protocol and keeps TCP open never sends: the
+stall of issue 10); the same bound on the whole teardown is a backstop.
 
 *Error handling:* network failures -- a malformed handshake reply included --
 never escape a session; they become a reason for the next attempt, and so does
@@ -105,6 +106,17 @@ batches of at most this many ticks), one such batch in flight, and this list. It
 
 MESSAGE_TOO_BIG: Final = 1009
 """Close code trio-websocket uses when a frame exceeds ``max_message_size``."""
+
+
+class _SessionOver(Exception):
+    """Raised out of trio-websocket's block once our side of a session is done.
+
+    Leaving the block with an error makes the library cancel its reader task;
+    leaving it normally makes it wait for that task, which waits for the peer's
+    TCP close -- forever, from a peer that broke the protocol and keeps the
+    connection open. Our close frame is still sent first (bounded by
+    ``disconnect_timeout``).
+    """
 
 
 def _check_url(url: str) -> None:
@@ -269,9 +281,9 @@ class WebSocketStream:
     async def _run_session(self) -> Session:
         """One connection from handshake to loss; returns why it ended.
 
-        *Error handling:* what must stop the stream (``fatal``: budget, parse
-        rate, a refused subscribe, a bug in the reader) is raised only after the
-        connection was closed -- within ``DISCONNECT_TIMEOUT_S`` -- so a slow
+        *Error handling:* what must stop the stream (``fatal``: parse rate, a
+        refused subscribe, a bug in the reader) is raised only after the
+        connection was closed (bounded, see the module docstring), so a slow
         close can neither swallow it nor delay it.
         """
         now = trio.current_time()
@@ -303,6 +315,11 @@ class WebSocketStream:
                             session.end_reason = session.end_reason or lost
                         scope.cancel()
                     closing.deadline = trio.current_time() + self._disconnect_timeout
+                    raise _SessionOver
+            except _SessionOver as over:
+                hidden = over.__context__  # what the library's own tasks raised meanwhile
+                if hidden is not None and not isinstance(hidden, trio.Cancelled):
+                    session.teardown_error = connection_failure(hidden) or repr(hidden)
             except BaseException as exc:
                 reason = connection_failure(exc) or stray_cancel(exc)
                 if reason is None:
