@@ -9,16 +9,19 @@ restart). Now: 10 when the budget is spent, 12 only for a refused subscribe.
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 
 import pytest
 import trio
 
+from engine.adapters.recorder import RECORD_QUEUE_BYTES
 from tests.engine_process import EngineProcess, run_engine
-from tests.fake_exchange import End, Session, open_fake_exchange
+from tests.fake_exchange import End, Session, TapeFrame, binance_tape, open_fake_exchange
 from tests.hostile_venue import Handshake, Play, open_hostile_venue, ping_frame, text_frame
 from tests.hostile_venue import trade_frames as trades
-from tests.test_feed_ws_cli import finish, interrupt_after, write_config
+from tests.test_feed_ws_cli import finish, interrupt_after, wait_log, write_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::ResourceWarning")]
 
@@ -114,3 +117,64 @@ async def test_cli_coinbase_error_mid_stream_saying_invalid_reconnects_not_confi
     [error] = engine.events("venue_error")
     assert error["action"] == "reconnect"
     assert fake.accepted == 2
+
+
+def _peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM in /proc/<pid>/status")
+
+
+def _drain(fd: int) -> int:
+    total = 0
+    while chunk := os.read(fd, 1 << 20):
+        total += len(chunk)
+    return total
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc (Linux)")
+async def test_cli_record_900kb_frames_stalled_disk_memory_bounded_in_bytes(
+    tmp_path: Path,
+) -> None:
+    # The recording goes to a FIFO nobody reads -- a disk that stopped -- while the
+    # venue sends 300 frames of 900 KB (270 MB). The recorder holds at most
+    # RECORD_QUEUE_BYTES (32 MiB); the rest is dropped and counted, and the feed
+    # keeps reading. Before: bounded by 100,000 *frames* -- all 270 MB held.
+    fifo = tmp_path / "stalled.txt"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    pad = "x" * 900_000
+    big = tuple(
+        TapeFrame(f.text.replace('"e":"trade"', f'"e":"trade","pad":"{pad}"', 1),
+                  f.symbol, f.trade_id)
+        for f in binance_tape()[:300]
+    )
+    try:
+        async with open_fake_exchange("binance", [Session(frames=300)], tape=big) as fake:
+            config = write_config(tmp_path, fake)
+            engine = EngineProcess(
+                ["record", "--venue", "binance", "--symbols", "BTCUSDT", "--out", str(fifo),
+                 "--url", fake.url, "--config", str(config)]
+            )  # fmt: skip
+            try:
+                await wait_log(engine, lambda line: line.get("event") == "record_overflow")
+                with trio.fail_after(60):
+                    await fake.progress.wait_until(lambda: len(fake.sent) == 300)
+                peak_mb = _peak_rss_mb(engine.proc.pid)
+                engine.send_signal(signal.SIGINT)
+                os.set_blocking(reader, True)
+                drained = await trio.to_thread.run_sync(_drain, reader)  # the disk recovers
+            finally:
+                code = await finish(engine)
+    finally:
+        os.close(reader)
+    assert code == 0, engine.lines[-5:]
+    [done] = engine.events("record_finished")
+    # the last frames may still be in flight when SIGINT lands; nothing read is unaccounted
+    assert done["frames_received"] > 200
+    assert done["frames_written"] + done["frames_dropped"] == done["frames_received"]
+    print(f"900 KB frames, stalled disk: {done} peak RSS {peak_mb:.0f} MB")
+    assert 0 < done["frames_written"] <= RECORD_QUEUE_BYTES // 900_000
+    assert drained < RECORD_QUEUE_BYTES
+    assert peak_mb < 200, f"peak RSS {peak_mb:.0f} MB"
