@@ -409,6 +409,7 @@ class WebSocketStream:
         venue = self.section.venue.value
         if exc.refuses_config and not session.answered:
             logs.error("venue_error", venue=venue, message=exc.text, action="stop_config")
+            session.end_reason = f"venue refused the subscription: {exc.text}"
             raise ConfigError(
                 f"ingest: {venue} refused the subscription for symbols "
                 f"{list(self.section.symbols)}: {exc.text}"
