@@ -11,11 +11,15 @@ clock at the end.
 
 from __future__ import annotations
 
+import os
+import struct
 from typing import Any
 
 import pytest
 import trio
 import trio.testing
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from engine.adapters.feed_ws import WebSocketStream
 from engine.adapters.feed_ws_session import LinkStats, Session
@@ -23,7 +27,7 @@ from engine.adapters.feed_ws_silence import SilenceWatch
 from engine.adapters.progress import Progress
 from engine.config import IngestSection
 from engine.counters import Counters
-from engine.exits import ConfigError, NetworkBudgetExhausted
+from engine.exits import ConfigError, NetworkBudgetExhausted, ParseRateExceeded
 from engine.ports import TickBatch
 from tests.fake_exchange import (
     WAIT_S,
@@ -41,6 +45,8 @@ from tests.hostile_venue import (
     Handshake,
     HostileVenue,
     Play,
+    Then,
+    frame,
     open_hostile_venue,
     ping_frame,
     text_frame,
@@ -271,3 +277,51 @@ async def test_silence_watch_never_fires_while_ticks_keep_coming(
                 session.last_tick = trio.current_time()
     assert not scope.cancel_called
     assert watch.stats.silences == 0
+
+
+# -- fuzz: whatever bytes follow the handshake, the feed ends as 10 or 11, in bounded time --
+
+
+@st.composite
+def _hostile_frames(draw: st.DrawFn) -> bytes:
+    """A raw frame: any opcode, FIN bit, mask bit, declared length and payload; or noise."""
+    if draw(st.booleans()):
+        return draw(st.binary(max_size=300))
+    opcode = draw(st.integers(0, 15))
+    payload = draw(st.binary(max_size=300))
+    fin = draw(st.booleans())
+    if draw(st.booleans()):
+        return frame(opcode, payload, fin=fin)
+    declared = draw(st.sampled_from([126, 127]))  # extended length that may lie
+    length = draw(st.integers(0, 2**16 - 1 if declared == 126 else 2**63 - 1))
+    size = struct.pack("!H" if declared == 126 else "!Q", length)
+    masked = 0x80 if draw(st.booleans()) else 0
+    return bytes([(0x80 if fin else 0) | opcode, masked | declared]) + size + payload
+
+
+FUZZ_EXAMPLES = int(os.environ.get("HOSTILE_VENUE_EXAMPLES", "25"))
+"""Examples per run; a fuzz session sets ``HOSTILE_VENUE_EXAMPLES`` far higher."""
+
+
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(frames=st.lists(_hostile_frames(), min_size=1, max_size=4), then=st.sampled_from(Then))
+def test_hostile_fuzz_any_bytes_after_handshake_end_as_network_or_parse_exit(
+    frames: list[bytes], then: Then
+) -> None:
+    async def scenario() -> BaseException:
+        plays = [Play(frames=(*trade_frames(1), *frames), then=then)]
+        async with open_hostile_venue(plays) as venue:
+            section = _section(
+                venue, keepalive_interval_s=0.1, pong_timeout_s=0.2, max_downtime_s=1.0,
+                max_reconnect_failures=2, max_parse_errors_per_min=5,
+            )
+            stream = WebSocketStream(section, Counters())
+            send, _receive = trio.open_memory_channel[TickBatch](100)
+            with trio.fail_after(WAIT_S):
+                try:
+                    await stream.stream(send)
+                except (NetworkBudgetExhausted, ParseRateExceeded) as exc:
+                    return exc
+        raise AssertionError("the stream ended without an error")
+
+    assert isinstance(trio.run(scenario), NetworkBudgetExhausted | ParseRateExceeded)

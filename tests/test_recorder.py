@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 import trio
 import trio.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.adapters.capture import iter_capture
-from engine.adapters.recorder import open_capture_recorder
+from engine.adapters.recorder import CaptureRecorder, open_capture_recorder
 from engine.exits import ConfigError
 from tests.fake_exchange import LogLines
 
@@ -147,3 +149,27 @@ async def test_recorder_stalled_disk_memory_bounded_in_bytes_drops_counted(
     assert rec.written == 0 and rec.dropped == 202
     [overflow] = log_lines.events("record_overflow")
     assert overflow["queue_bytes"] == bound
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    sizes=st.lists(st.integers(min_value=0, max_value=5_000), max_size=200),
+    queue_bytes=st.integers(min_value=1, max_value=50_000),
+    queue_lines=st.integers(min_value=1, max_value=60),
+)
+def test_recorder_held_bytes_and_lines_never_pass_their_bounds_nothing_unaccounted(
+    sizes: list[int], queue_bytes: int, queue_lines: int
+) -> None:
+    # No writer runs (a disk that never takes anything): whatever the frame sizes,
+    # what is held stays within both bounds, and every frame is held or counted.
+    recorder = CaptureRecorder(Path("unused"), queue_lines=queue_lines, queue_bytes=queue_bytes)
+    held = 0
+    for ts, size in enumerate(sizes):
+        held += recorder.record_nowait(ts, b"x" * size)
+        assert recorder.held_bytes <= queue_bytes
+        assert recorder.held_lines <= queue_lines
+    assert held == recorder.pending
+    assert held + recorder.dropped == len(sizes)
+    # it keeps admitting what fits: a frame is dropped only when it would pass a bound
+    if recorder.dropped == 0:
+        assert recorder.held_bytes == sum(len(f"{ts} ") + size + 1 for ts, size in enumerate(sizes))
