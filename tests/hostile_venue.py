@@ -56,6 +56,7 @@ class Play:
     frames: tuple[bytes, ...] = ()
     then: Then = Then.HOLD
     await_subscribe: bool = False  # Coinbase style: read one client frame before sending
+    reply: bytes | None = None  # sent instead of the handshake reply (raw HTTP, or anything)
 
 
 def frame(opcode: int, payload: bytes, *, fin: bool = True) -> bytes:
@@ -157,7 +158,10 @@ class HostileVenue:
         if request is None:
             return
         self.requests.append(request)
-        await stream.send_all(handshake_reply(play.handshake, _websocket_key(request)))
+        reply = play.reply
+        if reply is None:
+            reply = handshake_reply(play.handshake, _websocket_key(request))
+        await stream.send_all(reply)
         if play.await_subscribe:
             data = await stream.receive_some()
             self.received_bytes += len(data)

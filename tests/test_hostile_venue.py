@@ -148,6 +148,21 @@ async def test_hostile_bad_handshake_forever_spends_the_budget() -> None:
     assert venue.connections == 3
 
 
+@pytest.mark.parametrize("reply", [b"", b"HTTP/1.1 101 Switching Protocols\r\n"])
+async def test_hostile_venue_that_never_completes_the_upgrade_reply_is_bounded(
+    reply: bytes, log_lines: LogLines
+) -> None:
+    # TCP accepted, the request read, then no (complete) reply, TCP held open:
+    # trio-websocket's connect_timeout raises, then waits for its reader task --
+    # forever. Our own deadline on the handshake makes it a failed attempt.
+    async with open_hostile_venue([Play(reply=reply)]) as venue:
+        stream = WebSocketStream(_section(venue, connect_timeout_s=0.2), Counters())
+        error = await _run_to_end(stream)
+    assert isinstance(error, NetworkBudgetExhausted)
+    assert venue.connections == 3
+    assert [e["reason"] for e in log_lines.events("ws_connect_failed")] == ["connect timed out"] * 3
+
+
 async def test_hostile_coinbase_ack_then_drop_forever_spends_the_budget(
     log_lines: LogLines,
 ) -> None:
@@ -325,3 +340,38 @@ def test_hostile_fuzz_any_bytes_after_handshake_end_as_network_or_parse_exit(
         raise AssertionError("the stream ended without an error")
 
     assert isinstance(trio.run(scenario), NetworkBudgetExhausted | ParseRateExceeded)
+
+
+@st.composite
+def _hostile_replies(draw: st.DrawFn) -> bytes:
+    """A reply to the upgrade request: noise, or a 101 with arbitrary header lines."""
+    if draw(st.booleans()):
+        return draw(st.binary(max_size=2_000))
+    status = draw(st.sampled_from([b"HTTP/1.1 101 Switching Protocols", b"HTTP/1.1 200 OK",
+                                   b"HTTP/1.0 101 x", b"HTTP/1.1 999 ?"]))
+    headers = draw(st.lists(st.binary(max_size=80).map(lambda b: b.replace(b"\r\n", b"")),
+                            max_size=8))
+    if draw(st.booleans()):
+        headers += [b"Upgrade: websocket", b"Connection: Upgrade"]
+    end = draw(st.sampled_from([b"\r\n\r\n", b"\r\n", b""]))  # complete, or never ends
+    return b"\r\n".join([status, *headers]) + end
+
+
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(reply=_hostile_replies(), then=st.sampled_from(Then))
+def test_hostile_fuzz_any_handshake_reply_is_a_failed_attempt_then_exit_10(
+    reply: bytes, then: Then
+) -> None:
+    async def scenario() -> BaseException:
+        async with open_hostile_venue([Play(reply=reply, then=then)]) as venue:
+            section = _section(venue, connect_timeout_s=0.3, max_reconnect_failures=2)
+            stream = WebSocketStream(section, Counters())
+            send, _receive = trio.open_memory_channel[TickBatch](100)
+            with trio.fail_after(WAIT_S):
+                try:
+                    await stream.stream(send)
+                except NetworkBudgetExhausted as exc:
+                    return exc
+        raise AssertionError("the stream ended without an error")
+
+    assert "2 consecutive attempts without market data" in str(trio.run(scenario))

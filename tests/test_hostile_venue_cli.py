@@ -66,6 +66,16 @@ async def test_cli_bad_handshake_forever_exits_network_10_not_crash(
     assert all(e["reason"].startswith("protocol error") for e in engine.events("ws_connect_failed"))
 
 
+async def test_cli_venue_that_never_answers_the_upgrade_exits_network_10(tmp_path: Path) -> None:
+    async with open_hostile_venue([Play(reply=b"")]) as venue:
+        config = write_config(tmp_path, venue, connect_timeout_s=0.3, **FAST)
+        engine = EngineProcess(["run", "--config", str(config)])
+        code = await finish(engine)
+    assert code == 10, engine.lines[-5:]
+    assert venue.connections == 3
+    assert all(e["reason"] == "connect timed out" for e in engine.events("ws_connect_failed"))
+
+
 async def test_cli_coinbase_ack_and_drop_forever_exits_network_10(tmp_path: Path) -> None:
     async with open_fake_exchange("coinbase", [Session(frames=0, then=End.ABORT)]) as fake:
         config = write_config(tmp_path, fake, symbols=["SKL-USD"], **FAST)

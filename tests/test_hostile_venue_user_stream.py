@@ -10,6 +10,8 @@ when it persists), not a crash (exit 1).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import trio
 
@@ -64,3 +66,23 @@ async def test_user_stream_bad_handshake_forever_is_network_exit_not_crash(
                 wall_ms=wall_ms, policy=FAST,
             )  # fmt: skip
     assert venue.connections == FAST.max_failures
+
+
+async def test_user_stream_venue_that_never_answers_the_upgrade_is_bounded(
+    stream: Stream,
+) -> None:
+    # TCP accepted, the upgrade request read, no reply ever: trio-websocket's own
+    # connect timeout then waits for its reader task forever
+    policy = replace(FAST, connect_timeout_s=0.2)
+    async with open_hostile_venue([Play(reply=b"")]) as venue:
+        with trio.fail_after(GUARD_S), pytest.raises(NetworkBudgetExhausted):
+            await run_user_stream(
+                stream.live, stream.send, url=venue.url, credentials=credentials(),
+                wall_ms=wall_ms, policy=policy,
+            )  # fmt: skip
+    assert venue.connections == FAST.max_failures
+    failures = [stream.receive.receive_nowait()[0] for _ in range(FAST.max_failures)]
+    assert all(
+        isinstance(f, VenueFailure) and "no handshake reply within 0.2 s" in f.message
+        for f in failures
+    )

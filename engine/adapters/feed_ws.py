@@ -30,7 +30,9 @@ Every attempt, success and give-up is logged with its delay and reason. URLs
 and subscribe messages per venue are in ``feed_ws_endpoints``; which exceptions
 count as a lost connection, in ``feed_ws_failures``.
 
-*Every wait on the network is bounded:* the handshake by ``connect_timeout_s``;
+*Every wait on the network is bounded:* the handshake by ``connect_timeout_s`` (our
+own scope: trio-websocket's timeout raises, then waits for its reader task, which
+waits forever for a peer that accepted TCP and never answers the upgrade);
 each receive by the keepalive (``keepalive_interval_s + pong_timeout_s``
 without a frame or pong) and by the silence watch; the close -- our close frame
 and the peer's answer -- by ``min(pong_timeout_s, DISCONNECT_TIMEOUT_S)``. A
@@ -48,6 +50,7 @@ tick channel or a bug leave ``stream``.
 
 from __future__ import annotations
 
+import math
 import time
 import urllib.parse
 from collections.abc import AsyncIterator, Callable
@@ -290,7 +293,11 @@ class WebSocketStream:
         session = Session(opened_at=now, last_rx=now)
         section = self.section
         fatal: Exception | None = None
-        with trio.CancelScope() as closing:  # gets its deadline once the session ended
+        connected = False
+        # Our own bound on the handshake (trio-websocket's connect_timeout raises, then
+        # waits for its reader task, which waits for a peer that never answers), lifted
+        # once connected and set again, to the close bound, once the session ended.
+        with trio.CancelScope(deadline=now + section.connect_timeout_s) as bounded:
             try:
                 async with trio_websocket.open_websocket_url(
                     self.url,
@@ -299,6 +306,8 @@ class WebSocketStream:
                     connect_timeout=section.connect_timeout_s,
                     disconnect_timeout=self._disconnect_timeout,
                 ) as ws:
+                    bounded.deadline = math.inf
+                    connected = True
                     self._on_connected(session)
                     async with trio.open_nursery() as nursery:
                         scope = nursery.cancel_scope
@@ -314,7 +323,7 @@ class WebSocketStream:
                                 fatal = exc
                             session.end_reason = session.end_reason or lost
                         scope.cancel()
-                    closing.deadline = trio.current_time() + self._disconnect_timeout
+                    bounded.deadline = trio.current_time() + self._disconnect_timeout
                     raise _SessionOver
             except _SessionOver as over:
                 hidden = over.__context__  # what the library's own tasks raised meanwhile
@@ -328,7 +337,9 @@ class WebSocketStream:
                     session.end_reason = reason
                 else:
                     session.teardown_error = reason
-        if closing.cancelled_caught:
+        if bounded.cancelled_caught and not connected:
+            session.end_reason = "connect timed out"
+        elif bounded.cancelled_caught:
             self.stats.teardown_timeouts += 1
             session.teardown_error = (
                 f"close not finished within {self._disconnect_timeout:g}s: connection abandoned"
