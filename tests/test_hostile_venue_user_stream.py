@@ -16,7 +16,7 @@ import pytest
 import trio
 
 from engine.adapters.exec_binance_failures import FailureKind, VenueFailure
-from engine.adapters.exec_binance_stream import run_user_stream
+from engine.adapters.exec_binance_stream import StreamPolicy, run_user_stream
 from engine.exits import NetworkBudgetExhausted
 from tests.hostile_venue import Handshake, Play, open_hostile_venue, ping_frame, text_frame
 from tests.test_exec_binance_stream import FAST, GUARD_S, Stream, credentials, wall_ms
@@ -56,16 +56,21 @@ async def test_user_stream_protocol_violation_then_held_tcp_reconnects(
     assert failure.message == "user stream lost: ConnectionClosed"
 
 
-async def test_user_stream_bad_handshake_forever_is_network_exit_not_crash(
-    stream: Stream,
-) -> None:
-    async with open_hostile_venue([Play(handshake=Handshake.BAD_ACCEPT)]) as venue:
+async def _budget_spent(stream: Stream, play: Play, policy: StreamPolicy = FAST) -> int:
+    """Run the user stream against ``play`` (every connection) until exit 10; connections."""
+    async with open_hostile_venue([play]) as venue:
         with trio.fail_after(GUARD_S), pytest.raises(NetworkBudgetExhausted):
             await run_user_stream(
                 stream.live, stream.send, url=venue.url, credentials=credentials(),
-                wall_ms=wall_ms, policy=FAST,
+                wall_ms=wall_ms, policy=policy,
             )  # fmt: skip
-    assert venue.connections == FAST.max_failures
+    return venue.connections
+
+
+async def test_user_stream_bad_handshake_forever_is_network_exit_not_crash(
+    stream: Stream,
+) -> None:
+    assert await _budget_spent(stream, Play(handshake=Handshake.BAD_ACCEPT)) == FAST.max_failures
 
 
 async def test_user_stream_venue_that_never_answers_the_upgrade_is_bounded(
@@ -74,13 +79,7 @@ async def test_user_stream_venue_that_never_answers_the_upgrade_is_bounded(
     # TCP accepted, the upgrade request read, no reply ever: trio-websocket's own
     # connect timeout then waits for its reader task forever
     policy = replace(FAST, connect_timeout_s=0.2)
-    async with open_hostile_venue([Play(reply=b"")]) as venue:
-        with trio.fail_after(GUARD_S), pytest.raises(NetworkBudgetExhausted):
-            await run_user_stream(
-                stream.live, stream.send, url=venue.url, credentials=credentials(),
-                wall_ms=wall_ms, policy=policy,
-            )  # fmt: skip
-    assert venue.connections == FAST.max_failures
+    assert await _budget_spent(stream, Play(reply=b""), policy) == FAST.max_failures
     failures = [stream.receive.receive_nowait()[0] for _ in range(FAST.max_failures)]
     assert all(
         isinstance(f, VenueFailure) and "no handshake reply within 0.2 s" in f.message
