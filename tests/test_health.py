@@ -440,6 +440,22 @@ async def test_health_cli_live_feed_connected_yet_silent_fails_fresh_ticks_pass(
     assert (result.returncode, result.stdout.decode()) == (0, "PASS\n")
 
 
+async def test_healthz_and_metrics_live_feed_connected_yet_silent_503_healthy_0(
+    tmp_path: Path,
+) -> None:
+    stalled = tmp_path / "stalled.db"
+    _live_feed_database(stalled, tick_age_s=20.0)
+    app = build_app(str(stalled))
+    reply = await asgi_get(app, "/healthz")
+    assert reply.status == 503
+    body = reply.json()
+    assert body["problems"][0].startswith("live feed stalled: last admitted tick 2")
+    assert body["tick_limit_s"] == 6.0 and body["tick_age_s"] >= 20.0
+    metrics = (await asgi_get(app, "/metrics")).text
+    assert "hybrid_engine_healthy 0.0" in metrics
+    assert "hybrid_engine_connected 1.0" in metrics  # the flag says up; progress says no
+
+
 class _Notifier(Notifier):
     def __init__(self) -> None:
         super().__init__(None, watchdog_interval_s=1.0)
