@@ -8,8 +8,14 @@ from __future__ import annotations
 
 import pytest
 import trio
+import trio.testing
+import trio_websocket
 
 from engine.adapters.feed_ws import WebSocketStream
+from engine.adapters.feed_ws_keepalive import Keepalive
+from engine.adapters.feed_ws_session import LinkStats
+from engine.adapters.feed_ws_session import Session as LinkSession
+from engine.adapters.progress import Progress
 from engine.counters import Counters
 from engine.exits import NetworkBudgetExhausted
 from engine.ports import TickBatch
@@ -110,3 +116,25 @@ async def test_keepalive_server_pings_while_we_close_survives_issue_184(
     [lost] = log_lines.events("ws_disconnected")
     assert lost["reason"].startswith("no pong within")
     assert "LocalProtocolError" in (lost["teardown_error"] or "")
+
+
+class _ClosingSocket:
+    """A connection already closing: every ping raises ``ConnectionClosed``."""
+
+    async def ping(self) -> None:
+        raise trio_websocket.ConnectionClosed(None)
+
+
+async def test_keepalive_ping_finds_connection_closing_ends_the_session(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Before issue 10 the keepalive just returned here, leaving a reader stuck on a
+    # close that never completes with nobody watching the session.
+    keepalive = Keepalive(venue="binance", interval_s=5.0, pong_timeout_s=2.0,
+                          stats=LinkStats(), progress=Progress())
+    session = LinkSession(opened_at=trio.current_time(), last_rx=trio.current_time())
+    with trio.CancelScope() as scope:
+        await keepalive.run(_ClosingSocket(), session, scope)  # type: ignore[arg-type]
+    assert scope.cancel_called
+    assert session.end_reason == "closing while pinging (ConnectionClosed)"
+    assert keepalive.stats.pings == 1
