@@ -111,7 +111,7 @@ async def test_hostile_protocol_violation_forever_spends_the_budget() -> None:
     # violation and a held TCP connection. No new market data: exit 10, in bounded time.
     plays = [Play(frames=(*trade_frames(3), INVALID_UTF8))]
     async with open_hostile_venue(plays) as venue:
-        stream = WebSocketStream(_section(venue, max_downtime_s=1.5), Counters())
+        stream = WebSocketStream(_section(venue), Counters())
         error = await _run_to_end(stream)
     assert isinstance(error, NetworkBudgetExhausted)
     assert "3 consecutive attempts without market data" in str(error) and "1007" in str(error)
