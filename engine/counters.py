@@ -40,6 +40,9 @@ class Counters:
     reconnects: int = 0
     connected: int = 0
     backoff_ms: int = 0
+    last_tick_wall_ns: int = 0
+    """Live feed: wall-clock receipt time of the last admitted tick (0: none yet).
+    Liveness is judged on it (``engine.health``), not on ``connected``."""
     # LIVE venue (engine.live)
     venue_failures: int = 0
 

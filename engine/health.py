@@ -10,7 +10,14 @@ The engine is healthy when, read from its database:
   running engine, however clean the shutdown);
 * its last heartbeat is younger than ``FRESH_INTERVALS`` times the interval the
   engine recorded with it -- or, before the first heartbeat, the run started
-  less than that long ago.
+  less than that long ago;
+* for a live feed (``[ingest] source = "websocket"``), it makes *progress*: the
+  last admitted tick (``last_tick_wall_ns`` in the heartbeat's counters, or the
+  run's start before the first tick) is younger than ``max_downtime_s`` plus one
+  heartbeat interval (``tick_silence_limit_s``). The feed itself gives up with
+  exit 10 after ``max_downtime_s`` without a tick, and the heartbeat reports the
+  tick time at most one interval late: past that bound the engine is stalled,
+  whatever ``connected`` says.
 
 The command-line healthcheck adds what only the host can tell: the systemd
 unit is active (where systemd runs) and the dashboard answers ``/healthz``
@@ -70,15 +77,56 @@ class Verdict:
                 **self.details}
 
 
-def _interval_from_config(run: dict[str, Any]) -> float:
+def _config_value(run: dict[str, Any], section: str, key: str) -> Any:
     config = run.get("config")
     if isinstance(config, dict):
-        engine = config.get("engine")
-        if isinstance(engine, dict):
-            value = engine.get("heartbeat_interval_s")
-            if isinstance(value, int | float) and value > 0:
-                return float(value)
-    return DEFAULT_HEARTBEAT_INTERVAL_S
+        values = config.get(section)
+        if isinstance(values, dict):
+            return values.get(key)
+    return None
+
+
+def _positive(value: Any) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < 1e12:
+        return float(value)
+    return None
+
+
+def _interval_from_config(run: dict[str, Any]) -> float:
+    value = _positive(_config_value(run, "engine", "heartbeat_interval_s"))
+    return DEFAULT_HEARTBEAT_INTERVAL_S if value is None else value
+
+
+def tick_silence_limit_s(max_downtime_s: float, heartbeat_interval_s: float) -> float:
+    """How long a live feed may go without an admitted tick before it is judged stalled."""
+    return max_downtime_s + heartbeat_interval_s
+
+
+def _progress_problems(
+    run: dict[str, Any], heartbeat: dict[str, Any] | None, now_wall_ns: int,
+    details: dict[str, Any],
+) -> list[str]:
+    """A live feed that admitted no tick for too long is stalled (see the module docstring)."""
+    if run.get("command", "run") != "run" or _config_value(run, "ingest", "source") != "websocket":
+        return []  # a replay reads files: its progress is not the network's
+    max_downtime = _positive(_config_value(run, "ingest", "max_downtime_s"))
+    if max_downtime is None:
+        return ["live feed: no max_downtime_s recorded with the run's configuration"]
+    interval = _interval_from_config(run) if heartbeat is None else float(heartbeat["interval_s"])
+    limit = tick_silence_limit_s(max_downtime, interval)
+    counters = heartbeat.get("counters") if heartbeat is not None else None
+    last = counters.get("last_tick_wall_ns") if isinstance(counters, dict) else None
+    ticked = isinstance(last, int) and not isinstance(last, bool) and last > 0
+    since = last if isinstance(last, int) and ticked else int(run.get("started_wall_ns") or 0)
+    age = (now_wall_ns - since) / NS_PER_S
+    details.update(tick_age_s=round(age, 3), tick_limit_s=limit)
+    if age <= limit:
+        return []
+    what = "last admitted tick" if ticked else "no tick admitted since the run started"
+    return [
+        f"live feed stalled: {what} {age:.1f} s ago, limit {limit:g} s"
+        f" (max_downtime_s {max_downtime:g} + heartbeat interval {interval:g})"
+    ]
 
 
 def judge(
@@ -117,6 +165,7 @@ def judge(
                 f"no heartbeat from run {run['run_id']} in {since_start:.1f} s since it started"
                 f" (limit {limit:g} s = {FRESH_INTERVALS} x {interval:g} s)"
             )
+        problems += _progress_problems(run, None, now_wall_ns, details)
         return Verdict(tuple(problems), details)
     interval = float(heartbeat["interval_s"])
     limit = FRESH_INTERVALS * interval
@@ -135,6 +184,8 @@ def judge(
             f"heartbeat stale: last one {age:.1f} s ago, limit {limit:g} s"
             f" ({FRESH_INTERVALS} x {interval:g} s)"
         )
+    if run.get("ended_wall_ns") is None and not heartbeat.get("final"):
+        problems += _progress_problems(run, heartbeat, now_wall_ns, details)
     return Verdict(tuple(problems), details)
 
 

@@ -9,7 +9,9 @@ from collections.abc import Callable
 import trio
 
 from engine import logs
+from engine.config import Source
 from engine.console import progress_line, progress_wanted
+from engine.health import tick_silence_limit_s
 from engine.run_state import RunState
 from engine.store.sqlite_store import SqliteStore
 
@@ -85,20 +87,48 @@ async def watchdog_task(state: RunState, pending_batches: Callable[[], int]) -> 
     """Ping systemd's watchdog only while the pipeline makes progress.
 
     Progress since the last check means: persistence wrote something, or the
-    pipeline had nothing to do (every queue empty -- a quiet market is healthy).
-    Work waiting in a queue while nothing is persisted is a stall: no ping, and
-    systemd restarts us after ``WatchdogSec``.
+    pipeline had nothing to do (every queue empty). Work waiting in a queue while
+    nothing is persisted is a stall: no ping, and systemd restarts us after
+    ``WatchdogSec``. A live feed (``source = "websocket"``) must also make
+    progress of its own: a new admitted tick (``last_tick_wall_ns`` moved) within
+    ``engine.health.tick_silence_limit_s`` -- the bound ``health`` applies. The
+    feed gives up by itself (exit 10) after ``max_downtime_s`` without a tick, so
+    a feed silent past that bound is stuck, whatever ``connected`` says.
     """
     interval = state.notifier.watchdog_interval_s
     if interval is None:
         return
+    config = state.config
+    feed_limit = (
+        tick_silence_limit_s(config.ingest.max_downtime_s, config.engine.heartbeat_interval_s)
+        if config.ingest.source is Source.WEBSOCKET
+        else None
+    )
     last_persisted = -1
+    last_tick = state.counters.last_tick_wall_ns
+    tick_moved_at = trio.current_time()
     while True:
+        now = trio.current_time()
         persisted = state.counters.persist_count
         pending = pending_batches()
-        if persisted != last_persisted or pending == 0:
+        if state.counters.last_tick_wall_ns != last_tick:
+            last_tick, tick_moved_at = state.counters.last_tick_wall_ns, now
+        feed_quiet_s = now - tick_moved_at
+        if feed_limit is not None and feed_quiet_s > feed_limit:
+            logs.warning(
+                "watchdog_withheld",
+                reason="no admitted tick",
+                feed_quiet_s=round(feed_quiet_s, 3),
+                limit_s=feed_limit,
+            )
+        elif persisted != last_persisted or pending == 0:
             state.notifier.watchdog()
         else:
-            logs.warning("watchdog_withheld", pending_batches=pending, persisted=persisted)
+            logs.warning(
+                "watchdog_withheld",
+                reason="queued work not persisted",
+                pending_batches=pending,
+                persisted=persisted,
+            )
         last_persisted = persisted
         await trio.sleep(interval)

@@ -29,12 +29,12 @@ import enum
 import gzip
 import io
 import json
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 import trio_websocket
@@ -76,6 +76,7 @@ class Session:
     ping_every_s: float | None = None  # the server pings the client this often (never waits)
     rate_per_s: float | None = None  # pace trades to this average rate (bursty: timer ~1 ms)
     venue_error: str | None = None  # Coinbase: answer the subscribe with this error, then hold
+    error_after_frames: str | None = None  # Coinbase: send this error after the trades, then hold
 
 
 @dataclass(frozen=True)
@@ -145,6 +146,11 @@ def malformed_frames(venue: str, good: str) -> list[str]:
         wrong_shape = good.replace('"trade_id":', '"trade_idx":', 1)
         bad_decimal = _replace_value(good, '"price":"', "not-a-number")
     return [truncated, wrong_shape, bad_decimal]
+
+
+def _coinbase_error(reason: str, message: str = "error") -> str:
+    error = {"type": "error", "message": message, "reason": reason}
+    return json.dumps(error, separators=(",", ":"))
 
 
 def _replace_value(text: str, key_prefix: str, value: str) -> str:
@@ -282,6 +288,8 @@ class FakeExchange:
                 if script.deaf and stream is not None:
                     stream.deaf = True
                 await self._play(ws, script, symbols)
+                if script.error_after_frames is not None:
+                    await ws.send_message(_coinbase_error(script.error_after_frames))
                 await self._end(ws, script.then, stream)
         except* trio_websocket.ConnectionClosed:
             pass
@@ -319,8 +327,7 @@ class FakeExchange:
             if unknown:  # what Coinbase answers for a product id it does not list
                 error = f"{unknown[0]} is not a valid product"
             if error is not None:
-                refusal = {"type": "error", "message": "Failed to subscribe", "reason": error}
-                await ws.send_message(json.dumps(refusal, separators=(",", ":")))
+                await ws.send_message(_coinbase_error(error, "Failed to subscribe"))
                 while True:  # no data, connection left open (the engine must act)
                     await ws.get_message()
             channel = {"name": "matches", "product_ids": products}
@@ -397,11 +404,21 @@ async def open_fake_exchange(
 ) -> AsyncIterator[FakeExchange]:
     """Serve a fake exchange for the duration of the block (stopped on exit)."""
     fake = FakeExchange(venue, sessions, tape, max_message_size)
+    async with serving(fake.serve):
+        yield fake
+
+
+@asynccontextmanager
+async def serving(serve: Callable[..., Awaitable[object]]) -> AsyncIterator[None]:
+    """Run a server task (``nursery.start(serve)``) for the block; cancelled when it ends.
+
+    An error in the block is re-raised as itself, not wrapped in the nursery's group.
+    """
     body_error: BaseException | None = None
     async with trio.open_nursery() as nursery:
-        await nursery.start(fake.serve)
+        await nursery.start(serve)
         try:
-            yield fake
+            yield
         except BaseException as exc:  # re-raised below, not wrapped in the nursery's group
             body_error = exc
         nursery.cancel_scope.cancel()
@@ -415,7 +432,16 @@ WAIT_S = 10.0
 """Upper bound on any wait in these tests: a hang fails instead of blocking the suite."""
 
 
-def ingest_section(fake: FakeExchange, **overrides: Any) -> IngestSection:
+class Endpoint(Protocol):
+    """A server the tests point the engine at (``FakeExchange``, ``HostileVenue``)."""
+
+    venue: str
+
+    @property
+    def url(self) -> str: ...
+
+
+def ingest_section(fake: Endpoint, **overrides: Any) -> IngestSection:
     """An ``[ingest]`` section pointed at ``fake``, with timeouts small enough for tests."""
     values: dict[str, Any] = {
         "source": Source.WEBSOCKET,

@@ -93,29 +93,42 @@ def test_backoff_base_delay_long_outage_stays_capped() -> None:
 
 def test_budget_consecutive_failures_exhaust() -> None:
     budget = ReconnectBudget(max_failures=3, max_downtime_s=1000.0)
-    budget.failed(0.0)
-    budget.failed(1.0)
+    budget.start(0.0)
+    budget.failed()
+    budget.failed()
     assert budget.exhausted(1.0) is None
-    budget.failed(2.0)
+    budget.failed()
     reason = budget.exhausted(2.0)
-    assert reason is not None and "3 consecutive" in reason
+    assert reason is not None and "3 consecutive attempts without market data" in reason
 
 
-def test_budget_working_connection_resets_failures_and_downtime() -> None:
+def test_budget_market_data_resets_failures_and_downtime() -> None:
     budget = ReconnectBudget(max_failures=3, max_downtime_s=10.0)
-    budget.failed(0.0)
-    budget.failed(1.0)
-    budget.working()
-    budget.failed(50.0)
+    budget.start(0.0)
+    budget.failed()
+    budget.failed()
+    budget.delivered(45.0)
+    budget.failed()
     assert budget.failures == 1
-    assert budget.downtime(55.0) == 5.0
-    assert budget.exhausted(55.0) is None
+    assert budget.downtime(50.0) == 5.0
+    assert budget.exhausted(50.0) is None
+    assert budget.exhausted(55.0) is not None
 
 
-def test_budget_downtime_exhausts_before_failures() -> None:
+def test_budget_downtime_counts_from_the_last_tick_not_from_a_connection() -> None:
+    # connections that open, ack and drop never stop the clock: only a tick does
     budget = ReconnectBudget(max_failures=100, max_downtime_s=10.0)
-    budget.lost(0.0)
-    budget.failed(4.0)
+    budget.start(0.0)
+    budget.failed()
     assert budget.exhausted(9.9) is None
     reason = budget.exhausted(10.0)
-    assert reason is not None and "max_downtime_s" in reason
+    assert reason is not None and "no market data for 10.0s" in reason
+    assert "max_downtime_s" in reason
+
+
+def test_budget_delivered_never_moves_the_clock_back() -> None:
+    budget = ReconnectBudget(max_failures=3, max_downtime_s=10.0)
+    budget.start(0.0)
+    budget.delivered(8.0)
+    budget.delivered(5.0)  # a session that ended reports its (older) last tick
+    assert budget.downtime(9.0) == 1.0

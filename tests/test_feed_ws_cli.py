@@ -19,14 +19,14 @@ import trio
 
 from engine.adapters.capture import iter_capture
 from tests.engine_process import EngineProcess, LogLine, run_engine
-from tests.fake_exchange import End, FakeExchange, Session, binance_tape, open_fake_exchange
+from tests.fake_exchange import End, Endpoint, Session, binance_tape, open_fake_exchange
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::ResourceWarning")]
 
 WAIT_S = 60.0
 
 
-def write_config(tmp_path: Path, fake: FakeExchange, strategy: str = "", **ingest: Any) -> Path:
+def write_config(tmp_path: Path, fake: Endpoint, strategy: str = "", **ingest: Any) -> Path:
     values: dict[str, Any] = {
         "source": "websocket",
         "venue": fake.venue,
@@ -72,6 +72,20 @@ async def finish(engine: EngineProcess) -> int:
         engine.kill()
 
 
+async def interrupt_after(engine: EngineProcess, *seen: Callable[[LogLine], bool]) -> int:
+    """Wait for a log line matching each of ``seen`` in turn, send SIGINT; the exit code.
+
+    The process is reaped (killed at worst) whether or not the lines came.
+    """
+    try:
+        for predicate in seen:
+            await wait_log(engine, predicate)
+        engine.send_signal(signal.SIGINT)
+    finally:
+        code = await finish(engine)
+    return code
+
+
 def ticks_table(db: Path) -> list[tuple[Any, ...]]:
     with sqlite3.connect(db) as conn:
         return conn.execute(
@@ -91,7 +105,7 @@ async def test_run_budget_spent_exits_network_10(tmp_path: Path) -> None:
     assert code == 10, engine.lines[-5:]
     assert fake.handshakes == 3
     [give_up] = engine.events("ws_give_up")
-    assert "3 consecutive failed attempts" in give_up["reason"]
+    assert "3 consecutive attempts without market data" in give_up["reason"]
     assert [e["exit_code"] for e in engine.events("engine_stopped")] == [10]
 
 
@@ -162,12 +176,11 @@ async def test_record_command_sigint_closes_capture_cleanly(tmp_path: Path) -> N
             ["record", "--venue", "binance", "--symbols", "BTCUSDT", "--out", str(out),
              "--url", fake.url, "--config", str(config)]
         )  # fmt: skip
-        try:
-            await wait_log(engine, lambda line: line.get("event") == "ws_disconnected")
-            await wait_log(engine, lambda line: line.get("event") == "ws_connected")
-            engine.send_signal(signal.SIGINT)
-        finally:
-            code = await finish(engine)
+        code = await interrupt_after(
+            engine,
+            lambda line: line.get("event") == "ws_disconnected",
+            lambda line: line.get("event") == "ws_connected",
+        )
     assert code == 0, engine.lines[-5:]
     [done] = engine.events("record_finished")
     assert done["stopped_by"] == "SIGINT"

@@ -7,8 +7,20 @@ milliseconds, pong timeouts well above any scheduling hiccup.
 from __future__ import annotations
 
 import pytest
+import trio
+import trio.testing
+import trio_websocket
 
+from engine.adapters.feed_ws import WebSocketStream
+from engine.adapters.feed_ws_keepalive import Keepalive
+from engine.adapters.feed_ws_session import LinkStats
+from engine.adapters.feed_ws_session import Session as LinkSession
+from engine.adapters.progress import Progress
+from engine.counters import Counters
+from engine.exits import NetworkBudgetExhausted
+from engine.ports import TickBatch
 from tests.fake_exchange import (
+    WAIT_S,
     End,
     LogLines,
     Session,
@@ -35,15 +47,27 @@ async def test_keepalive_silent_feed_answering_pings_keeps_connection() -> None:
     assert stream.stats.pings >= 5
 
 
-async def test_keepalive_quiet_from_start_pong_proves_connection_works() -> None:
-    # a symbol that does not trade: no frame at all, yet the connection works
+async def test_keepalive_quiet_feed_answering_pings_proves_nothing_budget_spent(
+    log_lines: LogLines,
+) -> None:
+    # Pongs keep a quiet connection open, but they are no market data: the silence
+    # watch replaces the connection and the budget runs out (exit 10), however
+    # promptly the venue answers pings.
     async with open_fake_exchange("binance", [Session(frames=0, then=End.HOLD)]) as fake:
-        section = ingest_section(fake, keepalive_interval_s=0.02, pong_timeout_s=1.0)
-        async with running_stream(section) as (stream, _receive):
-            await until(stream.progress, lambda: stream.stats.pongs >= 2)
-            assert stream._budget.failures == 0
-            assert stream._budget.down_since is None
-    assert stream.counters.reconnects == 0
+        section = ingest_section(
+            fake, keepalive_interval_s=0.02, pong_timeout_s=1.0, max_downtime_s=0.5
+        )
+        stream = WebSocketStream(section, Counters())
+        send, _receive = trio.open_memory_channel[TickBatch](10)
+        with trio.fail_after(WAIT_S), pytest.raises(NetworkBudgetExhausted) as raised:
+            await stream.stream(send)
+    assert "no market data for" in str(raised.value)
+    assert stream.stats.pongs >= 1
+    assert stream.stats.silences >= 1
+    lost = log_lines.events("ws_disconnected")
+    assert lost and all(e["reason"].startswith("no market data for") for e in lost)
+    assert not any(e["worked"] for e in lost)
+    assert log_lines.events("ws_no_market_data")
 
 
 async def test_keepalive_silent_and_deaf_feed_forces_reconnect(log_lines: LogLines) -> None:
@@ -92,3 +116,25 @@ async def test_keepalive_server_pings_while_we_close_survives_issue_184(
     [lost] = log_lines.events("ws_disconnected")
     assert lost["reason"].startswith("no pong within")
     assert "LocalProtocolError" in (lost["teardown_error"] or "")
+
+
+class _ClosingSocket:
+    """A connection already closing: every ping raises ``ConnectionClosed``."""
+
+    async def ping(self) -> None:
+        raise trio_websocket.ConnectionClosed(None)
+
+
+async def test_keepalive_ping_finds_connection_closing_ends_the_session(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Before issue 10 the keepalive just returned here, leaving a reader stuck on a
+    # close that never completes with nobody watching the session.
+    keepalive = Keepalive(venue="binance", interval_s=5.0, pong_timeout_s=2.0,
+                          stats=LinkStats(), progress=Progress())
+    session = LinkSession(opened_at=trio.current_time(), last_rx=trio.current_time())
+    with trio.CancelScope() as scope:
+        await keepalive.run(_ClosingSocket(), session, scope)  # type: ignore[arg-type]
+    assert scope.cancel_called
+    assert session.end_reason == "closing while pinging (ConnectionClosed)"
+    assert keepalive.stats.pings == 1

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import json
+import os
 import shutil
 import signal
 import sqlite3
@@ -14,7 +16,10 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
+from engine.config import Config, EngineSection, IngestSection, Source
+from engine.counters import Counters
 from engine.dashboard.app import build_app
 from engine.dashboard.db import ReadOnlyDatabase
 from engine.health import (
@@ -26,6 +31,10 @@ from engine.health import (
     service_problems,
     systemd_booted,
 )
+from engine.heartbeat import watchdog_task
+from engine.run_state import RunState
+from engine.sdnotify import Notifier
+from engine.store.sqlite_store import SqliteStore
 from tests.dashboard_support import asgi_get, live_copy, replay_database, serve_dashboard
 from tests.engine_process import REPO, EngineProcess, engine_env
 
@@ -103,6 +112,59 @@ def test_judge_pragma_problems_file_and_engine_connection_reported() -> None:
         "engine connection: PRAGMA busy_timeout is 10, required >= 1000",
     )
     assert not judge(_run(pragmas=None), _beat(1.0), [], NOW).ok
+
+
+LIVE_CONFIG = {"engine": {"heartbeat_interval_s": 1.0},
+               "ingest": {"source": "websocket", "max_downtime_s": 5.0}}
+
+
+def _live_beat(tick_age_s: float | None, **overrides: Any) -> dict[str, Any]:
+    last = 0 if tick_age_s is None else NOW - int(tick_age_s * S)
+    return _beat(0.5, interval_s=1.0, counters={"connected": 1, "last_tick_wall_ns": last},
+                 **overrides)
+
+
+def test_judge_live_feed_connected_but_no_tick_for_20s_fails_on_progress() -> None:
+    # the reproduction: max_downtime_s = 5, 20 s of silence, `connected` still 1
+    verdict = judge(_run(config=LIVE_CONFIG), _live_beat(20.0), [], NOW)
+    assert verdict.problems == (
+        "live feed stalled: last admitted tick 20.0 s ago, limit 6 s"
+        " (max_downtime_s 5 + heartbeat interval 1)",
+    )
+    assert verdict.details["tick_limit_s"] == 6.0
+
+
+def test_judge_live_feed_tick_just_inside_bound_ok_just_past_fails() -> None:
+    assert judge(_run(config=LIVE_CONFIG), _live_beat(5.999), [], NOW).ok
+    assert not judge(_run(config=LIVE_CONFIG), _live_beat(6.001), [], NOW).ok
+
+
+def test_judge_live_feed_no_tick_yet_judged_from_the_run_start() -> None:
+    assert judge(_run(config=LIVE_CONFIG, started_wall_ns=NOW - 3 * S), _live_beat(None),
+                 [], NOW).ok
+    verdict = judge(_run(config=LIVE_CONFIG), _live_beat(None), [], NOW)  # started 100 s ago
+    assert verdict.problems[0].startswith(
+        "live feed stalled: no tick admitted since the run started 100.0 s ago"
+    )
+
+
+def test_judge_progress_applies_only_to_a_running_live_feed() -> None:
+    quiet = _live_beat(500.0)
+    assert judge(_run(), quiet, [], NOW).ok  # synthetic source: no network progress to judge
+    replay = _run(command="replay", config=LIVE_CONFIG)
+    assert judge(replay, quiet, [], NOW).ok
+    ended = _run(config=LIVE_CONFIG, ended_wall_ns=NOW - S, exit_code=10)
+    assert judge(ended, quiet, [], NOW).problems == (
+        "engine stopped: run run-1 ended not cleanly with exit code 10",
+    )
+
+
+def test_judge_live_feed_without_max_downtime_recorded_fails() -> None:
+    config = {"engine": {"heartbeat_interval_s": 1.0}, "ingest": {"source": "websocket"}}
+    verdict = judge(_run(config=config), _live_beat(1.0), [], NOW)
+    assert verdict.problems == (
+        "live feed: no max_downtime_s recorded with the run's configuration",
+    )
 
 
 def test_format_result_pass_and_fail_lines() -> None:
@@ -346,3 +408,87 @@ async def test_health_cli_not_a_database_and_not_http_prints_one_fail_line(
     assert "not a database" in out
     assert f"dashboard http://127.0.0.1:{port}/healthz" in out
     assert b"Traceback" not in result.stderr
+
+
+# -- liveness on progress: a real database, the real CLI, the systemd watchdog ----------
+
+
+def _live_feed_database(path: Path, tick_age_s: float) -> None:
+    """A running live-feed run whose heartbeat is fresh but whose last tick is old."""
+    store = SqliteStore.open(path)
+    try:
+        now = time.time_ns()
+        store.start_run("run-live", os.getpid(), "run", "shadow", now - 60 * S, "test",
+                        json.dumps(LIVE_CONFIG))
+        counters = Counters(connected=1, last_tick_wall_ns=now - int(tick_age_s * S))
+        store.write_heartbeat("run-live", now, 1.0, counters.snapshot(), False, "shadow",
+                              "ACTIVE")
+    finally:
+        store.close()
+
+
+async def test_health_cli_live_feed_connected_yet_silent_fails_fresh_ticks_pass(
+    tmp_path: Path,
+) -> None:
+    stalled, flowing = tmp_path / "stalled.db", tmp_path / "flowing.db"
+    _live_feed_database(stalled, tick_age_s=20.0)
+    _live_feed_database(flowing, tick_age_s=0.5)
+    result = await _health_cli("--db", str(stalled), "--url", "")
+    assert result.returncode == 1
+    assert result.stdout.decode().startswith("FAIL: live feed stalled: last admitted tick 2")
+    result = await _health_cli("--db", str(flowing), "--url", "")
+    assert (result.returncode, result.stdout.decode()) == (0, "PASS\n")
+
+
+async def test_healthz_and_metrics_live_feed_connected_yet_silent_503_healthy_0(
+    tmp_path: Path,
+) -> None:
+    stalled = tmp_path / "stalled.db"
+    _live_feed_database(stalled, tick_age_s=20.0)
+    app = build_app(str(stalled))
+    reply = await asgi_get(app, "/healthz")
+    assert reply.status == 503
+    body = reply.json()
+    assert body["problems"][0].startswith("live feed stalled: last admitted tick 2")
+    assert body["tick_limit_s"] == 6.0 and body["tick_age_s"] >= 20.0
+    metrics = (await asgi_get(app, "/metrics")).text
+    assert "hybrid_engine_healthy 0.0" in metrics
+    assert "hybrid_engine_connected 1.0" in metrics  # the flag says up; progress says no
+
+
+class _Notifier(Notifier):
+    def __init__(self) -> None:
+        super().__init__(None, watchdog_interval_s=1.0)
+        self.pings: list[float] = []
+
+    def watchdog(self) -> None:
+        self.pings.append(trio.current_time())
+
+
+async def test_watchdog_withheld_once_the_live_feed_admits_no_tick_past_the_bound(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # max_downtime_s 5 + heartbeat 1: pings while a tick moved within 6 s, then none
+    config = Config(engine=EngineSection(heartbeat_interval_s=1.0),
+                    ingest=IngestSection(source=Source.WEBSOCKET, max_downtime_s=5.0))
+    notifier = _Notifier()
+    state = RunState(config=config, counters=Counters(), notifier=notifier, run_id="r")
+    start = trio.current_time()
+    with trio.move_on_after(20.5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(watchdog_task, state, lambda: 0)
+            await trio.sleep(2.5)
+            state.counters.last_tick_wall_ns = 123  # a tick at 2.5 s
+            await trio.sleep(1000)
+    assert [t - start for t in notifier.pings] == [float(t) for t in range(10)]
+
+
+async def test_watchdog_replay_source_not_judged_on_feed_progress(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    config = Config(ingest=IngestSection(source=Source.REPLAY, max_downtime_s=5.0))
+    notifier = _Notifier()
+    state = RunState(config=config, counters=Counters(), notifier=notifier, run_id="r")
+    with trio.move_on_after(20.5):
+        await watchdog_task(state, lambda: 0)
+    assert len(notifier.pings) == 21

@@ -4,18 +4,22 @@ and the ``record`` command's exit codes: a recording that never got a frame is a
 from __future__ import annotations
 
 import gzip
+import os
 import socket
 import zlib
 from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.adapters.capture import iter_capture
-from engine.adapters.recorder import open_capture_recorder
+from engine.adapters.recorder import CaptureRecorder, open_capture_recorder
 from engine.exits import ConfigError
 from tests.engine_process import LogLine, parse_logs, run_engine
-from tests.fake_exchange import Session, open_fake_exchange
+from tests.fake_exchange import LogLines, Session, open_fake_exchange
 
 FRAMES = [
     (1723161254087896568, b'{"stream":"btcusdt@trade","data":{"e":"trade","t":1}}'),
@@ -176,3 +180,62 @@ async def test_record_venue_that_sends_frames_with_duration_exits_0(tmp_path: Pa
     assert code == 0, stderr
     [done] = [line for line in logs if line.get("event") == "record_finished"]
     assert done["frames_written"] == 5
+
+
+async def test_recorder_stalled_disk_memory_bounded_in_bytes_drops_counted(
+    tmp_path: Path, log_lines: LogLines
+) -> None:
+    # A real stalled "disk": a FIFO nobody drains. The writer thread blocks in its
+    # first write; 900 KB frames keep coming. What the recorder holds (pending plus
+    # the batch stuck in the thread) stays within the byte bound; the rest is
+    # dropped and counted, and offering a frame never waits.
+    fifo = tmp_path / "stalled"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    bound = 4 * 1024 * 1024
+    frame = b'{"pad":"' + b"x" * 900_000 + b'"}'
+    reader_open = True
+    try:
+        async with open_capture_recorder(fifo, queue_bytes=bound, flush_interval_s=60) as rec:
+            assert rec.record_nowait(1, frame) and rec.record_nowait(2, frame)  # > 1 MiB: wakes
+            await trio.testing.wait_all_tasks_blocked()  # the writer is stuck in the thread
+            assert rec.held_bytes > rec.pending  # the stuck batch still counts
+            accepted = 2
+            for ts in range(3, 203):
+                accepted += rec.record_nowait(ts, frame)
+                assert rec.held_bytes <= bound
+            assert accepted == bound // (len(frame) + 3)  # + "<ts> " and "\n"
+            assert rec.dropped == 202 - accepted
+            os.close(reader)  # the disk dies: the stuck write fails, the close is bounded
+            reader_open = False
+    finally:
+        if reader_open:
+            os.close(reader)
+    assert rec.failed is not None
+    assert rec.written == 0 and rec.dropped == 202
+    [overflow] = log_lines.events("record_overflow")
+    assert overflow["queue_bytes"] == bound
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    sizes=st.lists(st.integers(min_value=0, max_value=5_000), max_size=200),
+    queue_bytes=st.integers(min_value=1, max_value=50_000),
+    queue_lines=st.integers(min_value=1, max_value=60),
+)
+def test_recorder_held_bytes_and_lines_never_pass_their_bounds_nothing_unaccounted(
+    sizes: list[int], queue_bytes: int, queue_lines: int
+) -> None:
+    # No writer runs (a disk that never takes anything): whatever the frame sizes,
+    # what is held stays within both bounds, and every frame is held or counted.
+    recorder = CaptureRecorder(Path("unused"), queue_lines=queue_lines, queue_bytes=queue_bytes)
+    held = 0
+    for ts, size in enumerate(sizes):
+        held += recorder.record_nowait(ts, b"x" * size)
+        assert recorder.held_bytes <= queue_bytes
+        assert recorder.held_lines <= queue_lines
+    assert held == recorder.pending
+    assert held + recorder.dropped == len(sizes)
+    # it keeps admitting what fits: a frame is dropped only when it would pass a bound
+    if recorder.dropped == 0:
+        assert recorder.held_bytes == sum(len(f"{ts} ") + size + 1 for ts, size in enumerate(sizes))

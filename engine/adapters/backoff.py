@@ -25,8 +25,9 @@ Jitter only ever shortens the delay, so ``max_backoff_s`` stays a hard cap; with
 ``backoff_factor >= 2`` and this fraction every uncapped delay still grows."""
 
 HEALTHY_AFTER_S: Final = 10.0
-"""A connection that stayed up this long after it proved to work resets the
-delay to ``initial_backoff_s``. Shorter-lived connections keep growing it."""
+"""A connection that stayed up this long after it proved to work (its first
+admitted tick) resets the delay to ``initial_backoff_s``. Shorter-lived
+connections keep growing it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +85,7 @@ class Backoff:
         """Reset the schedule if the connection was healthy long enough; say whether it did.
 
         ``healthy_since`` is when the connection first proved to work (its
-        first frame or pong), ``None`` if it never did.
+        first admitted tick), ``None`` if it never did.
         """
         if healthy_since is not None and now - healthy_since >= self._policy.healthy_after_s:
             self.reset()
@@ -96,41 +97,48 @@ class Backoff:
 class ReconnectBudget:
     """How much failure ingest tolerates before it gives up with exit 10.
 
-    Two limits, either one ends the budget: ``max_failures`` consecutive failed
-    attempts (a connection that never delivered a frame or a pong counts as
-    failed), and ``max_downtime_s`` without a working connection.
+    Judged on *market data*, not on connections: a connection works only once it
+    delivered an admitted tick (an acknowledgement, a heartbeat, a pong or a
+    rejected frame proves nothing -- a venue that acks and drops forever must
+    spend the budget). Two limits, either one ends it: ``max_failures``
+    consecutive attempts that delivered no tick, and ``max_downtime_s`` since
+    the last admitted tick (or since the feed started).
     """
 
     max_failures: int
     max_downtime_s: float
     failures: int = 0
-    down_since: float | None = None
+    last_data: float | None = None
+    """``trio.current_time()`` of the last admitted tick or of the start (``None`` before it)."""
 
-    def working(self) -> None:
-        """A connection proved to work: both limits start over."""
+    def start(self, now: float) -> None:
+        """The feed starts: the downtime clock runs from ``now`` until the first tick."""
+        if self.last_data is None:
+            self.last_data = now
+
+    def delivered(self, now: float) -> None:
+        """A connection delivered market data at ``now``: both limits start over."""
         self.failures = 0
-        self.down_since = None
+        self.last_data = now if self.last_data is None else max(self.last_data, now)
 
-    def lost(self, now: float) -> None:
-        """The feed went down (a working connection ended, or the first attempt is due)."""
-        if self.down_since is None:
-            self.down_since = now
-
-    def failed(self, now: float) -> None:
-        """An attempt failed (refused, timed out, or ended before it delivered anything)."""
+    def failed(self) -> None:
+        """An attempt failed (refused, timed out, or ended before it delivered a tick)."""
         self.failures += 1
-        self.lost(now)
 
     def downtime(self, now: float) -> float:
-        return 0.0 if self.down_since is None else now - self.down_since
+        """Seconds without market data (0 before ``start``)."""
+        return 0.0 if self.last_data is None else now - self.last_data
 
     def exhausted(self, now: float) -> str | None:
         """Why the budget is spent, or ``None`` while it is not."""
         if self.failures >= self.max_failures:
-            return f"{self.failures} consecutive failed attempts (max_reconnect_failures)"
+            return (
+                f"{self.failures} consecutive attempts without market data"
+                " (max_reconnect_failures)"
+            )
         if self.downtime(now) >= self.max_downtime_s:
             return (
-                f"no working connection for {self.downtime(now):.1f}s "
+                f"no market data for {self.downtime(now):.1f}s "
                 f"(max_downtime_s={self.max_downtime_s:g})"
             )
         return None

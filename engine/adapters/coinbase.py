@@ -11,7 +11,10 @@ The feed, after a subscribe message (``subscribe_message``), sends:
   malformed either. ``decode_coinbase_error`` reads it and ``is_config_refusal``
   tells the shell which kind it is: a refusal of something we configured (an
   unknown product id, an invalid channel) cannot be fixed by reconnecting;
-  anything else is the venue's transient trouble.
+  anything else is the venue's transient trouble. The words alone decide nothing:
+  only an ``error`` *answering the subscribe* can be such a refusal (the stream,
+  ``engine.adapters.feed_ws``, knows which one that is); one mid-stream is always
+  transient, whatever it says.
 
 The ``ticker`` channel repeats the ``trade_id`` of a trade already delivered as
 a ``match`` (every ticker in the shared real capture does). Ticks come from the
@@ -178,7 +181,7 @@ configuration names something the venue does not have, and no restart fixes it."
 
 
 def is_config_refusal(error_text: str) -> bool:
-    """Whether an ``error`` message (``decode_coinbase_error``'s text) refuses our configuration."""
+    """Whether an ``error`` answering the subscribe refuses our configuration (by its words)."""
     lowered = error_text.lower()
     return any(marker in lowered for marker in CONFIG_REFUSAL_MARKERS)
 

@@ -17,12 +17,15 @@ configuration problem no restart fixes: ``ConfigError`` (exit 12).
 
 *Keepalive.* The venue pings every 20 s and trio-websocket answers. We also
 ping after ``keepalive_s`` and treat a pong missing for ``pong_timeout_s`` as a
-dead connection.
+dead connection. A malformed reply to the opening handshake (h11/wsproto
+protocol errors), or none within ``connect_timeout_s``, is a lost connection like
+any other, not a crash or a hang.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
@@ -47,6 +50,7 @@ from engine.adapters.exec_binance_wire import (
     execution_report_decoder,
     stream_decoder,
 )
+from engine.adapters.feed_ws_failures import HANDSHAKE_PROTOCOL_ERRORS
 from engine.exits import ConfigError, NetworkBudgetExhausted
 
 SUBSCRIBE_METHOD: Final = "userDataStream.subscribe.signature"
@@ -144,20 +148,28 @@ async def run_user_stream(
         subscribed_at: float | None = None
         reason = ""
         try:
-            async with open_websocket_url(
-                url, message_queue_size=MESSAGE_QUEUE, connect_timeout=policy.connect_timeout_s
-            ) as ws:
-                await _subscribe(ws, credentials, wall_ms, f"sub-{attempt}", policy)
-                subscribed_at = trio.current_time()
-                failures = 0
-                logs.info("live_user_stream_subscribed", attempt=attempt)
-                records = await execution.reconcile()
-                if records:
-                    await send.send(records)
-                if ready is not None:
-                    ready.started()
-                    ready = None
-                await _read(execution, send, ws, policy)
+            # trio-websocket's connect_timeout raises, then waits for its reader task,
+            # which waits forever for a peer that accepted TCP and never answers the
+            # upgrade: our own deadline bounds the handshake, lifted once connected.
+            deadline = trio.current_time() + policy.connect_timeout_s
+            with trio.CancelScope(deadline=deadline) as connecting:
+                async with open_websocket_url(
+                    url, message_queue_size=MESSAGE_QUEUE, connect_timeout=policy.connect_timeout_s
+                ) as ws:
+                    connecting.deadline = math.inf
+                    await _subscribe(ws, credentials, wall_ms, f"sub-{attempt}", policy)
+                    subscribed_at = trio.current_time()
+                    failures = 0
+                    logs.info("live_user_stream_subscribed", attempt=attempt)
+                    records = await execution.reconcile()
+                    if records:
+                        await send.send(records)
+                    if ready is not None:
+                        ready.started()
+                        ready = None
+                    await _read(execution, send, ws, policy)
+            if connecting.cancelled_caught:
+                raise StreamFailure(f"no handshake reply within {policy.connect_timeout_s:g} s")
         except* _LOST as group:
             reason = "; ".join(_describe(e) for e in _leaves(group))
         failures += 1
@@ -184,6 +196,7 @@ _LOST: Final = (
     RecursionError,
     UnicodeDecodeError,
     OSError,
+    *HANDSHAKE_PROTOCOL_ERRORS,
 )
 
 

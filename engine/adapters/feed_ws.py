@@ -15,26 +15,42 @@ turns its frames into ticks. Per connection ("session") three things run:
 * **the keepalive** pings after ``keepalive_interval_s`` without a frame and
   forces a reconnect when no pong comes within ``pong_timeout_s`` (S4,
   ``feed_ws_keepalive``).
+* **the silence watch** ends a connection that delivers no admitted tick --
+  however many pongs, acks or heartbeats it sends (``feed_ws_silence``).
 * **the recorder** (``[ingest] record_path``) appends every frame to a capture
   file through a bounded, non-blocking writer (``engine.adapters.recorder``).
 
 Around the sessions, the reconnect loop (S3): exponential backoff with seeded
 jitter (``engine.adapters.backoff``), reset once a connection stayed healthy;
-the budget -- ``max_reconnect_failures`` consecutive failed attempts or
-``max_downtime_s`` without a working connection -- ends the run with
-``NetworkBudgetExhausted`` (exit 10). Every attempt, success and give-up is
-logged with its delay and reason. URLs and subscribe messages per venue are in
-``feed_ws_endpoints``; which exceptions count as a lost connection, in
-``feed_ws_failures``.
+the budget -- ``max_reconnect_failures`` consecutive attempts that delivered no
+tick, or ``max_downtime_s`` without an admitted tick -- ends the run with
+``NetworkBudgetExhausted`` (exit 10). A connection is healthy only once it
+delivered market data (an admitted tick); nothing else resets the budget.
+Every attempt, success and give-up is logged with its delay and reason. URLs
+and subscribe messages per venue are in ``feed_ws_endpoints``; which exceptions
+count as a lost connection, in ``feed_ws_failures``.
 
-*Error handling:* network failures never escape a session; they become a reason
-for the next attempt, and so does a venue ``error`` message. Only the budget
-(10), the parse rate (11), a venue refusing the configured symbols (12), a
-closed tick channel or a bug leave ``stream``.
+*Every wait on the network is bounded:* the handshake by ``connect_timeout_s`` (our
+own scope: trio-websocket's timeout raises, then waits for its reader task, which
+waits forever for a peer that accepted TCP and never answers the upgrade);
+each receive by the keepalive (``keepalive_interval_s + pong_timeout_s``
+without a frame or pong) and by the silence watch; the close -- our close frame
+and the peer's answer -- by ``min(pong_timeout_s, DISCONNECT_TIMEOUT_S)``. A
+session leaves trio-websocket's block by raising (``_SessionOver``), so the
+library cancels its reader task instead of waiting for the peer's TCP close
+(which a peer that violated the protocol and keeps TCP open never sends: the
+stall of issue 10); the same bound on the whole teardown is a backstop.
+
+*Error handling:* network failures -- a malformed handshake reply included --
+never escape a session; they become a reason for the next attempt, and so does
+a venue ``error`` message. Only the budget (10), the parse rate (11), a venue
+refusing the configured symbols *in answer to the subscribe* (12), a closed
+tick channel or a bug leave ``stream``.
 """
 
 from __future__ import annotations
 
+import math
 import time
 import urllib.parse
 from collections.abc import AsyncIterator, Callable
@@ -46,13 +62,20 @@ import trio_websocket
 
 from engine import logs
 from engine.adapters.backoff import HEALTHY_AFTER_S, Backoff, BackoffPolicy, ReconnectBudget
+from engine.adapters.decoding import Decoder, MalformedMessage, decoder_for
 from engine.adapters.dedup import TradeDedup
 from engine.adapters.feed_ws_endpoints import BINANCE_DEFAULT_URL, feed_url, subscribe_frame
-from engine.adapters.feed_ws_failures import close_text, connection_failure, stray_cancel
+from engine.adapters.feed_ws_failures import (
+    DISCONNECT_TIMEOUT_S,
+    close_text,
+    connection_failure,
+    stray_cancel,
+)
 from engine.adapters.feed_ws_forwarder import TickForwarder
 from engine.adapters.feed_ws_intake import FrameIntake, VenueErrorFrame
 from engine.adapters.feed_ws_keepalive import Keepalive
 from engine.adapters.feed_ws_session import LinkStats, Session
+from engine.adapters.feed_ws_silence import SilenceWatch
 from engine.adapters.progress import Progress
 from engine.adapters.recorder import CaptureRecorder, open_capture_recorder
 from engine.config import IngestSection
@@ -77,10 +100,6 @@ WS_MESSAGE_QUEUE: Final = 1
 """trio-websocket's own buffer. Kept at one on purpose: our reader never stops
 reading, so a deeper library queue would only add latency, not absorb bursts."""
 
-DISCONNECT_TIMEOUT_S: Final = 2.0
-"""Upper bound on the closing handshake. A peer we are leaving because it went
-deaf will not answer it; waiting longer only delays the reconnect."""
-
 LIVE_PENDING_TICKS: Final = 1_000
 """Ticks read but not yet in the tick channel. Overload policy: while this many
 wait (channel full, strategy lagging) the newest tick is dropped and counted in
@@ -90,6 +109,17 @@ batches of at most this many ticks), one such batch in flight, and this list. It
 
 MESSAGE_TOO_BIG: Final = 1009
 """Close code trio-websocket uses when a frame exceeds ``max_message_size``."""
+
+
+class _SessionOver(Exception):
+    """Raised out of trio-websocket's block once our side of a session is done.
+
+    Leaving the block with an error makes the library cancel its reader task;
+    leaving it normally makes it wait for that task, which waits for the peer's
+    TCP close -- forever, from a peer that broke the protocol and keeps the
+    connection open. Our close frame is still sent first (bounded by
+    ``disconnect_timeout``).
+    """
 
 
 def _check_url(url: str) -> None:
@@ -147,8 +177,15 @@ class WebSocketStream:
             pong_timeout_s=section.pong_timeout_s,
             stats=self.stats,
             progress=self.progress,
-            on_healthy=self._mark_healthy,
         )
+        self._silence = SilenceWatch(
+            venue=section.venue.value,
+            max_downtime_s=section.max_downtime_s,
+            stats=self.stats,
+            progress=self.progress,
+        )
+        self._disconnect_timeout = min(section.pong_timeout_s, DISCONNECT_TIMEOUT_S)
+        self._trade_decoder: Decoder = decoder_for(section.venue.value)
         self._backoff = Backoff(
             BackoffPolicy(
                 initial_s=section.initial_backoff_s,
@@ -200,7 +237,7 @@ class WebSocketStream:
     async def _connect_loop(self) -> None:
         counters = self.counters
         last_reason = ""
-        self._budget.lost(trio.current_time())
+        self._budget.start(trio.current_time())
         while True:
             if self.stats.attempts > 0:
                 now = trio.current_time()
@@ -237,49 +274,88 @@ class WebSocketStream:
             self.stats.attempts += 1
             session = await self._run_session()
             now = trio.current_time()
-            if session.healthy_since is None:
-                self._budget.failed(now)
+            if session.last_tick is None:
+                self._budget.failed()
             else:
-                self._budget.lost(now)
+                self._budget.delivered(session.last_tick)
             self._backoff.connection_ended(session.healthy_since, now)
             last_reason = session.end_reason or "closed"
 
     async def _run_session(self) -> Session:
-        """One connection from handshake to loss; returns why it ended."""
+        """One connection from handshake to loss; returns why it ended.
+
+        *Error handling:* what must stop the stream (``fatal``: parse rate, a
+        refused subscribe, a bug in the reader) is raised only after the
+        connection was closed (bounded, see the module docstring), so a slow
+        close can neither swallow it nor delay it.
+        """
         now = trio.current_time()
         session = Session(opened_at=now, last_rx=now)
         section = self.section
-        try:
-            async with trio_websocket.open_websocket_url(
-                self.url,
-                message_queue_size=WS_MESSAGE_QUEUE,
-                max_message_size=section.max_message_size,
-                connect_timeout=section.connect_timeout_s,
-                disconnect_timeout=min(section.pong_timeout_s, DISCONNECT_TIMEOUT_S),
-            ) as ws:
-                await self._on_connected(ws, session)
-                fatal: Exception | None = None
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._keepalive.run, ws, session, nursery.cancel_scope)
-                    try:
-                        await self._read(ws, session)
-                    except Exception as exc:  # raised below, not wrapped in a group
-                        fatal = exc
-                    nursery.cancel_scope.cancel()
-                if fatal is not None:
-                    raise fatal
-        except BaseException as exc:
-            reason = connection_failure(exc) or stray_cancel(exc)
-            if reason is None:
-                raise
-            if session.end_reason is None:
-                session.end_reason = reason
-            else:
-                session.teardown_error = reason
+        fatal: Exception | None = None
+        connected = False
+        # Our own bound on the handshake (trio-websocket's connect_timeout raises, then
+        # waits for its reader task, which waits for a peer that never answers), lifted
+        # once connected and set again, to the close bound, once the session ended.
+        with trio.CancelScope(deadline=now + section.connect_timeout_s) as bounded:
+            try:
+                async with trio_websocket.open_websocket_url(
+                    self.url,
+                    message_queue_size=WS_MESSAGE_QUEUE,
+                    max_message_size=section.max_message_size,
+                    connect_timeout=section.connect_timeout_s,
+                    disconnect_timeout=self._disconnect_timeout,
+                ) as ws:
+                    bounded.deadline = math.inf
+                    connected = True
+                    self._on_connected(session)
+                    async with trio.open_nursery() as nursery:
+                        scope = nursery.cancel_scope
+                        nursery.start_soon(self._keepalive.run, ws, session, scope)
+                        nursery.start_soon(self._silence.run, session, self._last_data, scope)
+                        try:
+                            if self._subscribe is not None:
+                                await ws.send_message(self._subscribe)
+                            await self._read(ws, session)
+                        except Exception as exc:  # fatal: raised after the close, not in a group
+                            lost = connection_failure(exc)  # e.g. closed while subscribing
+                            if lost is None:
+                                fatal = exc
+                            session.end_reason = session.end_reason or lost
+                        scope.cancel()
+                    bounded.deadline = trio.current_time() + self._disconnect_timeout
+                    raise _SessionOver
+            except _SessionOver as over:
+                hidden = over.__context__  # what the library's own tasks raised meanwhile
+                if hidden is not None and not isinstance(hidden, trio.Cancelled):
+                    session.teardown_error = connection_failure(hidden) or repr(hidden)
+            except BaseException as exc:
+                reason = connection_failure(exc) or stray_cancel(exc)
+                if reason is None:
+                    raise
+                if session.end_reason is None:
+                    session.end_reason = reason
+                else:
+                    session.teardown_error = reason
+        if bounded.cancelled_caught and not connected:
+            session.end_reason = "connect timed out"
+        elif bounded.cancelled_caught:
+            self.stats.teardown_timeouts += 1
+            session.teardown_error = (
+                f"close not finished within {self._disconnect_timeout:g}s: connection abandoned"
+            )
+            session.end_reason = session.end_reason or "closed"
         self._on_ended(session)
+        if fatal is not None:
+            raise fatal
         return session
 
-    async def _on_connected(self, ws: trio_websocket.WebSocketConnection, session: Session) -> None:
+    def _last_data(self) -> float:
+        """When the feed last delivered market data (or started)."""
+        last = self._budget.last_data
+        return trio.current_time() if last is None else last
+
+    def _on_connected(self, session: Session) -> None:
         self.stats.sessions += 1
         self.counters.connected = 1
         self.counters.backoff_ms = 0
@@ -291,8 +367,6 @@ class WebSocketStream:
             subscribe=self._subscribe is not None,
         )
         self.progress.bump()
-        if self._subscribe is not None:
-            await ws.send_message(self._subscribe)
 
     def _on_ended(self, session: Session) -> None:
         connected = self.counters.connected
@@ -321,8 +395,46 @@ class WebSocketStream:
         self.progress.bump()
 
     def _mark_healthy(self, session: Session, now: float) -> None:
+        """The session's first admitted tick: the connection works, the budget starts over."""
         session.healthy_since = now
-        self._budget.working()
+        self._budget.delivered(now)
+
+    def _is_trade(self, raw: bytes, ts_recv: int) -> bool:
+        """Record-only mode: whether a frame carries a trade (the proof a connection works)."""
+        try:
+            return self._trade_decoder(raw, ts_recv) is not None
+        except (MalformedMessage, ValueError, RecursionError):
+            return False
+
+    def _venue_error(self, exc: VenueErrorFrame, session: Session) -> None:
+        """A venue ``error`` frame: exit 12 if it refuses the subscribe, else end the session.
+
+        Only the *answer* to the subscribe (no other frame arrived before it on
+        this connection) can mean "your symbols are refused": an ``error`` later
+        in the stream -- whatever its words -- is the venue's trouble, and a
+        reconnect under the budget is the cure (exit 12 would stop systemd from
+        ever restarting the engine).
+
+        *Error handling:* ``ConfigError`` for a refused subscribe.
+        """
+        venue = self.section.venue.value
+        if exc.refuses_config and not session.answered:
+            logs.error("venue_error", venue=venue, message=exc.text, action="stop_config")
+            session.end_reason = f"venue refused the subscription: {exc.text}"
+            raise ConfigError(
+                f"ingest: {venue} refused the subscription for symbols "
+                f"{list(self.section.symbols)}: {exc.text}"
+            )
+        logs.error(
+            "venue_error",
+            venue=venue,
+            message=exc.text,
+            action="reconnect",
+            answered_subscribe=not session.answered,
+        )
+        # This connection delivers nothing more; an error is no proof it worked.
+        session.end_reason = f"venue error: {exc.text}"
+        self.progress.bump()
 
     async def _read(self, ws: trio_websocket.WebSocketConnection, session: Session) -> None:
         """Read frames until the connection closes; hand each on without waiting."""
@@ -351,16 +463,17 @@ class WebSocketStream:
             try:
                 tick = accept(raw, ts_recv, now) if decode else screen(raw)
             except VenueErrorFrame as exc:
-                # The venue refused us: this connection delivers nothing, and
-                # an error is no proof it works (the budget counts it failed
-                # unless an earlier frame already proved it).
-                session.end_reason = f"venue error: {exc.text}"
-                self.progress.bump()
+                self._venue_error(exc, session)
                 return
+            session.answered = True
             if tick is not None:
                 forwarder.offer(tick)
-            if session.healthy_since is None:
-                self._mark_healthy(session, now)
+            if tick is not None or (not decode and self._is_trade(raw, ts_recv)):
+                # progress: the connection delivers market data
+                session.last_tick = now
+                counters.last_tick_wall_ns = ts_recv
+                if session.healthy_since is None:
+                    self._mark_healthy(session, now)
             self.progress.bump()
 
     def _on_closed(self, exc: trio_websocket.ConnectionClosed, session: Session) -> None:

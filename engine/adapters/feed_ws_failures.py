@@ -11,14 +11,33 @@ from __future__ import annotations
 import math
 from typing import Final
 
+import h11
 import trio
 import trio_websocket
 import wsproto.utilities
+
+DISCONNECT_TIMEOUT_S: Final = 2.0
+"""Upper bound on closing a connection: the close handshake and trio-websocket's
+reader task, which otherwise waits for the peer's TCP close forever. A peer we
+are leaving because it went deaf or broke the protocol (a text frame with invalid
+UTF-8, a control frame above 125 bytes) will not answer; waiting longer only
+delays the reconnect."""
+
+HANDSHAKE_PROTOCOL_ERRORS: Final = (
+    # A malformed reply to the opening handshake (a wrong Sec-WebSocket-Accept, a
+    # 101 without Upgrade/Connection, megabytes of headers, not HTTP at all):
+    # wsproto raises RemoteProtocolError inside trio-websocket's reader task, whose
+    # attempt to answer it raises h11's LocalProtocolError out of open_websocket.
+    h11.LocalProtocolError,
+    h11.RemoteProtocolError,
+    wsproto.utilities.RemoteProtocolError,
+)
 
 CONNECTION_ERRORS: Final = (
     trio_websocket.HandshakeError,  # refused, timed out, DNS/TCP/TLS failure
     trio_websocket.ConnectionClosed,  # e.g. closed while we sent the subscribe
     OSError,
+    *HANDSHAKE_PROTOCOL_ERRORS,
     # trio-websocket #184: a pong sent while closing after a heartbeat timeout
     # raises LocalProtocolError out of the library's reader task.
     wsproto.utilities.LocalProtocolError,
@@ -38,6 +57,8 @@ def describe(exc: BaseException) -> str:
         return close_text(exc)
     if isinstance(exc, trio_websocket.HandshakeError) and exc.__cause__ is not None:
         return f"connect failed: {exc.__cause__!r}"
+    if isinstance(exc, HANDSHAKE_PROTOCOL_ERRORS):
+        return f"protocol error ({type(exc).__module__.split('.')[0]} {type(exc).__name__}: {exc})"
     return f"{type(exc).__name__}: {exc}"
 
 

@@ -7,11 +7,11 @@ above ``max_parse_errors_per_min`` ingest stops with ``ParseRateExceeded``
 symbol, trade id -- e.g. resent after a reconnect) are dropped and counted,
 gaps in trade ids counted per symbol and logged (``engine.adapters.dedup``).
 Frames that are not trades (subscription acks, heartbeats) are counted as
-skipped. A Coinbase ``error`` frame is logged and ends the connection: a
-refusal of what we configured (an unknown product id) raises ``ConfigError``
-(exit 12, no restart -- reconnecting cannot fix it and the engine would run on
-without data); any other venue error raises ``VenueErrorFrame``, the session
-ends and the reconnect loop retries under its budget (exit 10 if it persists).
+skipped. A Coinbase ``error`` frame raises ``VenueErrorFrame``, marked when its
+words refuse what we configured (an unknown product id); the stream decides
+(``engine.adapters.feed_ws``): a refusal *in answer to the subscribe* is exit 12
+(no restart -- reconnecting cannot fix it), anything else ends the session and
+the reconnect loop retries under its budget (exit 10 if it persists).
 
 It runs inside the reader, once per frame, so it never waits.
 """
@@ -26,15 +26,18 @@ from engine.adapters.parse_budget import ParseBudget
 from engine.config import IngestSection, Venue
 from engine.core.events import Tick
 from engine.counters import Counters
-from engine.exits import ConfigError
 
 
 class VenueErrorFrame(Exception):
-    """The venue sent an ``error`` message that a reconnect may cure (the session ends)."""
+    """The venue sent an ``error`` message (raised by ``FrameIntake``; the session ends).
 
-    def __init__(self, text: str) -> None:
+    ``refuses_config``: its words refuse what we configured (``coinbase.is_config_refusal``).
+    """
+
+    def __init__(self, text: str, *, refuses_config: bool = False) -> None:
         super().__init__(text)
         self.text = text
+        self.refuses_config = refuses_config
 
 
 class FrameIntake:
@@ -51,8 +54,7 @@ class FrameIntake:
         """The frame's trade if it is one and new; ``None`` for anything else.
 
         *Error handling:* ``ParseRateExceeded`` once bad frames pass the budget;
-        for a venue ``error`` frame ``ConfigError`` (our configuration refused)
-        or ``VenueErrorFrame`` (anything else).
+        ``VenueErrorFrame`` for a venue ``error`` frame.
         """
         try:
             tick = self._decoder(raw, ts_recv)
@@ -112,14 +114,5 @@ class FrameIntake:
 
     def _check_venue_error(self, raw: bytes) -> None:
         error = coinbase.decode_coinbase_error(raw)
-        if error is None:
-            return
-        venue = self._section.venue.value
-        if coinbase.is_config_refusal(error):
-            logs.error("venue_error", venue=venue, message=error, action="stop_config")
-            raise ConfigError(
-                f"ingest: {venue} refused the subscription for symbols "
-                f"{list(self._section.symbols)}: {error}"
-            )
-        logs.error("venue_error", venue=venue, message=error, action="reconnect")
-        raise VenueErrorFrame(error)
+        if error is not None:
+            raise VenueErrorFrame(error, refuses_config=coinbase.is_config_refusal(error))

@@ -4,13 +4,18 @@ The keepalive pings after ``keepalive_interval_s`` without a frame and forces a
 reconnect (it cancels the session's scope) when no pong comes within
 ``pong_timeout_s``. A frame is proof of life too, so a feed that keeps
 delivering is never pinged, and one that delivers while a pong is late is not
-killed. A pong is also proof that a quiet connection works (the reconnect
-budget is told it is healthy).
+killed. A pong keeps a quiet connection open but proves nothing about the
+market: only an admitted tick tells the reconnect budget the connection works
+(``feed_ws_silence`` ends a connection that answers pings yet delivers no data).
+
+The keepalive never just stops: if the ping finds the connection closing
+(``ConnectionClosed``, or trio-websocket #184's ``LocalProtocolError``) it ends
+the session too, so a reader left waiting on a close handshake that never
+completes cannot keep the session alive with nobody watching it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import trio
@@ -31,8 +36,6 @@ class Keepalive:
     pong_timeout_s: float
     stats: LinkStats
     progress: Progress
-    on_healthy: Callable[[Session, float], None]
-    """Called with the session and ``trio.current_time()`` on its first pong (before any frame)."""
 
     async def run(
         self,
@@ -54,14 +57,19 @@ class Keepalive:
             with trio.move_on_after(pong_timeout) as timer:
                 try:
                     await ws.ping()
-                except (trio_websocket.ConnectionClosed, wsproto.utilities.LocalProtocolError):
-                    return  # closing: the reader sees the close and ends the session
+                except (
+                    trio_websocket.ConnectionClosed,
+                    wsproto.utilities.LocalProtocolError,
+                ) as exc:
+                    # closing: end the session rather than leave the reader unwatched
+                    if session.end_reason is None:
+                        session.end_reason = f"closing while pinging ({type(exc).__name__})"
+                    scope.cancel()
+                    return
             now = trio.current_time()
             if not timer.cancelled_caught:
                 self.stats.pongs += 1
                 session.last_pong = now
-                if session.healthy_since is None:
-                    self.on_healthy(session, now)
                 self.progress.bump()
                 continue
             if session.last_rx > sent_at:

@@ -20,6 +20,8 @@ class LinkStats:
     pings: int = 0
     pongs: int = 0
     oversize_frames: int = 0
+    silences: int = 0  # sessions ended because no market data came (``feed_ws_silence``)
+    teardown_timeouts: int = 0  # closes cut short at ``DISCONNECT_TIMEOUT_S``
 
 
 @dataclass
@@ -29,7 +31,9 @@ class Session:
     opened_at: float
     last_rx: float
     last_pong: float = -math.inf
-    healthy_since: float | None = None
+    last_tick: float | None = None  # the last admitted tick (``trio.current_time()``)
+    healthy_since: float | None = None  # the first admitted tick: the connection works
+    answered: bool = False  # a frame other than an ``error`` arrived (the subscribe was taken)
     frames: int = 0
     end_reason: str | None = None
     teardown_error: str | None = None  # what closing raised after the session had ended

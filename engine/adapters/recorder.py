@@ -7,10 +7,15 @@ must meet the same input the live run met.
 
 *Never blocks the socket reader:* ``record_nowait`` only appends the formatted
 line to an in-memory list; a writer task hands the list to a worker thread in
-batches (file and gzip I/O never run on the Trio thread). The list is bounded by
-``RECORD_QUEUE_LINES``; beyond it the newest frame is dropped and counted
-(``dropped``, logged) -- the same policy as the live tick queue: the recording
-loses a frame rather than the feed stalling behind a slow disk.
+batches (file and gzip I/O never run on the Trio thread). What the recorder
+holds -- the pending lines *and* the batch the worker thread is writing -- is
+bounded in bytes by ``RECORD_QUEUE_BYTES`` (and in lines by
+``RECORD_QUEUE_LINES``, for the per-line overhead of tiny frames); a frame that
+would pass either bound is dropped and counted (``dropped``, logged once per
+overflow episode as ``record_overflow``) -- the same policy as the live tick
+queue: the recording loses frames rather than the feed stalling behind a slow
+disk, and a stalled disk costs at most ``RECORD_QUEUE_BYTES`` of memory however
+large the frames (up to ``max_message_size`` each).
 
 *Durability:* the writer flushes at least every ``RECORD_FLUSH_INTERVAL_S``
 (gzip: a sync flush, so everything flushed is readable even if the process is
@@ -39,11 +44,19 @@ from engine.adapters.capture import format_capture_line
 from engine.adapters.progress import Progress
 from engine.exits import ConfigError
 
+RECORD_QUEUE_BYTES: Final = 32 * 1024 * 1024
+"""Bytes of capture lines held (pending + being written). Overload policy: drop the
+newest frame, count ``dropped``. 32 MiB: ~6 s of a 20k trades/s Binance burst, or
+32 frames at the default 1 MiB ``max_message_size``."""
+
 RECORD_QUEUE_LINES: Final = 100_000
-"""Frames waiting for the disk. Overload policy: drop the newest, count ``dropped``."""
+"""Lines held, whatever their size (a bound on the per-object overhead). Same policy."""
 
 RECORD_WRITE_BATCH_LINES: Final = 2_000
 """A batch this large wakes the writer before its interval is up."""
+
+RECORD_WRITE_BATCH_BYTES: Final = 1024 * 1024
+"""So does a batch of this many bytes."""
 
 RECORD_FLUSH_INTERVAL_S: Final = 1.0
 """The writer writes and flushes at least this often while frames arrive."""
@@ -85,15 +98,21 @@ class CaptureRecorder:
         path: Path,
         *,
         queue_lines: int = RECORD_QUEUE_LINES,
+        queue_bytes: int = RECORD_QUEUE_BYTES,
         flush_interval_s: float = RECORD_FLUSH_INTERVAL_S,
     ) -> None:
         self.path = path
         self.queue_lines = queue_lines
         self.flush_interval_s = flush_interval_s
+        self.queue_bytes = queue_bytes
         self.written = 0
         self.dropped = 0
         self.failed: BaseException | None = None
         self._pending: list[bytes] = []
+        self._pending_bytes = 0
+        self._writing_lines = 0  # the batch in the worker thread, still in memory
+        self._writing_bytes = 0
+        self._overflowing = False
         self._wakeup = trio.Event()
         self._sink: CaptureSink | None = None
         self._limiter = trio.CapacityLimiter(1)
@@ -101,11 +120,33 @@ class CaptureRecorder:
 
     def record_nowait(self, ts_recv_ns: int, raw: bytes) -> bool:
         """Queue one frame for the file; ``False`` if it was dropped (full or failed)."""
-        if len(self._pending) >= self.queue_lines or self.failed is not None:
+        if self.failed is not None:
             self.dropped += 1
             return False
-        self._pending.append(format_capture_line(ts_recv_ns, raw))
-        if len(self._pending) >= RECORD_WRITE_BATCH_LINES:
+        line = format_capture_line(ts_recv_ns, raw)
+        if (
+            self.held_lines >= self.queue_lines
+            or self.held_bytes + len(line) > self.queue_bytes
+        ):
+            self.dropped += 1
+            if not self._overflowing:
+                self._overflowing = True
+                logs.warning(
+                    "record_overflow",
+                    path=str(self.path),
+                    held_bytes=self.held_bytes,
+                    held_lines=self.held_lines,
+                    queue_bytes=self.queue_bytes,
+                    dropped=self.dropped,
+                )
+            return False
+        self._overflowing = False
+        self._pending.append(line)
+        self._pending_bytes += len(line)
+        if (
+            len(self._pending) >= RECORD_WRITE_BATCH_LINES
+            or self._pending_bytes >= RECORD_WRITE_BATCH_BYTES
+        ):
             self._wakeup.set()
         return True
 
@@ -113,14 +154,29 @@ class CaptureRecorder:
     def pending(self) -> int:
         return len(self._pending)
 
+    @property
+    def held_lines(self) -> int:
+        """Lines in memory: pending plus the batch being written."""
+        return len(self._pending) + self._writing_lines
+
+    @property
+    def held_bytes(self) -> int:
+        """Bytes in memory: pending plus the batch being written (bounded by ``queue_bytes``)."""
+        return self._pending_bytes + self._writing_bytes
+
     async def _open(self) -> None:
         self._sink = await trio.to_thread.run_sync(CaptureSink, self.path, limiter=self._limiter)
 
     async def _write_pending(self, flush: bool) -> None:
         lines, self._pending = self._pending, []
+        size, self._pending_bytes = self._pending_bytes, 0
         sink = self._sink
-        if sink is None or self.failed is not None or not (lines or flush):
+        if self.failed is not None:  # queued while the failing write ran: counted, not lost
+            self.dropped += len(lines)
             return
+        if sink is None or not (lines or flush):
+            return
+        self._writing_lines, self._writing_bytes = len(lines), size
         try:
             await trio.to_thread.run_sync(sink.write_lines, lines, flush, limiter=self._limiter)
         except OSError as exc:
@@ -129,6 +185,8 @@ class CaptureRecorder:
             logs.error("record_write_failed", path=str(self.path), error=repr(exc))
         else:
             self.written += len(lines)
+        finally:
+            self._writing_lines = self._writing_bytes = 0
         self.progress.bump()
 
     async def run_writer(self) -> None:
@@ -168,6 +226,7 @@ async def open_capture_recorder(
     path: str | Path,
     *,
     queue_lines: int = RECORD_QUEUE_LINES,
+    queue_bytes: int = RECORD_QUEUE_BYTES,
     flush_interval_s: float = RECORD_FLUSH_INTERVAL_S,
 ) -> AsyncIterator[CaptureRecorder]:
     """Open ``path`` for appending and run its writer for the duration of the block.
@@ -180,7 +239,8 @@ async def open_capture_recorder(
     dropped) so a full disk never takes the feed down with it.
     """
     recorder = CaptureRecorder(
-        Path(path), queue_lines=queue_lines, flush_interval_s=flush_interval_s
+        Path(path), queue_lines=queue_lines, queue_bytes=queue_bytes,
+        flush_interval_s=flush_interval_s,
     )
     try:
         await recorder._open()
