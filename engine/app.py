@@ -14,6 +14,7 @@ import msgspec
 import trio
 
 from engine import __version__, logs
+from engine.adapters.admission import AdmissionSettings
 from engine.adapters.feed_replay import ReplayStream
 from engine.config import Config, Mode, Source, config_to_builtins
 from engine.core.execution import Execution, RestoredState
@@ -43,7 +44,12 @@ def build_source(
         for path in paths:
             if not path.is_file():
                 raise ConfigError(f"capture file not found: {path}")
-        return ReplayStream(paths, counters, speed=ingest.speed if speed is None else speed)
+        return ReplayStream(
+            paths,
+            counters,
+            speed=ingest.speed if speed is None else speed,
+            admission=AdmissionSettings.from_section(ingest),
+        )
     if ingest.source is Source.SYNTHETIC:
         from engine.adapters.feed_synthetic import SyntheticStream
 
@@ -54,6 +60,7 @@ def build_source(
             rate_per_s=ingest.synthetic_rate_per_s,
             start_price=ingest.synthetic_start_price,
             max_ticks=ingest.synthetic_max_ticks,
+            admission=AdmissionSettings.from_section(ingest),
         )
     from engine.adapters.feed_ws import WebSocketStream  # only live runs need the socket stack
 

@@ -32,7 +32,15 @@ ENV_PREFIX: Final = "ENGINE_"
 BPS_WHOLE: Final = Decimal(10_000)
 """100% in basis points: the bound of ``slippage_bps`` and ``limit_offset_bps``."""
 
+MAX_EVENT_TIME_WINDOW_S: Final = 86_400.0
+"""``ingest.event_time_window_s`` at most a day: wider admits the 2100-dated trade."""
+MIN_PRICE_BAND_PCT: Final = Decimal("0.1")
+MAX_PRICE_BAND_PCT: Final = Decimal("1000")
+"""``ingest.price_band_pct`` bounds: tighter than 0.1 % refuses ordinary ticks,
+wider than 1000 % is no band."""
+
 PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
+EventTimeWindow = Annotated[float, msgspec.Meta(ge=1, le=MAX_EVENT_TIME_WINDOW_S)]
 NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0)]
 PositiveInt = Annotated[int, msgspec.Meta(gt=0)]
 NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
@@ -135,10 +143,18 @@ class IngestSection(Section, frozen=True):
     max_parse_errors_per_min: NonNegativeInt = 60
     max_message_size: PositiveInt = 1 << 20
     record_path: str = ""
+    # admission (engine.adapters.admission, docs/ingest.md "Admission")
+    event_time_window_s: EventTimeWindow = 300.0
+    price_band_pct: Decimal = Decimal("10")
 
     def check(self) -> None:
         if self.max_backoff_s < self.initial_backoff_s:
             raise ValueError("must be >= initial_backoff_s - at `$.max_backoff_s`")
+        if not MIN_PRICE_BAND_PCT <= self.price_band_pct <= MAX_PRICE_BAND_PCT:
+            raise ValueError(
+                f"must be within [{MIN_PRICE_BAND_PCT}, {MAX_PRICE_BAND_PCT}] (percent)"
+                " - at `$.price_band_pct`"
+            )
 
 
 class StrategySection(Section, frozen=True):

@@ -35,6 +35,15 @@ class Counters:
     duplicates: int = 0
     gaps: int = 0
     stale_ticks: int = 0
+    # admission refusals by reason (engine.adapters.admission.Refusal): number and
+    # symbol are malformed messages (also in parse_errors); the others are ticks
+    # that decoded but were not plausible, never handed downstream
+    refused_number: int = 0
+    refused_symbol: int = 0
+    refused_unsubscribed: int = 0
+    refused_event_time: int = 0
+    refused_id_jump: int = 0
+    refused_price_band: int = 0
     reconnects: int = 0
     connected: int = 0
     backoff_ms: int = 0
