@@ -56,3 +56,19 @@ def proof(session: nox.Session) -> None:
     """Build the proof bundle that gate G1 requires for LIVE."""
     session.install("-e", ".[dev]")
     session.run("hybrid-engine", "proof", *session.posargs)
+
+
+@nox.session
+def fuzz(session: nox.Session) -> None:
+    """The admission properties (and downstream of admission) far longer than the suite.
+
+    ``nox -s fuzz -- 30`` fuzzes for 30 minutes (default 5); ``ADMISSION_FUZZ_EXAMPLES``
+    sets the examples per property and round (default 20,000). Prints the figures.
+    """
+    session.install("-e", ".[dev]")
+    minutes = session.posargs[0] if session.posargs else "5"
+    session.run(
+        "pytest", "-q", "-s", "-k", "fuzz_for_minutes",
+        "tests/test_admission_properties.py",
+        env={"HYPOTHESIS_PROFILE": "fuzz", "ADMISSION_FUZZ_MINUTES": minutes},
+    )  # fmt: skip
