@@ -420,3 +420,16 @@ def test_module_bounds_are_what_the_docs_say() -> None:
     assert (Decimal("1E-12"), Decimal("1E+15")) == (admission.MIN_VALUE, admission.MAX_VALUE)
     assert admission.MAX_SIGNIFICANT_DIGITS == 27
     assert binance.MAX_DECIMAL == coinbase.MAX_DECIMAL == admission.MAX_VALUE
+
+
+@pytest.mark.parametrize(
+    ("env", "value"),
+    [("ENGINE_INGEST_PRICE_BAND_PCT", "0"), ("ENGINE_INGEST_PRICE_BAND_PCT", "1001"),
+     ("ENGINE_INGEST_PRICE_BAND_PCT", "NaN"), ("ENGINE_INGEST_EVENT_TIME_WINDOW_S", "0.5"),
+     ("ENGINE_INGEST_EVENT_TIME_WINDOW_S", "1e9"), ("ENGINE_INGEST_EVENT_TIME_WINDOW_S", "nan")],
+)  # fmt: skip
+def test_admission_config_out_of_range_exit_12_naming_the_key(env: str, value: str) -> None:
+    result = run_engine(["config"], env={env: value})
+    assert result.returncode == 12
+    [line] = [x for x in result.stderr.splitlines() if x.strip()]
+    assert env.removeprefix("ENGINE_INGEST_").lower() in line and "Traceback" not in line
