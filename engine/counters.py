@@ -44,6 +44,8 @@ class Counters:
     refused_event_time: int = 0
     refused_id_jump: int = 0
     refused_price_band: int = 0
+    id_reanchors: int = 0  # a symbol's trade ids moved beyond the dedup window (dedup)
+    band_reanchors: int = 0  # a symbol's price band moved on consistent refused ticks
     reconnects: int = 0
     connected: int = 0
     backoff_ms: int = 0

@@ -315,6 +315,15 @@ def test_band_reanchors_after_consistent_refusals_bad_first_tick_cannot_blind() 
         verdicts.append(adm.admit(tick))
     assert verdicts == [False] * (BAND_CONFIRM_TICKS - 1) + [True] * (11 - BAND_CONFIRM_TICKS)
     assert counters.refused_price_band == BAND_CONFIRM_TICKS - 1
+    assert counters.band_reanchors == 1
+
+
+def test_bogus_first_trade_id_reanchors_counted_later_trades_admitted() -> None:
+    take, counters = intake()
+    assert take.accept(binance_frame(2**63 - 1), NOW_NS, 0.0) is not None  # nothing to judge by
+    got = [take.accept(binance_frame(t), NOW_NS, 0.0) for t in range(3735683259, 3735683300)]
+    assert [t is not None for t in got] == [False, False] + [True] * 39
+    assert (counters.refused_id_jump, counters.id_reanchors) == (2, 1)
 
 
 def test_band_configurable() -> None:

@@ -198,7 +198,8 @@ the band between two trades costs four ticks, and a bad reference (a first tick
 that was an outlier) cannot blind the symbol for good."""
 REFUSAL_LOG_FIRST: Final = 10
 REFUSAL_LOG_EVERY: Final = 1000
-"""Log sampling, per reason: the first 10 refusals, then every 1,000th (all counted)."""
+"""Log sampling, per reason (and for re-anchors): the first 10, then every 1,000th
+(all counted)."""
 
 _NS_PER_S: Final = 1_000_000_000
 _HUNDRED: Final = Decimal(100)
@@ -253,6 +254,11 @@ class _Band:
         self.inner_lo = mul(price, inner_down)
         self.inner_hi = mul(price, inner_up)
         self.chain = 0
+
+
+def _sampled(n: int) -> bool:
+    """Whether the ``n``-th event of a kind is logged (``REFUSAL_LOG_FIRST`` / ``_EVERY``)."""
+    return n <= REFUSAL_LOG_FIRST or n % REFUSAL_LOG_EVERY == 0
 
 
 class Admission:
@@ -318,7 +324,8 @@ class Admission:
             self._bands[tick.symbol] = _Band(price, self._factors)
             return True
         if band.inner_lo <= price <= band.inner_hi:
-            band.chain = 0
+            if band.chain:
+                band.chain = 0
             return True
         if band.lo <= price <= band.hi:
             band.move(price, self._factors)
@@ -332,14 +339,17 @@ class Admission:
         else:
             band.chain = 1
         if band.chain >= BAND_CONFIRM_TICKS:
-            logs.warning(
-                "price_band_reanchored",
-                venue=tick.venue,
-                symbol=tick.symbol,
-                old_reference=str(band.ref),
-                new_reference=str(price),
-                confirming_ticks=band.chain,
-            )
+            self._counters.band_reanchors += 1
+            if _sampled(self._counters.band_reanchors):
+                logs.warning(
+                    "price_band_reanchored",
+                    venue=tick.venue,
+                    symbol=tick.symbol,
+                    old_reference=str(band.ref),
+                    new_reference=str(price),
+                    confirming_ticks=band.chain,
+                    band_reanchors=self._counters.band_reanchors,
+                )
             band.move(price, self._factors)
             return True
         down, up, _, _ = self._factors
@@ -353,13 +363,16 @@ class Admission:
 
     def _noted(self, note: Gap | Jump) -> None:
         if type(note) is Jump:
-            logs.warning(
-                "trade_ids_reanchored",
-                venue=note.venue,
-                symbol=note.symbol,
-                old_high=note.high,
-                new_high=note.trade_id,
-            )
+            self._counters.id_reanchors += 1
+            if _sampled(self._counters.id_reanchors):
+                logs.warning(
+                    "trade_ids_reanchored",
+                    venue=note.venue,
+                    symbol=note.symbol,
+                    old_high=note.high,
+                    new_high=note.trade_id,
+                    id_reanchors=self._counters.id_reanchors,
+                )
             return
         assert type(note) is Gap
         counters = self._counters
@@ -377,7 +390,7 @@ class Admission:
 
     def _refuse(self, refusal: Refusal, tick: Tick, detail: str) -> bool:
         n = count_refusal(self._counters, refusal)
-        if n <= REFUSAL_LOG_FIRST or n % REFUSAL_LOG_EVERY == 0:
+        if _sampled(n):
             logs.warning(
                 "tick_refused",
                 reason=refusal.value,

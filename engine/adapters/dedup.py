@@ -146,11 +146,21 @@ class TradeDedup:
             raise ValueError("window must be >= 1")
         self._window = window
         self._symbols: dict[tuple[str, str], _SymbolIds] = {}
+        # The last symbol's state: ticks come in runs of one symbol, and the decoders hand
+        # out the same string objects for a repeated symbol, so an identity check skips
+        # building a key and looking it up (a few percent of a replay's time per tick).
+        self._last_venue = self._last_symbol = ""
+        self._last_state: _SymbolIds | None = None
 
     def admit(self, venue: str, symbol: str, trade_id: int) -> tuple[bool, Gap | Jump | None]:
-        state = self._symbols.get((venue, symbol))
+        if symbol is self._last_symbol and venue is self._last_venue:
+            state = self._last_state
+        else:
+            state = self._symbols.get((venue, symbol))
+            self._last_venue, self._last_symbol, self._last_state = venue, symbol, state
         if state is None:
-            self._symbols[(venue, symbol)] = _SymbolIds(trade_id, self._window, trade_id)
+            state = self._symbols[(venue, symbol)] = _SymbolIds(trade_id, self._window, trade_id)
+            self._last_state = state
             return True, None
         high = state.high
         if trade_id == high + 1 and trade_id < state.barrier:  # the common case
