@@ -37,6 +37,7 @@ from __future__ import annotations
 import decimal
 import enum
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Final
@@ -84,10 +85,11 @@ _ONE: Final = Decimal(1)
 
 
 CACHE_ENTRIES: Final = 4096
-"""Texts remembered by ``parse_decimal`` / ``parse_symbol`` (prices and symbols repeat:
-a hit costs a dict lookup instead of a regular expression and a ``Decimal``). Bound:
-cleared when full. The verdicts do not depend on it."""
-_decimals: dict[str, Decimal] = {}
+"""Texts remembered by ``parse_price`` / ``parse_symbol``: prices and symbols repeat, and
+a hit costs a dict lookup instead of a regular expression and a ``Decimal``. Bound:
+cleared when full. Quantities do not repeat enough to pay for it (``parse_decimal``).
+The verdicts never depend on it."""
+_prices: dict[str, Decimal] = {}
 _plain = _PLAIN.fullmatch
 
 
@@ -96,21 +98,22 @@ def parse_decimal(text: str) -> Decimal | None:
 
     Never raises, whatever ``text`` holds.
     """
-    value = _decimals.get(text)
-    if value is not None:
-        return value
     if _plain(text) is not None:
         value = Decimal(text)
         # The pattern bounds magnitude (< 1e15) and scale (>= 1e-12); only zero remains.
-        if not value:
-            return None
-    else:
-        value = _parse_exponent_form(text)
-        if value is None:
-            return None
-    if len(_decimals) >= CACHE_ENTRIES:
-        _decimals.clear()
-    _decimals[text] = value
+        return value if value else None
+    return _parse_exponent_form(text)
+
+
+def parse_price(text: str) -> Decimal | None:
+    """``parse_decimal`` for text that repeats (prices): the same verdict, cached."""
+    value = _prices.get(text)
+    if value is None:
+        value = parse_decimal(text)
+        if value is not None:
+            if len(_prices) >= CACHE_ENTRIES:
+                _prices.clear()
+            _prices[text] = value
     return value
 
 
@@ -289,48 +292,59 @@ class Admission:
         self._dedup_admit = self.dedup.admit
         self._log_gaps = log_gaps
         self.settings = settings
+        self.admit: Callable[[Tick], bool] = self._admitter()
+        """Whether a tick may go downstream; a refusal is counted and sampled. Never
+        raises. The caller feeds one venue per ``Admission`` (bands are kept per symbol)."""
 
-    def admit(self, tick: Tick) -> bool:
-        """Whether ``tick`` may go downstream; a refusal is counted and sampled. Never raises.
-
-        The caller feeds one venue per ``Admission`` (bands are kept per symbol).
-        """
+    def _admitter(self) -> Callable[[Tick], bool]:
+        """``admit``: a closure over the checks' state (locals are the cheapest lookups
+        on the replay's hot path, which calls it once per tick)."""
         subscribed = self._subscribed
-        if subscribed is not None and tick.symbol not in subscribed:
-            return self._refuse(Refusal.UNSUBSCRIBED, tick, "not among the subscribed symbols")
-        lag = tick.ts_recv - tick.ts_event
         window = self._window_ns
-        if lag > window or lag < -window:
-            return self._refuse(
-                Refusal.EVENT_TIME,
-                tick,
-                f"event time {-lag / _NS_PER_S:+.3f} s from receive time "
-                f"(window {self.settings.event_time_window_s} s)",
-            )
-        new, note = self._dedup_admit(tick.venue, tick.symbol, tick.trade_id)
-        if not new:
-            if note is None:
-                self._counters.duplicates += 1
-                return False
-            high = note.high if type(note) is Jump else -1
-            return self._refuse(
-                Refusal.ID_JUMP, tick, f"trade id beyond the dedup window of the stream at {high}"
-            )
-        if note is not None:
-            self._noted(note)
-        price = tick.price
-        band = self._bands.get(tick.symbol)
-        if band is None:
-            self._bands[tick.symbol] = _Band(price, self._factors)
-            return True
-        if band.inner_lo <= price <= band.inner_hi:
-            if band.chain:
-                band.chain = 0
-            return True
-        if band.lo <= price <= band.hi:
-            band.move(price, self._factors)
-            return True
-        return self._out_of_band(band, tick)
+        dedup_admit = self.dedup.admit
+        bands = self._bands
+        factors = self._factors
+        refuse = self._refuse
+        counters = self._counters
+        noted = self._noted
+        out_of_band = self._out_of_band
+
+        def admit(tick: Tick) -> bool:
+            if subscribed is not None and tick.symbol not in subscribed:
+                return refuse(Refusal.UNSUBSCRIBED, tick, "not among the subscribed symbols")
+            lag = tick.ts_recv - tick.ts_event
+            if lag > window or lag < -window:
+                return refuse(
+                    Refusal.EVENT_TIME,
+                    tick,
+                    f"event time {-lag / _NS_PER_S:+.3f} s from receive time "
+                    f"(window {window / _NS_PER_S} s)",
+                )
+            new, note = dedup_admit(tick.venue, tick.symbol, tick.trade_id)
+            if not new:
+                if note is None:
+                    counters.duplicates += 1
+                    return False
+                high = note.high if type(note) is Jump else -1
+                detail = f"trade id beyond the dedup window of the stream at {high}"
+                return refuse(Refusal.ID_JUMP, tick, detail)
+            if note is not None:
+                noted(note)
+            price = tick.price
+            band = bands.get(tick.symbol)
+            if band is None:
+                bands[tick.symbol] = _Band(price, factors)
+                return True
+            if band.inner_lo <= price <= band.inner_hi:
+                if band.chain:
+                    band.chain = 0
+                return True
+            if band.lo <= price <= band.hi:
+                band.move(price, factors)
+                return True
+            return out_of_band(band, tick)
+
+        return admit
 
     def _out_of_band(self, band: _Band, tick: Tick) -> bool:
         price = tick.price

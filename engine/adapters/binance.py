@@ -29,7 +29,7 @@ import msgspec
 
 from engine import logs
 from engine.adapters import admission
-from engine.adapters.admission import Refusal, parse_decimal, parse_symbol
+from engine.adapters.admission import Refusal, parse_decimal, parse_price, parse_symbol
 from engine.adapters.decoding import MalformedMessage, register
 from engine.core.events import Tick
 
@@ -103,7 +103,7 @@ def decode(raw: bytes, ts_recv: int, /) -> Tick | None:
     T = ev.T
     if p is None or q is None or t < 0 or T < 0 or ev.E < 0 or ev.m is None or not s:
         raise MalformedMessage(_missing_reason(ev))
-    price = parse_decimal(p)
+    price = parse_price(p)
     qty = parse_decimal(q)
     if price is None or qty is None:
         raise MalformedMessage(

@@ -38,7 +38,7 @@ import msgspec
 
 from engine import logs
 from engine.adapters import admission
-from engine.adapters.admission import Refusal, parse_decimal, parse_symbol
+from engine.adapters.admission import Refusal, parse_decimal, parse_price, parse_symbol
 from engine.adapters.decoding import MalformedMessage, register
 from engine.core.events import Tick, tick_id
 
@@ -134,7 +134,7 @@ def decode_coinbase(raw: bytes, ts_recv_ns: int) -> Tick | None:
         return None  # ticker, l2update, heartbeat, ...: not a trade
     if not isinstance(msg, _Trade):
         return None
-    price = parse_decimal(msg.price)
+    price = parse_price(msg.price)
     qty = parse_decimal(msg.size)
     if price is None or qty is None:
         raise MalformedMessage(

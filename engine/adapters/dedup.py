@@ -165,7 +165,8 @@ class TradeDedup:
         high = state.high
         if trade_id == high + 1 and trade_id < state.barrier:  # the common case
             state.high = trade_id
-            state.jump_run = 0
+            if state.jump_run:
+                state.jump_run = 0
             return True, None
         if state.retired and state.retired_holds(trade_id):
             return False, None  # admitted before the stream last re-anchored, maybe
