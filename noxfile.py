@@ -88,3 +88,19 @@ def lock(session: nox.Session) -> None:
         *PIP_COMPILE, *session.posargs, "--extra", "dev", "-c", RUNTIME_LOCK, *LOCK_INPUTS,
         "-o", DEV_LOCK,
     )  # fmt: skip
+
+
+@nox.session
+def fuzz(session: nox.Session) -> None:
+    """The admission properties (and downstream of admission) far longer than the suite.
+
+    ``nox -s fuzz -- 30`` fuzzes for 30 minutes (default 5); ``ADMISSION_FUZZ_EXAMPLES``
+    sets the examples per property and round (default 20,000). Prints the figures.
+    """
+    install_locked(session, dev=True)
+    minutes = session.posargs[0] if session.posargs else "5"
+    session.run(
+        "pytest", "-q", "-s", "-k", "fuzz_for_minutes",
+        "tests/test_admission_properties.py",
+        env={"HYPOTHESIS_PROFILE": "fuzz", "ADMISSION_FUZZ_MINUTES": minutes},
+    )  # fmt: skip

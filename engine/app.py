@@ -15,6 +15,7 @@ import msgspec
 import trio
 
 from engine import __version__, logs
+from engine.adapters.admission import AdmissionSettings
 from engine.adapters.capture import sniff_capture
 from engine.adapters.feed_replay import ReplayStream
 from engine.config import Config, Mode, Source, admit_db_path, config_to_builtins
@@ -50,7 +51,12 @@ def build_source(
             raise ConfigError("ingest.captures: replay source needs at least one capture file")
         for path in paths:
             sniff_capture(path)  # exit 12 unless it holds market data in a known format
-        return ReplayStream(paths, counters, speed=ingest.speed if speed is None else speed)
+        return ReplayStream(
+            paths,
+            counters,
+            speed=ingest.speed if speed is None else speed,
+            admission=AdmissionSettings.from_section(ingest),
+        )
     if ingest.source is Source.SYNTHETIC:
         from engine.adapters.feed_synthetic import SyntheticStream
 
@@ -61,6 +67,7 @@ def build_source(
             rate_per_s=ingest.synthetic_rate_per_s,
             start_price=ingest.synthetic_start_price,
             max_ticks=ingest.synthetic_max_ticks,
+            admission=AdmissionSettings.from_section(ingest),
         )
     from engine.adapters.feed_ws import WebSocketStream  # only live runs need the socket stack
 

@@ -172,6 +172,11 @@ class IngestSection(Section, frozen=True):
     max_parse_errors_per_min: Annotated[int, Range(0, 10**9)] = 60
     max_message_size: Annotated[int, Range(1024, 64 << 20, "bytes")] = 1 << 20
     record_path: FilePath = ""
+    # admission (engine.adapters.admission, docs/ingest.md "Admission"): at most a
+    # day of event-time skew (wider admits the trade stamped 2100); a band tighter
+    # than 0.1 % refuses ordinary ticks, wider than 1,000 % is no band.
+    event_time_window_s: Annotated[float, Range(1.0, 86_400.0, _S)] = 300.0
+    price_band_pct: Annotated[Decimal, Range(Decimal("0.1"), Decimal(1000), "%")] = Decimal("10")
 
     def check(self) -> None:
         if self.max_backoff_s < self.initial_backoff_s:

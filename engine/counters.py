@@ -37,6 +37,17 @@ class Counters:
     duplicates: int = 0
     gaps: int = 0
     stale_ticks: int = 0
+    # admission refusals by reason (engine.adapters.admission.Refusal): number and
+    # symbol are malformed messages (also in parse_errors); the others are ticks
+    # that decoded but were not plausible, never handed downstream
+    refused_number: int = 0
+    refused_symbol: int = 0
+    refused_unsubscribed: int = 0
+    refused_event_time: int = 0
+    refused_id_jump: int = 0
+    refused_price_band: int = 0
+    id_reanchors: int = 0  # a symbol's trade ids moved beyond the dedup window (dedup)
+    band_reanchors: int = 0  # a symbol's price band moved on consistent refused ticks
     reconnects: int = 0
     connected: int = 0
     backoff_ms: int = 0

@@ -21,14 +21,22 @@ WebSocket protocol, exactly like a peer whose process hangs.
 
 The tape (the sequence of trades) is shared by all sessions: a reconnect resumes
 where the previous session stopped, as a real market would have moved on.
+
+Like a venue, the fake prints each trade *now*: a frame's event times (Binance
+``E``/``T``, Coinbase ``time``) are set to the wall clock when it is sent
+(``restamp``), so the engine's event-time admission window judges them as it
+would a live feed's; ``sent`` holds the frames exactly as sent.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 import gzip
 import io
 import json
+import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -170,6 +178,20 @@ def oversize_frame(venue: str, size: int) -> str:
     return head + "x" * (size - len(head) - len(tail)) + tail
 
 
+_BINANCE_TIMES = re.compile(r'"([ET])":[0-9]+')
+_COINBASE_TIME = re.compile(r'"time":"[^"]*"')
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def restamp(venue: str, text: str, now_ns: int) -> str:
+    """``text`` with its event times set to ``now_ns`` (what a venue printing it now sends)."""
+    if venue == "binance":
+        ms = now_ns // 1_000_000
+        return _BINANCE_TIMES.sub(lambda m: f'"{m.group(1)}":{ms}', text)
+    when = _EPOCH + dt.timedelta(microseconds=now_ns // 1000)
+    return _COINBASE_TIME.sub(f'"time":"{when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")}"', text)
+
+
 class _ControlledStream(trio.abc.Stream):
     """A server-side TCP stream that can go deaf: received bytes are withheld."""
 
@@ -230,6 +252,7 @@ class FakeExchange:
     paths: list[str] = field(default_factory=list)
     subscriptions: list[dict[str, Any]] = field(default_factory=list)
     finished_sessions: int = 0
+    restamp: bool = True  # event times = the wall clock at sending (see the module docstring)
     progress: Progress = field(default_factory=Progress)
     _cursor: int = 0
     _streams: dict[str, _ControlledStream] = field(default_factory=dict)
@@ -373,6 +396,9 @@ class FakeExchange:
                 await trio.sleep(script.pace_s)
 
     async def _send(self, ws: trio_websocket.WebSocketConnection, frame: TapeFrame) -> None:
+        if self.restamp:
+            frame = TapeFrame(restamp(self.venue, frame.text, time.time_ns()), frame.symbol,
+                              frame.trade_id)  # fmt: skip
         await ws.send_message(frame.text)
         self.sent.append(frame)
         self.progress.bump()

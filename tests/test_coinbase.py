@@ -190,4 +190,5 @@ def test_frame_intake_nesting_too_deep_counted_not_raised() -> None:
     intake = FrameIntake(section, counters, TradeDedup())
     assert intake.accept(DEEP, 0, 0.0) is None
     assert counters.parse_errors == 1
-    assert intake.accept(MATCH, 0, 0.0) is not None
+    received = 1618677817_089723000 + 5_000_000  # 5 ms after the match's time
+    assert intake.accept(MATCH, received, 0.0) is not None

@@ -10,9 +10,12 @@ snapshot, a subscription ack) as *not a trade* (``None``).
 
 *Why one Struct with optional fields:* this is the hot path of a replay (a million
 lines per benchmark run). One typed ``msgspec.json.Decoder`` built once decodes the
-envelope and the bare form in a single pass, parsing ``p``/``q`` straight from their
-strings into exact ``Decimal``s and skipping every key it does not declare (a depth
-update's arrays are skipped, never materialised). A tagged union cannot do this job:
+envelope and the bare form in a single pass, keeping ``p``/``q`` as the strings the
+venue sent and skipping every key it does not declare (a depth update's arrays are
+skipped, never materialised). The strings become exact ``Decimal``s only through
+``engine.adapters.admission.parse_decimal``, which refuses what ``Decimal()`` would
+accept but downstream must not see (``" 5 "``, ``"+5"``, ``"1_000"``, Arabic-Indic
+digits, NaN, 76 significant digits). A tagged union cannot do this job:
 ``bookTicker`` events carry no ``"e"`` tag. Presence and bounds of a trade's fields
 are therefore checked after the decode with a few comparisons against sentinel
 defaults; the slow, precise error message is built only when that check fails.
@@ -20,11 +23,13 @@ defaults; the slow, precise error message is built only when that check fails.
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
 from typing import Annotated, Final
 
 import msgspec
 
+from engine import logs
+from engine.adapters import admission
+from engine.adapters.admission import Refusal, parse_decimal, parse_price, parse_symbol
 from engine.adapters.decoding import MalformedMessage, register
 from engine.core.events import Tick
 
@@ -36,11 +41,11 @@ _MISSING: Final = -1
 MAX_ID: Final = 2**63 - 1
 MAX_TIME_MS: Final = MAX_ID // _MS_TO_NS
 """Ids and times must fit SQLite's signed 64-bit INTEGER (times once in ns)."""
-MIN_DECIMAL: Final = Decimal("1E-12")
-MAX_DECIMAL: Final = Decimal("1E+15")
-"""Sanity range of a price or quantity, ``[MIN, MAX)``: no venue prints values
-outside it, and values far outside it overflow exact arithmetic downstream
-(``decimal.Overflow`` in a notional / price), so they are malformed here."""
+MIN_DECIMAL: Final = admission.MIN_VALUE
+MAX_DECIMAL: Final = admission.MAX_VALUE
+"""Range of a price or quantity, ``[MIN, MAX)``, with the rest of the number bounds
+in ``engine.adapters.admission.parse_decimal`` (strict ASCII syntax, scale <= 12):
+values outside them would break exact arithmetic downstream, so they are malformed."""
 
 _Id = Annotated[int, msgspec.Meta(le=MAX_ID)]
 _TimeMs = Annotated[int, msgspec.Meta(le=MAX_TIME_MS)]
@@ -53,8 +58,8 @@ class _Event(msgspec.Struct, gc=False):
     E: _TimeMs = _MISSING
     s: str = ""
     t: _Id = _MISSING
-    p: Decimal | None = None
-    q: Decimal | None = None
+    p: str | None = None
+    q: str | None = None
     T: _TimeMs = _MISSING
     m: bool | None = None
     M: bool | None = None
@@ -76,9 +81,10 @@ def decode(raw: bytes, ts_recv: int, /) -> Tick | None:
 
     *Error handling:* raises ``MalformedMessage`` for bad JSON (incl. invalid UTF-8
     and nesting too deep), a wrong shape (a field of the wrong type, a non-object),
-    an id or time beyond 64 bits, an invalid decimal, a price or quantity outside
-    ``[MIN_DECIMAL, MAX_DECIMAL)`` (non-positive, NaN, infinite, absurd), or a
-    trade missing a required field.
+    an id or time beyond 64 bits, a price or quantity that is not an admissible
+    decimal (``admission.parse_decimal``: a string of ASCII digits within
+    ``[MIN_DECIMAL, MAX_DECIMAL)`` and 12 decimals), a symbol outside
+    ``admission.SYMBOL_PATTERN``, or a trade missing a required field.
     """
     try:
         msg = _decoder.decode(raw)
@@ -97,13 +103,17 @@ def decode(raw: bytes, ts_recv: int, /) -> Tick | None:
     T = ev.T
     if p is None or q is None or t < 0 or T < 0 or ev.E < 0 or ev.m is None or not s:
         raise MalformedMessage(_missing_reason(ev))
-    try:
-        # NaN compares by raising InvalidOperation; +-Infinity fall outside the range.
-        if not (MIN_DECIMAL <= p < MAX_DECIMAL and MIN_DECIMAL <= q < MAX_DECIMAL):
-            raise MalformedMessage(f"price/qty outside [{MIN_DECIMAL}, {MAX_DECIMAL}): p={p} q={q}")
-    except InvalidOperation:
-        raise MalformedMessage(f"not-a-number price/qty: p={p} q={q}") from None
-    symbol = s.upper()
+    price = parse_price(p)
+    qty = parse_decimal(q)
+    if price is None or qty is None:
+        raise MalformedMessage(
+            f"price/qty not an admissible decimal: p={logs.sample(p, 60)!r} "
+            f"q={logs.sample(q, 60)!r}",
+            Refusal.NUMBER,
+        )
+    symbol = parse_symbol(s)
+    if symbol is None:
+        raise MalformedMessage(f"not a symbol: {logs.sample(s, 60)!r}", Refusal.SYMBOL)
     return Tick(
         # == events.tick_id(VENUE, symbol, t), inlined on the hot path (a test pins it).
         event_id=f"binance:{symbol}:{t}",
@@ -112,8 +122,8 @@ def decode(raw: bytes, ts_recv: int, /) -> Tick | None:
         trade_id=t,
         ts_event=T * _MS_TO_NS,
         ts_recv=ts_recv,
-        price=p,
-        qty=q,
+        price=price,
+        qty=qty,
     )
 
 

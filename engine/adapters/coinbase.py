@@ -23,21 +23,25 @@ both cannot duplicate one. Everything else (``l2update``, ``snapshot``,
 ``heartbeat``, ``status``, ...) is skipped.
 
 *Validation at the edge:* a trade message that is not JSON, lacks a field, has a
-field of the wrong type, a non-finite decimal or one outside Binance's sanity
-range ``[MIN_DECIMAL, MAX_DECIMAL)``, a trade id or time beyond 64 bits, or a
-time without a timezone raises ``MalformedMessage``; nothing untyped leaves
-this module.
+field of the wrong type, a price or size that is not an admissible decimal
+(``engine.adapters.admission.parse_decimal``: strict ASCII syntax, within
+``[MIN_DECIMAL, MAX_DECIMAL)`` and 12 decimals), a product id outside
+``admission.SYMBOL_PATTERN``, a trade id or time beyond 64 bits, or a time
+without a timezone raises ``MalformedMessage``; nothing untyped leaves this
+module.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from decimal import Decimal
 from typing import Annotated, Final
 
 import msgspec
 
+from engine import logs
+from engine.adapters import admission
+from engine.adapters.admission import Refusal, parse_decimal, parse_price, parse_symbol
 from engine.adapters.decoding import MalformedMessage, register
 from engine.core.events import Tick, tick_id
 
@@ -47,10 +51,9 @@ TRADE_CHANNEL: Final = "matches"
 
 MAX_ID: Final = 2**63 - 1
 """Trade ids and times (in ns) must fit SQLite's signed 64-bit INTEGER."""
-MIN_DECIMAL: Final = Decimal("1E-12")
-MAX_DECIMAL: Final = Decimal("1E+15")
-"""Sanity range of a price or size, ``[MIN, MAX)`` -- the same as Binance's
-(``engine.adapters.binance``, not imported: it imports this package's registry)."""
+MIN_DECIMAL: Final = admission.MIN_VALUE
+MAX_DECIMAL: Final = admission.MAX_VALUE
+"""Range of a price or size, ``[MIN, MAX)`` -- the admission bounds every venue shares."""
 
 _EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _MICROSECOND: Final = dt.timedelta(microseconds=1)
@@ -64,8 +67,8 @@ class _Trade(msgspec.Struct, frozen=True, tag_field="type"):
 
     trade_id: Annotated[int, msgspec.Meta(ge=0, le=MAX_ID)]
     product_id: str
-    price: Decimal
-    size: Decimal
+    price: str
+    size: str
     time: AwareDatetime
     side: str = ""
     sequence: int = 0
@@ -134,27 +137,30 @@ def decode_coinbase(raw: bytes, ts_recv_ns: int) -> Tick | None:
         return None  # ticker, l2update, heartbeat, ...: not a trade
     if not isinstance(msg, _Trade):
         return None
-    price, qty = msg.price, msg.size
-    # Same sanity range as Binance: values far outside it overflow exact
-    # arithmetic downstream (decimal.Overflow), so they are malformed here.
-    if not (
-        price.is_finite()
-        and qty.is_finite()
-        and MIN_DECIMAL <= price < MAX_DECIMAL
-        and MIN_DECIMAL <= qty < MAX_DECIMAL
-    ):
+    price = parse_price(msg.price)
+    qty = parse_decimal(msg.size)
+    if price is None or qty is None:
         raise MalformedMessage(
-            f"coinbase {msg.product_id} trade {msg.trade_id}: price {price} / size {qty}"
+            f"coinbase trade {msg.trade_id}: price {logs.sample(msg.price, 60)!r} / "
+            f"size {logs.sample(msg.size, 60)!r} not an admissible decimal",
+            Refusal.NUMBER,
+        )
+    symbol = parse_symbol(msg.product_id)
+    if symbol is None:
+        raise MalformedMessage(
+            f"coinbase trade {msg.trade_id}: not a product id: "
+            f"{logs.sample(msg.product_id, 60)!r}",
+            Refusal.SYMBOL,
         )
     ts_event = time_to_ns(msg.time)
     if not 0 <= ts_event <= MAX_ID:  # SQLite INTEGER is signed 64-bit
         raise MalformedMessage(
-            f"coinbase {msg.product_id} trade {msg.trade_id}: time {msg.time} beyond 64-bit ns"
+            f"coinbase {symbol} trade {msg.trade_id}: time {msg.time} beyond 64-bit ns"
         )
     return Tick(
-        event_id=tick_id(VENUE, msg.product_id, msg.trade_id),
+        event_id=tick_id(VENUE, symbol, msg.trade_id),
         venue=VENUE,
-        symbol=msg.product_id,
+        symbol=symbol,
         trade_id=msg.trade_id,
         ts_event=ts_event,
         ts_recv=ts_recv_ns,

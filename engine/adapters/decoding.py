@@ -27,11 +27,16 @@ from engine.core.events import Tick
 
 
 class MalformedMessage(ValueError):
-    """Raised by a venue decoder for input it cannot accept; ``.reason`` says why."""
+    """Raised by a venue decoder for input it cannot accept; ``.reason`` says why.
 
-    def __init__(self, reason: str) -> None:
+    ``refusal`` names the admission bound it broke (``"number"``, ``"symbol"``:
+    ``engine.adapters.admission.Refusal``), ``""`` for any other malformation.
+    """
+
+    def __init__(self, reason: str, refusal: str = "") -> None:
         super().__init__(reason)
         self.reason = reason
+        self.refusal = refusal
 
 
 class Decoder(Protocol):

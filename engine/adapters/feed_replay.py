@@ -3,16 +3,23 @@
 Files are replayed in the order given. Each file's venue is detected from its
 first data message (``decoding.detect_venue``) and that venue's decoder turns
 every data line into a ``Tick`` or skips it; the line format (ours or
-cryptofeed's) and gzip are detected by ``capture``.
+cryptofeed's) and gzip are detected by ``capture``. Every tick then passes the
+same admission as a live feed's (``engine.adapters.admission``: event time
+judged against the capture's recorded receive time, trade ids, price band),
+one ``Admission`` per file -- except the subscription check: a capture may hold
+any symbols.
 
 *Counters* (shared ``Counters``): ``ingest_received`` counts every data message
 read (a line that should carry a message, malformed or not; blank lines and
 cryptofeed ``wss://`` markers are not messages); ``skipped_messages`` the
 well-formed messages that are not trades; ``parse_errors`` the malformed ones;
 ``ingest_processed`` the ticks handed to the channel, added when ``send`` returns,
-so it always equals what downstream received. Once a file is done,
-``ingest_received == ingest_processed + skipped_messages + parse_errors + duplicates``
-(per this stream's own contributions). ``tick_count`` belongs to the strategy.
+so it always equals what downstream received; ``refused_*`` the ticks admission
+refused (``refused_number`` and ``refused_symbol`` are also ``parse_errors``).
+Once a file is done, ``ingest_received == ingest_processed + skipped_messages +
+parse_errors + duplicates + refused_unsubscribed + refused_event_time +
+refused_id_jump + refused_price_band`` (per this stream's own contributions).
+``tick_count`` belongs to the strategy.
 
 *Pacing:* ``speed == 0`` replays as fast as the pipeline takes it. ``speed > 0``
 sends the tick recorded at ``ts_recv = r`` no earlier than
@@ -48,9 +55,9 @@ from typing import Final
 import trio
 
 from engine import logs
+from engine.adapters.admission import Admission, AdmissionSettings, Refusal, count_refusal
 from engine.adapters.capture import MALFORMED, open_capture, read_capture_blocks
 from engine.adapters.decoding import Decoder, MalformedMessage, decoder_for, detect_venue
-from engine.adapters.dedup import TradeDedup
 from engine.core.events import Tick
 from engine.counters import Counters
 from engine.exits import ConfigError
@@ -81,6 +88,7 @@ class ReplayStream:
         *,
         speed: float = 0.0,
         batch_size: int = REPLAY_BATCH_TICKS,
+        admission: AdmissionSettings | None = None,
     ) -> None:
         if not speed >= 0:
             raise ValueError(f"speed must be >= 0, got {speed}")
@@ -90,6 +98,9 @@ class ReplayStream:
         self._counters = counters
         self._speed = speed
         self._batch_size = batch_size
+        self._admission = AdmissionSettings() if admission is None else admission
+        if self._admission.subscribed is not None:
+            raise ValueError("a replay admits any symbol: no subscription list")
         self._malformed = 0
 
     async def stream(self, send: trio.MemorySendChannel[TickBatch]) -> None:
@@ -113,9 +124,10 @@ class ReplayStream:
         probes = 0
         batch: list[Tick] = []
         # A trade seen before in this file (a live recording holds what a reconnect
-        # resent) is dropped as the live feed dropped it, so the replay decides
-        # alike. Per file: files may be given in any order.
-        dedup = TradeDedup()
+        # resent) is dropped as the live feed dropped it, and so is everything else
+        # the live feed's admission refused, so the replay decides alike. Per file:
+        # files may be given in any order.
+        admit = Admission(counters, self._admission).admit
         # Local tallies, pushed into the shared counters before every send and
         # at the end (attribute increments per line would cost ~10% of decode).
         received = skipped = 0
@@ -159,6 +171,8 @@ class ReplayStream:
                             tick = decode(raw, ts)
                         except MalformedMessage as exc:
                             errors += 1
+                            if exc.refusal:
+                                count_refusal(counters, Refusal(exc.refusal))
                             self._log_malformed(path, first_line_no + i, exc.reason, raw)
                             continue
                         except (ValueError, RecursionError) as exc:
@@ -171,12 +185,8 @@ class ReplayStream:
                         if tick is None:
                             skipped += 1
                             continue
-                        new, gap = dedup.admit(tick.venue, tick.symbol, tick.trade_id)
-                        if not new:
-                            counters.duplicates += 1
+                        if not admit(tick):
                             continue
-                        if gap is not None:
-                            counters.gaps += 1
                         if paced:
                             if r0 < 0:
                                 r0 = ts

@@ -1,8 +1,10 @@
 """Synthetic market data: a seeded random walk of Binance-shaped trades.
 
 For soak runs, demos and benchmarks. Every trade is built as the raw Binance
-combined-stream JSON a real connection would deliver and decoded through
-``binance.decode``, so the synthetic path exercises the real decoder.
+combined-stream JSON a real connection would deliver, decoded through
+``binance.decode`` and admitted by ``engine.adapters.admission`` (its symbols are
+the subscribed ones), so the synthetic path exercises the real intake. A refused
+trade is counted (``parse_errors`` / ``refused_*``) and sampled, never sent.
 
 The walk (``random.Random(seed)``, allowed here in the shell, never in the core):
 prices move on a 0.01 grid by a symmetric step of at most 7 ticks, floored at
@@ -31,8 +33,11 @@ from typing import Final
 
 import trio
 
+from engine import logs
 from engine.adapters import binance
+from engine.adapters.admission import Admission, AdmissionSettings, Refusal, count_refusal
 from engine.adapters.capture import format_capture_line
+from engine.adapters.decoding import MalformedMessage
 from engine.core.events import Tick
 from engine.counters import Counters
 from engine.exits import ConfigError
@@ -151,6 +156,7 @@ class SyntheticStream:
         first_trade_id: int | None = None,
         batch_size: int = SYNTHETIC_BATCH_TICKS,
         lossless: bool = False,
+        admission: AdmissionSettings | None = None,
     ) -> None:
         if not rate_per_s > 0:
             raise InvalidSyntheticSettings(f"rate_per_s must be > 0, got {rate_per_s}")
@@ -166,6 +172,16 @@ class SyntheticStream:
         self._lossless = lossless
         first_id = clock() // 1000 if first_trade_id is None else first_trade_id
         self._walk = _Walk(random.Random(seed), symbols, start_price, first_id)
+        settings = AdmissionSettings() if admission is None else admission
+        self._admission = Admission(
+            counters,
+            AdmissionSettings(
+                event_time_window_s=settings.event_time_window_s,
+                price_band_pct=settings.price_band_pct,
+                subscribed=frozenset(s.upper() for s in symbols),
+            ),
+        )
+        self._malformed = 0
 
     async def stream(self, send: trio.MemorySendChannel[TickBatch]) -> None:
         """Produce ticks on schedule until ``max_ticks`` (or forever); ``send`` stays open."""
@@ -173,6 +189,7 @@ class SyntheticStream:
         walk = self._walk
         clock = self._clock
         decode = binance.decode
+        admit = self._admission.admit
         start = trio.current_time()
         batch: list[Tick] = []
         n = 0
@@ -184,16 +201,38 @@ class SyntheticStream:
                     batch = []
                 await trio.sleep_until(deadline)
             ts_recv = clock()
-            tick = decode(walk.next_trade(ts_recv), ts_recv)
-            assert tick is not None  # the walk only builds valid trades
+            raw = walk.next_trade(ts_recv)
             counters.ingest_received += 1
-            batch.append(tick)
             n += 1
+            try:
+                tick = decode(raw, ts_recv)
+            except MalformedMessage as exc:  # e.g. a walk that left the admissible range
+                self._malformed_trade(exc, raw)
+                continue
+            assert tick is not None  # the walk only builds trades
+            if not admit(tick):
+                continue
+            batch.append(tick)
             if len(batch) >= self._batch_size:
                 await self._flush(send, batch)
                 batch = []
         if batch:
             await self._flush(send, batch)
+
+    def _malformed_trade(self, exc: MalformedMessage, raw: bytes) -> None:
+        counters = self._counters
+        counters.parse_errors += 1
+        if exc.refusal:
+            count_refusal(counters, Refusal(exc.refusal))
+        self._malformed += 1
+        if self._malformed <= 10 or self._malformed % 1000 == 0:
+            logs.warning(
+                "malformed_message",
+                reason=exc.reason,
+                sample=logs.sample(raw),
+                source="synthetic",
+                malformed_total=self._malformed,
+            )
 
     async def _flush(self, send: trio.MemorySendChannel[TickBatch], batch: list[Tick]) -> None:
         if self._lossless:

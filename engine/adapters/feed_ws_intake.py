@@ -1,11 +1,14 @@
-"""Input quality of the WebSocket source: decode each frame, count the bad, drop duplicates.
+"""Input quality of the WebSocket source: decode each frame, count the bad, admit the rest.
 
 Malformed frames (and frames above ``max_message_size``, which the library
 answers by closing with 1009) are counted, sampled into the log and skipped;
 above ``max_parse_errors_per_min`` ingest stops with ``ParseRateExceeded``
-(exit 11, ``engine.adapters.parse_budget``). Duplicate trades (same venue,
-symbol, trade id -- e.g. resent after a reconnect) are dropped and counted,
-gaps in trade ids counted per symbol and logged (``engine.adapters.dedup``).
+(exit 11, ``engine.adapters.parse_budget``). Every decoded trade then passes
+``engine.adapters.admission.Admission`` -- the path replay and the synthetic
+walk use too: only subscribed symbols, a plausible event time, a trade id new
+and within the dedup window (duplicates -- e.g. resent after a reconnect --
+dropped and counted, gaps counted per symbol and logged), a price within the
+band; each refusal counted by reason and sampled into the log.
 Frames that are not trades (subscription acks, heartbeats) are counted as
 skipped. A Coinbase ``error`` frame raises ``VenueErrorFrame``, marked when its
 words refuse what we configured (an unknown product id); the stream decides
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 from engine import logs
 from engine.adapters import coinbase
+from engine.adapters.admission import Admission, AdmissionSettings, Refusal, count_refusal
 from engine.adapters.decoding import Decoder, MalformedMessage, decoder_for
 from engine.adapters.dedup import TradeDedup
 from engine.adapters.parse_budget import ParseBudget
@@ -47,7 +51,12 @@ class FrameIntake:
         self._section = section
         self._counters = counters
         self._decoder: Decoder = decoder_for(section.venue.value)
-        self._dedup = dedup
+        self._admission = Admission(
+            counters,
+            AdmissionSettings.from_section(section, live=True),
+            dedup=dedup,
+            log_gaps=True,
+        )
         self._parse_budget = ParseBudget(section.max_parse_errors_per_min)
 
     def accept(self, raw: bytes, ts_recv: int, now: float) -> Tick | None:
@@ -59,6 +68,8 @@ class FrameIntake:
         try:
             tick = self._decoder(raw, ts_recv)
         except MalformedMessage as exc:
+            if exc.refusal:
+                count_refusal(self._counters, Refusal(exc.refusal))
             self.reject(exc.reason, raw, now)
             return None
         except (ValueError, RecursionError) as exc:  # a decoder let it through: still bad input
@@ -69,7 +80,7 @@ class FrameIntake:
             if self._section.venue is Venue.COINBASE:
                 self._check_venue_error(raw)
             return None
-        return tick if self._admit(tick) else None
+        return tick if self._admission.admit(tick) else None
 
     def screen(self, raw: bytes) -> None:
         """Record-only mode (nothing decoded): still act on a venue ``error`` frame.
@@ -92,25 +103,6 @@ class FrameIntake:
             parse_errors=self._counters.parse_errors,
         )
         self._parse_budget.record(now, sample)
-
-    def _admit(self, tick: Tick) -> bool:
-        counters = self._counters
-        new, gap = self._dedup.admit(tick.venue, tick.symbol, tick.trade_id)
-        if not new:
-            counters.duplicates += 1
-            return False
-        if gap is not None:
-            counters.gaps += 1
-            logs.warning(
-                "trade_gap",
-                venue=gap.venue,
-                symbol=gap.symbol,
-                first_missing=gap.first,
-                last_missing=gap.last,
-                missing=gap.missing,
-                gaps_for_symbol=self._dedup.gaps_by_symbol()[f"{gap.venue}:{gap.symbol}"],
-            )
-        return True
 
     def _check_venue_error(self, raw: bytes) -> None:
         error = coinbase.decode_coinbase_error(raw)

@@ -33,8 +33,11 @@ intent to exit stands); a vetoed BUY changes nothing; a STALE_DATA veto never
 acts on anything.
 
 Duplicate ticks: a trade whose id is not above the highest already processed
-for its ``venue:symbol`` in this process is ignored entirely (venues number
-trades in increasing order per symbol).
+for its ``venue:symbol`` in this process, by at most ``TRADE_ID_WINDOW``, is
+ignored entirely (venues number trades in increasing order per symbol). An id
+further below is a stream that ingest re-anchored there (``engine.adapters.dedup``:
+the previous high was a bogus id), so it is processed and becomes the new high --
+one bogus id can never silence a symbol here either.
 
 LIVE: orders are recorded SUBMITTED and stay open; submissions and
 cancellations are intents for the shell (``take_intents``), and the venue's
@@ -43,7 +46,11 @@ drawdown guard is judged on ticks only in LIVE (a fill moves equity by at most
 its fee and price difference; the next tick judges it).
 
 Restarts: ``restore`` resumes from what earlier runs persisted
-(``engine.core.restored``).
+(``engine.core.restored``). A tick whose trade id is among the *persisted*
+ones (``RestoredState.tape_islands``, ranges of ids actually in the ``ticks``
+table) only updates the mark and the staleness estimate -- its effects are in
+the database; every other tick, however far below the highest persisted id,
+works orders, expires them and is judged by the drawdown guard.
 
 The names other modules import from here -- ``RestoredState``,
 ``RestoredOrder``, the intents, the id functions -- are re-exported from the
@@ -52,7 +59,8 @@ modules that define them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from bisect import bisect_right
+from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Final
 
@@ -99,6 +107,33 @@ SIMULATED_MODES: Final = ("shadow", "paper")
 MODES: Final = (*SIMULATED_MODES, "live")
 """Every ``config.engine.mode`` this class runs; in LIVE the venue is the shell's (G1)."""
 
+TRADE_ID_WINDOW: Final = 50_000
+"""How far below the highest id processed a trade id is still a duplicate; further
+below, ingest re-anchored the stream. Equal to ``engine.adapters.dedup.DEDUP_WINDOW``
+(a test pins it; the core cannot import the adapter)."""
+
+
+class PersistedIds:
+    """The trade ids of one ``venue:symbol`` already in the database, as sorted ranges.
+
+    ``in`` costs one comparison for an id above every persisted one (a live feed's
+    new trades, the common case) and a binary search otherwise.
+    """
+
+    __slots__ = ("_ends", "_starts", "top")
+
+    def __init__(self, islands: Sequence[tuple[int, int]]) -> None:
+        ordered = sorted(islands)
+        self._starts = [lo for lo, _ in ordered]
+        self._ends = [hi for _, hi in ordered]
+        self.top = self._ends[-1] if ordered else -1
+
+    def __contains__(self, trade_id: object) -> bool:
+        if not isinstance(trade_id, int) or trade_id > self.top:
+            return False
+        i = bisect_right(self._starts, trade_id) - 1
+        return i >= 0 and trade_id <= self._ends[i]
+
 
 class Execution:
     """SHADOW / PAPER / LIVE execution over decision batches (see module docstring)."""
@@ -132,8 +167,8 @@ class Execution:
         self.marks: dict[str, Decimal] = {}
         self.open_orders: dict[str, WorkingOrder] = {}
         self._decided: set[str] = set()
-        self._watermarks: dict[tuple[str, str], int] = {}
-        """Restored: highest trade id per ``(venue, symbol)`` whose effects are persisted."""
+        self._persisted: dict[tuple[str, str], PersistedIds] = {}
+        """Restored: the trade ids per ``(venue, symbol)`` whose effects are persisted."""
         self._seen: dict[tuple[str, str], int] = {}
         """Highest trade id per ``(venue, symbol)`` processed by this process."""
         self._last_tick_id: str | None = None
@@ -179,7 +214,8 @@ class Execution:
         for symbol, price in state.marks.items():
             self.marks.setdefault(symbol, price)
         self._decided |= state.decided_signal_ids
-        self._watermarks.update(state.watermarks())
+        for key, islands in state.islands().items():
+            self._persisted[key] = PersistedIds(islands)
         self._guard.restore(state.risk_state, state.peak_equity)
 
     def process(self, batch: list[Tick | Signal]) -> list[Record]:
@@ -187,7 +223,7 @@ class Execution:
         out: list[Record] = []
         # The per-tick path is inlined here: it runs for every tick of a replay.
         seen = self._seen
-        persisted = self._watermarks
+        persisted = self._persisted
         marks = self.marks
         add_lag = self._staleness.add
         live = self._live
@@ -195,14 +231,14 @@ class Execution:
             if type(item) is Tick:
                 key = (item.venue, item.symbol)
                 last = seen.get(key)
-                if last is not None and item.trade_id <= last:
+                if last is not None and last - TRADE_ID_WINDOW < item.trade_id <= last:
                     continue  # a duplicate (or older) trade in this process: changes nothing
                 seen[key] = item.trade_id
                 marks[item.symbol] = item.price
                 add_lag(item.ts_event, item.ts_recv)
                 self._last_tick_id = item.event_id
                 done = persisted.get(key)
-                if done is not None and item.trade_id <= done:
+                if done is not None and item.trade_id in done:
                     continue  # processed by an earlier run: its effects are in the database
                 if self._venue is not None and self.open_orders:
                     work_orders(

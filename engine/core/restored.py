@@ -2,9 +2,12 @@
 
 Restarts: the ledger is rebuilt from the persisted fills, open orders of this
 mode are resumed, decided signals are remembered, each symbol's mark starts at
-its latest persisted trade, and a tick at or below the
-persisted tape watermark of its ``venue:symbol`` only updates the mark and the
-staleness estimate -- its effects are already in the database. This relies on
+its latest persisted trade, and a tick whose trade id is among the persisted
+ones of its ``venue:symbol`` (``tape_islands``) only updates the mark and the
+staleness estimate -- its effects are already in the database. Only those: a
+tick that is not in the database works orders, expiry and the drawdown guard
+however far below the highest persisted id it lies (one bogus id of 2**63 - 1
+once made every later tick "already persisted", after every restart). This relies on
 the runtime persisting each batch's ticks together with the records
 ``Execution.process`` returned for that batch, in one list (one transaction),
 in order: then the database always holds a consistent prefix of the run.
@@ -68,8 +71,11 @@ class RestoredState:
     decided_signal_ids: frozenset[str] = frozenset()
     """Signals that already led to an order or a veto: never decided again (I3)."""
     tape_watermarks: Mapping[str, int] = field(default_factory=dict)
-    """``"<venue>:<symbol>"`` -> highest trade id already processed and persisted.
-    Ticks at or below it only update marks and the staleness estimate: their
+    """``"<venue>:<symbol>"`` -> highest trade id persisted (reported; not what
+    execution skips by -- that is ``tape_islands``)."""
+    tape_islands: Mapping[str, tuple[tuple[int, int], ...]] = field(default_factory=dict)
+    """``"<venue>:<symbol>"`` -> the persisted trade ids as inclusive ``(first, last)``
+    ranges. Ticks with such an id only update marks and the staleness estimate: their
     effects (PAPER fills, timeouts, equity peaks) are already in the database."""
     risk_state: RiskState | None = None
     """The drawdown guard's latest persisted state (``None``: never written)."""
@@ -80,10 +86,10 @@ class RestoredState:
     again, so a restored position or order counts toward exposure (I2) and equity from
     the start, not as 0 until its symbol's next tick."""
 
-    def watermarks(self) -> dict[tuple[str, str], int]:
-        """``tape_watermarks`` keyed ``(venue, symbol)``, as the per-tick path looks them up."""
-        out: dict[tuple[str, str], int] = {}
-        for key, trade_id in self.tape_watermarks.items():
+    def islands(self) -> dict[tuple[str, str], tuple[tuple[int, int], ...]]:
+        """``tape_islands`` keyed ``(venue, symbol)``, as the per-tick path looks them up."""
+        out: dict[tuple[str, str], tuple[tuple[int, int], ...]] = {}
+        for key, ranges in self.tape_islands.items():
             venue, _, symbol = key.partition(":")
-            out[(venue, symbol)] = trade_id
+            out[(venue, symbol)] = ranges
         return out

@@ -122,6 +122,37 @@ def load_tape_watermarks(conn: sqlite3.Connection) -> dict[str, int]:
     return {f"{venue}:{symbol}": int(top) for venue, symbol, top in rows}
 
 
+MAX_TAPE_ISLANDS: Final = 10_000
+"""Ranges of persisted trade ids kept per ``venue:symbol`` (a gap between two is an id
+never persisted). Bound on memory: beyond it the lowest ranges are merged into one --
+ids that old count as persisted, as every id below the highest once did."""
+
+
+def load_tape_islands(conn: sqlite3.Connection) -> dict[str, tuple[tuple[int, int], ...]]:
+    """``"<venue>:<symbol>"`` -> the persisted trade ids as sorted inclusive ranges.
+
+    One pass of SQLite's window functions over ``ticks`` ("gaps and islands": ids
+    minus their rank are constant along a run of consecutive ids).
+    """
+    if not _has_table(conn, "ticks"):
+        return {}
+    rows = conn.execute(
+        "SELECT venue, symbol, MIN(trade_id), MAX(trade_id) FROM ("
+        " SELECT venue, symbol, trade_id, trade_id - ROW_NUMBER() OVER"
+        " (PARTITION BY venue, symbol ORDER BY trade_id) AS run FROM ticks"
+        ") GROUP BY venue, symbol, run ORDER BY venue, symbol, MIN(trade_id)"
+    )
+    out: dict[str, list[tuple[int, int]]] = {}
+    for venue, symbol, first, last in rows:
+        out.setdefault(f"{venue}:{symbol}", []).append((int(first), int(last)))
+    for ranges in out.values():
+        if len(ranges) > MAX_TAPE_ISLANDS:
+            keep = ranges[-(MAX_TAPE_ISLANDS - 1) :]
+            merged = (ranges[0][0], ranges[-MAX_TAPE_ISLANDS][1])
+            ranges[:] = [merged, *keep]
+    return {key: tuple(ranges) for key, ranges in out.items()}
+
+
 def load_marks(conn: sqlite3.Connection) -> dict[str, Decimal]:
     """Symbol -> price of its latest persisted tick (the report's marks, too)."""
     if not _has_table(conn, "ticks"):
@@ -165,6 +196,7 @@ def load_restored_state(conn: sqlite3.Connection) -> RestoredState:
         open_orders=tuple(load_open_orders(conn)),
         decided_signal_ids=load_decided_signal_ids(conn),
         tape_watermarks=load_tape_watermarks(conn),
+        tape_islands=load_tape_islands(conn),
         risk_state=risk_state,
         peak_equity=peak,
         marks=load_marks(conn),
