@@ -1,4 +1,4 @@
-"""Health under CPU contention (SPEC I7, S15): engine + dashboard while busy loops load the host.
+"""Health under CPU contention (docs/contract.md I7, S15): engine + dashboard beside busy loops.
 
 What runs, each in its own process at normal priority (no nice, no cgroup
 weights -- the worst case; the systemd units add CPUWeight on top):

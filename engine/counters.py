@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 
 @dataclass(slots=True)
 class Counters:
-    # pipeline (SPEC §6)
+    # pipeline (docs/contract.md, operations)
     tick_count: int = 0
     signal_count: int = 0
     shadow_orders: int = 0

@@ -1,4 +1,4 @@
-"""Gate G1: LIVE starts only on purpose, never by accident (SPEC §2, S14, L1).
+"""Gate G1: LIVE starts only on purpose, never by accident (docs/contract.md: gate G1, S14, L1).
 
 ``evaluate_gate`` is the decision, a pure function of what it is given (the
 environment mapping, the arm flag, the bundle's bytes, the wall clock, the two

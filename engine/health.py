@@ -51,7 +51,7 @@ DEFAULT_HEARTBEAT_INTERVAL_S: Final = 10.0
 """Used only to judge a run that has not written its first heartbeat and recorded no config."""
 
 HEALTHCHECK_BUDGET_S: Final = 30.0
-"""The whole command-line healthcheck must answer within this (SPEC §6, I7)."""
+"""The whole command-line healthcheck must answer within this (docs/contract.md I7)."""
 
 STEP_TIMEOUT_S: Final = 5.0
 """Each of the healthcheck's three external steps (systemctl, HTTP, SQLite) gives up after

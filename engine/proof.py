@@ -79,8 +79,9 @@ BUNDLE_FORMAT: Final = 2
 2: ``lock_hash``, ``libraries``, ``lock_file_hash``; a ``summary`` per check."""
 
 REQUIRED_CHECKS: Final[tuple[str, ...]] = ("invariants", "replay", "risk_caps")
-"""SPEC §2: G1 needs PASS for invariant property tests, deterministic replay and risk-cap
-validation. A bundle missing one of these is refused even if what it has all passed."""
+"""Gate G1 (docs/contract.md) needs PASS for invariant property tests, deterministic replay
+and risk-cap validation. A bundle missing one of these is refused even if what it has all
+passed."""
 
 LOCK_FILE: Final = Path("requirements") / "lock.txt"
 """The lead's pip-compile lock, relative to the checkout holding ``engine/``."""

@@ -278,7 +278,7 @@ def test_iter_capture_timestamp_of_thousands_of_digits_malformed_not_a_crash(
     tmp_path: Path,
 ) -> None:
     # int() refuses digit strings past 4,300 digits with ValueError: one such line
-    # must be a malformed line, not the end of the replay (SPEC L3).
+    # must be a malformed line, not the end of the replay (docs/contract.md L3).
     path = tmp_path / "c.txt"
     huge = b"1" * 5000
     path.write_bytes(huge + b" {}\n" + b"100 {}\n")

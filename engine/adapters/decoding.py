@@ -11,7 +11,7 @@ A decoder answers one of three things for a message:
   snapshot, a subscription ack ...), which the caller skips and counts;
 * raises ``MalformedMessage`` -- input it cannot accept (bad JSON, wrong shape,
   invalid or non-positive decimal, a missing field), which the caller counts,
-  samples into the log and then goes on (SPEC L3, S5).
+  samples into the log and then goes on (docs/contract.md L3, S5).
 
 Venues register in ``DECODERS`` with ``register``; built-in venues register
 themselves when their module is imported (see the bottom of this module).

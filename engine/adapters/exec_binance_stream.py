@@ -192,7 +192,7 @@ _LOST: Final = (
     trio.TooSlowError,
     msgspec.DecodeError,
     # msgspec raises these instead of DecodeError for JSON nested too deep and for
-    # invalid UTF-8 (a binary frame): a malformed frame, never a crash (SPEC L3).
+    # invalid UTF-8 (a binary frame): a malformed frame, never a crash (docs/contract.md L3).
     RecursionError,
     UnicodeDecodeError,
     OSError,

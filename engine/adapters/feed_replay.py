@@ -177,7 +177,7 @@ class ReplayStream:
                             continue
                         except (ValueError, RecursionError) as exc:
                             # A decoder should say MalformedMessage; one bad line must
-                            # still never stop the replay (SPEC L3), whatever it raised.
+                            # still never stop the replay (docs/contract.md L3), whatever it raised.
                             errors += 1
                             reason = f"{type(exc).__name__}: {exc}"
                             self._log_malformed(path, first_line_no + i, reason, raw)

@@ -45,7 +45,7 @@ from engine.ports import TickBatch
 
 SYNTHETIC_BATCH_TICKS: Final = 1000
 """Most ticks per channel message when the walk runs behind its schedule (high rates).
-Overload policy (a live-like source, SPEC S6): a full tick channel drops the
+Overload policy (a live-like source, docs/contract.md S6): a full tick channel drops the
 newest batch and counts ``bp_drops_tick``; with ``lossless=True`` ``send`` waits
 instead (backpressure, nothing dropped)."""
 

@@ -10,7 +10,7 @@ turns its frames into ticks. Per connection ("session") three things run:
   filtered for duplicates (``feed_ws_intake``) and offered, without waiting, to
   a bounded list of at most ``LIVE_PENDING_TICKS`` pending ticks that a
   forwarder task moves into the tick channel (``feed_ws_forwarder``; when it is
-  full the newest tick is dropped, SPEC S6). The reader never waits for the
+  full the newest tick is dropped, docs/contract.md S6). The reader never waits for the
   strategy or the disk.
 * **the keepalive** pings after ``keepalive_interval_s`` without a frame and
   forces a reconnect when no pong comes within ``pong_timeout_s`` (S4,

@@ -6,7 +6,7 @@ each tick, without waiting, to a bounded list of pending ticks; the forwarder
 task moves them into the tick channel as one batch (``await send``): only the
 forwarder ever waits for the strategy. When the strategy lags, the channel
 fills, the pending list fills to its capacity, and then the newest tick is
-dropped and counted in ``bp_drops_tick`` (SPEC S6). Memory stays bounded however
+dropped and counted in ``bp_drops_tick`` (docs/contract.md S6). Memory stays bounded however
 fast the feed, and a burst is coalesced into one batch instead of costing a
 channel operation per tick.
 """

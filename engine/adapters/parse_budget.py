@@ -1,6 +1,6 @@
 """How much malformed input ingest tolerates: a sliding minute of parse errors.
 
-One bad frame is not a failure (SPEC L3, S5): it is counted, sampled in the log
+One bad frame is not a failure (docs/contract.md L3, S5): it is counted, sampled in the log
 and skipped. A *rate* of them is: a venue that changed its schema, a proxy that
 mangles frames. Above ``max_parse_errors_per_min`` in any sliding 60 s window the
 engine stops with exit 11 so an operator looks at it (systemd restarts it).
