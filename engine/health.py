@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import math
 import os
 import shutil
 import sqlite3
@@ -97,6 +98,15 @@ def _interval_from_config(run: dict[str, Any]) -> float:
     return DEFAULT_HEARTBEAT_INTERVAL_S if value is None else value
 
 
+def _recorded_interval_s(heartbeat: dict[str, Any]) -> float:
+    """The interval a heartbeat row recorded; ``ValueError`` unless a finite number
+    (the engine writes one; NaN would also make the verdict's JSON invalid)."""
+    interval = float(heartbeat["interval_s"])
+    if not math.isfinite(interval):
+        raise ValueError(f"heartbeat interval_s is not finite: {interval!r}")
+    return interval
+
+
 def tick_silence_limit_s(max_downtime_s: float, heartbeat_interval_s: float) -> float:
     """How long a live feed may go without an admitted tick before it is judged stalled."""
     return max_downtime_s + heartbeat_interval_s
@@ -112,7 +122,7 @@ def _progress_problems(
     max_downtime = _positive(_config_value(run, "ingest", "max_downtime_s"))
     if max_downtime is None:
         return ["live feed: no max_downtime_s recorded with the run's configuration"]
-    interval = _interval_from_config(run) if heartbeat is None else float(heartbeat["interval_s"])
+    interval = _interval_from_config(run) if heartbeat is None else _recorded_interval_s(heartbeat)
     limit = tick_silence_limit_s(max_downtime, interval)
     counters = heartbeat.get("counters") if heartbeat is not None else None
     last = counters.get("last_tick_wall_ns") if isinstance(counters, dict) else None
@@ -167,7 +177,7 @@ def judge(
             )
         problems += _progress_problems(run, None, now_wall_ns, details)
         return Verdict(tuple(problems), details)
-    interval = float(heartbeat["interval_s"])
+    interval = _recorded_interval_s(heartbeat)
     limit = FRESH_INTERVALS * interval
     age = (now_wall_ns - int(heartbeat["ts_wall_ns"])) / NS_PER_S
     details.update(

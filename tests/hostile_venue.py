@@ -21,6 +21,7 @@ import enum
 import hashlib
 import json
 import struct
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from dataclasses import dataclass, field
 import trio
 
 from engine.adapters.progress import Progress
-from tests.fake_exchange import binance_tape, serving
+from tests.fake_exchange import binance_tape, restamp, serving
 
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 MAX_REQUEST_BYTES = 64 * 1024
@@ -83,8 +84,13 @@ def ping_frame(payload: bytes) -> bytes:
 
 
 def trade_frames(count: int, start: int = 0) -> tuple[bytes, ...]:
-    """``count`` real Binance trade frames from the shared capture, as text frames."""
-    return tuple(text_frame(f.text) for f in binance_tape()[start : start + count])
+    """``count`` real Binance trade frames from the shared capture, as text frames,
+    stamped with the wall clock now (as a venue printing them now would: the
+    engine's event-time admission window judges them against their receive time)."""
+    now = time.time_ns()
+    return tuple(
+        text_frame(restamp("binance", f.text, now)) for f in binance_tape()[start : start + count]
+    )
 
 
 def coinbase_ack(products: Sequence[str]) -> bytes:

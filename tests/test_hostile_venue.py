@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import struct
+import time
 from typing import Any
 
 import pytest
@@ -230,14 +231,17 @@ async def test_hostile_coinbase_other_error_answering_the_subscribe_reconnects()
 
 
 async def test_hostile_last_tick_wall_time_recorded_for_liveness() -> None:
-    clock = iter(range(1_000, 10**9)).__next__
+    # The receipt clock counts 1 ns a frame from now (trades are stamped with the wall
+    # clock when sent, and admission judges their event time against receipt).
+    start = time.time_ns()
+    clock = iter(range(start, start + 10**9)).__next__
     async with (
         open_fake_exchange("binance", [Script(frames=5)]) as fake,
         running_stream(ingest_section(fake), clock=clock) as (stream, receive),
     ):
         await take(receive, 5)
     # five trades, no other frame: the fifth receipt stamp is the last tick's
-    assert stream.counters.last_tick_wall_ns == 1_004
+    assert stream.counters.last_tick_wall_ns == start + 4
 
 
 # -- the silence watch, under the mock clock ------------------------------------------
