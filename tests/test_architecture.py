@@ -218,8 +218,20 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return sorted(found)
 
 
+def _is_dunder_metadata(stmt: ast.stmt) -> bool:
+    """``__version__ = "1.0"``: package metadata, not a definition anyone imports instead."""
+    return (
+        isinstance(stmt, ast.Assign)
+        and all(isinstance(t, ast.Name) and t.id.startswith("__") for t in stmt.targets)
+        and isinstance(stmt.value, ast.Constant)
+    )
+
+
 def shim_violations(root: Path) -> list[str]:
-    """An ``__init__.py`` holds a docstring and nothing else (no re-exports, no definitions)."""
+    """An ``__init__.py`` holds a docstring and nothing else (no re-exports, no definitions).
+
+    Only dunder metadata with a literal value (``__version__``) is allowed besides.
+    """
     bad: list[str] = []
     for name, path in modules(root).items():
         if path.name != "__init__.py":
@@ -227,6 +239,7 @@ def shim_violations(root: Path) -> list[str]:
         body = ast.parse(path.read_text()).body
         if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
             body = body[1:]
+        body = [s for s in body if not _is_dunder_metadata(s)]
         if body:
             bad.append(f"{name}: {len(body)} statement(s) beyond the docstring")
     return bad
@@ -387,13 +400,18 @@ def test_checker_catches_shims_and_aliases(tmp_path: Path) -> None:
     root = make_package(tmp_path, {
         "part/__init__.py": '"""Doc."""\nfrom engine.part.x import Thing\n',
         "part/x.py": "Thing = 1\n",
+        "ok/__init__.py": '"""Doc."""\n__version__ = "1.0"\n',
+        "bad/__init__.py": '"""Doc."""\n__all__ = ["x"]\n',
         "part/y.py": (
             "from engine.part.x import Thing\nfrom engine.part import x\n"
             "Old = Thing\nalso = x.Thing\nTyped: int = Thing\n__all__ = ['Thing']\n"
             "Fine = Thing + 1\nlocal = 2\nsame = local\n"
         ),
     })
-    assert shim_violations(root) == ["engine.part: 1 statement(s) beyond the docstring"]
+    assert shim_violations(root) == [
+        "engine.bad: 1 statement(s) beyond the docstring",
+        "engine.part: 1 statement(s) beyond the docstring",
+    ]
     assert alias_violations(root) == [
         "engine.part.y: Old = Thing",
         "engine.part.y: also = x.Thing",
