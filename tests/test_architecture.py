@@ -145,11 +145,16 @@ def core_violations(root: Path, may_import: Iterable[str] = CORE_MAY_IMPORT) -> 
 
 
 def forbidden_arrows(root: Path) -> list[str]:
-    """Adapters never import the runtime; the dashboard never the runtime nor the adapters."""
+    """Adapters never import the runtime; the dashboard never the runtime nor the adapters.
+
+    And the runtime (which writes the heartbeats) never imports the dashboard (which
+    reads them): a fact both need lives below both, in the core or the store.
+    """
     pkg = root.name
     graph = import_graph(root)
     return (
         arrows_from_to(graph, f"{pkg}.adapters", f"{pkg}.runtime")
+        + arrows_from_to(graph, f"{pkg}.runtime", f"{pkg}.dashboard")
         + arrows_from_to(graph, f"{pkg}.dashboard", f"{pkg}.runtime")
         + arrows_from_to(graph, f"{pkg}.dashboard", f"{pkg}.adapters")
     )
@@ -360,9 +365,11 @@ def test_checker_catches_forbidden_arrows(tmp_path: Path) -> None:
         "dashboard/app.py": "def f():\n    import engine.runtime.pipeline\n",
         "dashboard/health.py": "from engine.adapters.feed import X\n",
         "runtime/pipeline.py": "from engine.adapters import feed\n",  # allowed: downwards
+        "runtime/heartbeat.py": "from engine.dashboard.health import limit\n",
     })
     assert forbidden_arrows(root) == [
         "engine.adapters.feed -> engine.runtime.pipeline",
+        "engine.runtime.heartbeat -> engine.dashboard.health",
         "engine.dashboard.app -> engine.runtime.pipeline",
         "engine.dashboard.health -> engine.adapters.feed",
     ]
