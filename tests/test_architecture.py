@@ -454,7 +454,7 @@ def test_the_scan_sees_the_engine() -> None:
     assert "engine.core.events" in graph["engine.ports"]
 
 
-def test_core_imports_nothing_from_the_shell() -> None:
+def test_core_module_imports_nothing_from_the_shell() -> None:
     before_layout = () if LAYOUT_APPLIED else ("engine.config",)  # issue-11 gate
     assert core_violations(ENGINE, (*CORE_MAY_IMPORT, *before_layout)) == []
 
