@@ -41,7 +41,7 @@ def lint(session: nox.Session) -> None:
 def replay(session: nox.Session) -> None:
     """Replay every case in replays/cases.toml in two fresh processes; digests must match."""
     install_locked(session, dev=False)
-    session.run("python", "-m", "engine.replay_check", "replays")
+    session.run("python", "-m", "engine.proof.replay", "replays")
 
 
 @nox.session

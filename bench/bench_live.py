@@ -35,19 +35,21 @@ from typing import Any
 import msgspec
 import trio
 
+from engine import logs
+from engine.adapters.market.ws.stream import WebSocketStream
+from engine.config.load import load_config
+from engine.config.schema import Config, IngestSection, Source
+from engine.core.events import Signal, Tick
+from engine.core.execution import Execution
+from engine.core.strategy import SmaCross, from_config
+from engine.counters import Counters
+from engine.runtime.pipeline import TICK_QUEUE_BATCHES, Components, run_pipeline
+from engine.runtime.sdnotify import Notifier
+from engine.runtime.state import RunState
+from engine.store.sqlite_store import SqliteStore
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-
-from engine import logs  # noqa: E402
-from engine.adapters.feed_ws import WebSocketStream  # noqa: E402
-from engine.config import Config, IngestSection, Source, load_config  # noqa: E402
-from engine.core.events import Signal, Tick  # noqa: E402
-from engine.core.execution import Execution  # noqa: E402
-from engine.core.strategy import SmaCross, from_config  # noqa: E402
-from engine.counters import Counters  # noqa: E402
-from engine.runtime import TICK_QUEUE_BATCHES, Components, RunState, run_pipeline  # noqa: E402
-from engine.sdnotify import Notifier  # noqa: E402
-from engine.store.sqlite_store import SqliteStore  # noqa: E402
 
 DEFAULT_RATES = (1_000, 2_000, 5_000, 10_000, 15_000, 20_000, 30_000, 40_000, 80_000)
 DEFAULT_SECONDS = 2.0

@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from engine.adapters.feed_synthetic import write_synthetic_capture
+from engine.adapters.market.synthetic import write_synthetic_capture
 
 HERE = Path(__file__).resolve().parent
 

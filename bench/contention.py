@@ -256,7 +256,7 @@ def run_replay_load(workdir: Path, *, trades: int, hogs: int = 0) -> dict[str, A
     counted per code: every answer is 200 except /healthz answering 503 after
     the replay's run has ended (a finished run is not a healthy engine).
     """
-    from engine.adapters.feed_synthetic import write_synthetic_capture
+    from engine.adapters.market.synthetic import write_synthetic_capture
 
     capture = workdir / "capture.txt"
     write_synthetic_capture(capture, trades, seed=7)

@@ -15,29 +15,31 @@ import msgspec
 import trio
 
 from engine import __version__, logs
-from engine.adapters.admission import AdmissionSettings
-from engine.adapters.capture import sniff_capture
-from engine.adapters.feed_replay import ReplayStream
-from engine.config import Config, Mode, Source, admit_db_path, config_to_builtins
-from engine.console import start_line
-from engine.core.execution import Execution, RestoredState
+from engine.adapters.market.admission import AdmissionSettings
+from engine.adapters.market.capture import sniff_capture
+from engine.adapters.market.replay import ReplayStream
+from engine.config.load import admit_db_path, config_to_builtins
+from engine.config.schema import Config, Mode, Source
+from engine.core.execution import Execution
+from engine.core.restored import RestoredState
 from engine.core.strategy import from_config
 from engine.counters import Counters
-from engine.exits import ConfigError, ExitCode
+from engine.exits import ConfigError
 from engine.ports import MarketDataStream, VenueLink
-from engine.report import print_run_summary
-from engine.run_identity import identify_run
-from engine.run_state import RunState
-from engine.runtime import Components, new_run_id, run_engine
-from engine.sdnotify import Notifier
-from engine.shutdown import HardDeadline
+from engine.runtime.console import start_line
+from engine.runtime.identity import identify_run
+from engine.runtime.pipeline import Components, new_run_id, run_engine
+from engine.runtime.sdnotify import Notifier
+from engine.runtime.shutdown import HardDeadline
+from engine.runtime.state import RunState
 from engine.store.connection import DatabaseCorrupt
+from engine.store.report import print_run_summary
 from engine.store.restore import load_restored_state
 from engine.store.runs import check_continuation
 from engine.store.sqlite_store import SqliteStore
 
 if TYPE_CHECKING:  # imported for real only in LIVE (check_mode)
-    from engine.adapters.exec_binance_credentials import Credentials
+    from engine.adapters.binance_spot.credentials import Credentials
 
 
 def build_source(
@@ -58,7 +60,7 @@ def build_source(
             admission=AdmissionSettings.from_section(ingest),
         )
     if ingest.source is Source.SYNTHETIC:
-        from engine.adapters.feed_synthetic import SyntheticStream
+        from engine.adapters.market.synthetic import SyntheticStream
 
         return SyntheticStream(
             symbols=ingest.synthetic_symbols,
@@ -69,13 +71,15 @@ def build_source(
             max_ticks=ingest.synthetic_max_ticks,
             admission=AdmissionSettings.from_section(ingest),
         )
-    from engine.adapters.feed_ws import WebSocketStream  # only live runs need the socket stack
+    from engine.adapters.market.ws.stream import (
+        WebSocketStream,  # only live runs need the socket stack
+    )
 
     return WebSocketStream(ingest, counters)
 
 
 def check_mode(config: Config, arm_live: bool) -> Credentials | None:
-    """Refuse LIVE unless gate G1 holds (engine.gate logs every unmet condition).
+    """Refuse LIVE unless gate G1 holds (engine.proof.gate logs every unmet condition).
 
     In LIVE, also load the venue credentials now -- before the database or any
     connection is opened -- so a missing key or a loose credentials file is
@@ -83,8 +87,8 @@ def check_mode(config: Config, arm_live: bool) -> Credentials | None:
     """
     if config.engine.mode is not Mode.LIVE:
         return None
-    from engine.adapters.exec_binance_credentials import load_credentials
-    from engine.gate import enforce
+    from engine.adapters.binance_spot.credentials import load_credentials
+    from engine.proof.gate import enforce
 
     enforce(config, environ=os.environ, arm_flag=arm_live)
     credentials = load_credentials(config.live.credentials_file, os.environ)
@@ -102,7 +106,7 @@ def build_venue(
     """The link to the real venue: LIVE only, after the gate (never built in SHADOW/PAPER, I1)."""
     if credentials is None:
         return None
-    from engine.live import LiveVenue  # the LIVE adapter stack is imported in LIVE only
+    from engine.runtime.live import LiveVenue  # the LIVE adapter stack is imported in LIVE only
 
     return LiveVenue(
         config=config,
@@ -135,7 +139,7 @@ def run_with(
 
     A run that would not continue the database's account (another mode or risk
     config, an older capture: ``engine.store.runs``) is refused with exit 12
-    before anything is written. On exit the summary (``engine.report``) states
+    before anything is written. On exit the summary (``engine.store.report``) states
     this run's counts and the database's totals.
     """
     credentials = check_mode(config, arm_live)
@@ -202,4 +206,3 @@ def run_with(
     return int(code)
 
 
-__all__ = ["ExitCode", "build_source", "run_with"]

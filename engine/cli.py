@@ -12,14 +12,40 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from types import ModuleType
 from typing import Final, NoReturn, cast
 
 from engine import logs
-from engine.commands import load_commands
-from engine.console import one_line
+from engine.commands import (
+    config,
+    dashboard,
+    digest,
+    gate,
+    health,
+    proof,
+    record,
+    replay,
+    report,
+    run,
+)
 from engine.exits import ConfigError, ExitCode
+from engine.runtime.console import one_line
 
 PROG: Final = "hybrid-engine"
+
+COMMANDS: Final[tuple[ModuleType, ...]] = (
+    run,
+    replay,
+    config,
+    digest,
+    gate,
+    proof,
+    dashboard,
+    health,
+    report,
+    record,
+)
+"""Every subcommand, in ``--help`` order: each has ``add_parser`` and ``run``."""
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -47,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         "argparse._SubParsersAction[argparse.ArgumentParser]",
         parser.add_subparsers(dest="command", required=True, metavar="COMMAND"),
     )
-    for command in load_commands():
+    for command in COMMANDS:
         command.add_parser(subparsers)
     return parser
 

@@ -37,7 +37,7 @@ class Counters:
     duplicates: int = 0
     gaps: int = 0
     stale_ticks: int = 0
-    # admission refusals by reason (engine.adapters.admission.Refusal): number and
+    # admission refusals by reason (engine.adapters.market.admission.Refusal): number and
     # symbol are malformed messages (also in parse_errors); the others are ticks
     # that decoded but were not plausible, never handed downstream
     refused_number: int = 0
@@ -53,8 +53,8 @@ class Counters:
     backoff_ms: int = 0
     last_tick_wall_ns: int = 0
     """Live feed: wall-clock receipt time of the last admitted tick (0: none yet).
-    Liveness is judged on it (``engine.health``), not on ``connected``."""
-    # LIVE venue (engine.live)
+    Liveness is judged on it (``engine.dashboard.health``), not on ``connected``."""
+    # LIVE venue (engine.runtime.live)
     venue_failures: int = 0
 
     def snapshot(self) -> dict[str, int]:

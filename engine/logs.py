@@ -50,7 +50,8 @@ def error(event: str, **fields: Any) -> None:
 
 
 def human(line: str) -> None:
-    """One line for the person at the terminal, on stderr (``engine.console`` writes them)."""
+    """One line for the person at the terminal, on stderr (``engine.runtime.console``
+    writes them)."""
     print(line, file=sys.stderr, flush=True)
 
 

@@ -86,7 +86,8 @@ class Persistence(Protocol):
 
 
 class VenueLink(Protocol):
-    """The LIVE path's hooks into the pipeline (``engine.live.LiveVenue``); absent otherwise."""
+    """The LIVE path's hooks into the pipeline (``engine.runtime.live.LiveVenue``);
+    absent otherwise."""
 
     @property
     def persist_batch_age_s(self) -> float:

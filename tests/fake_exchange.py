@@ -47,9 +47,9 @@ from typing import Any, Protocol
 import trio
 import trio_websocket
 
-from engine.adapters.feed_ws import WebSocketStream
-from engine.adapters.progress import Progress
-from engine.config import IngestSection, Source, Venue
+from engine.adapters.market.progress import Progress
+from engine.adapters.market.ws.stream import WebSocketStream
+from engine.config.schema import IngestSection, Source, Venue
 from engine.core.events import Tick
 from engine.counters import Counters
 from engine.ports import TickBatch

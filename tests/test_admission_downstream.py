@@ -20,8 +20,8 @@ import trio
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.adapters.admission import MAX_SCALE, parse_decimal
-from engine.config import (
+from engine.adapters.market.admission import MAX_SCALE, parse_decimal
+from engine.config.schema import (
     Config,
     EngineSection,
     ExecutionSection,
@@ -34,7 +34,7 @@ from engine.core.events import Record, Signal, Tick
 from engine.core.execution import Execution
 from engine.core.strategy import from_config
 from engine.counters import Counters
-from engine.report import build_report
+from engine.store.report import build_report
 from engine.store.restore import load_restored_state
 from engine.store.sqlite_store import SqliteStore
 from tests.admission_fuzz import inputs, profile

@@ -19,7 +19,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from engine import logs
-from engine.adapters.admission import (
+from engine.adapters.market.admission import (
     MAX_SCALE,
     MAX_VALUE,
     MIN_VALUE,
@@ -29,9 +29,9 @@ from engine.adapters.admission import (
     parse_decimal,
     parse_symbol,
 )
-from engine.adapters.dedup import TradeDedup
-from engine.adapters.feed_ws_intake import FrameIntake
-from engine.config import IngestSection, Source, Venue
+from engine.adapters.market.dedup import TradeDedup
+from engine.adapters.market.ws.intake import FrameIntake
+from engine.config.schema import IngestSection, Source, Venue
 from engine.core.events import Tick
 from engine.counters import Counters
 from tests import admission_fuzz

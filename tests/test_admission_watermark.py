@@ -16,8 +16,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import engine.store.restore as restore_module
-from engine.adapters.dedup import DEDUP_WINDOW
-from engine.config import Config, RiskSection
+from engine.adapters.market.dedup import DEDUP_WINDOW
+from engine.config.schema import Config, RiskSection
 from engine.core.events import Fill, OrderEvent, OrderState, RiskState, Side, Signal, Tick
 from engine.core.execution import TRADE_ID_WINDOW, Execution, PersistedIds
 from engine.store.restore import load_restored_state, load_tape_islands

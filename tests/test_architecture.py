@@ -14,13 +14,9 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Final
 
-import pytest
-
 ROOT: Final = Path(__file__).resolve().parents[1]
 ENGINE: Final = ROOT / "engine"
 
-LAYOUT_APPLIED: Final = (ENGINE / "runtime" / "__init__.py").is_file()  # issue-11 gate
-TREE_RULE = pytest.mark.xfail(not LAYOUT_APPLIED, reason="issue 11 not applied")  # issue-11 gate
 
 KERNEL: Final = frozenset(
     {"__init__", "__main__", "app", "cli", "ports", "exits", "logs", "counters"}
@@ -455,40 +451,32 @@ def test_the_scan_sees_the_engine() -> None:
 
 
 def test_core_module_imports_nothing_from_the_shell() -> None:
-    before_layout = () if LAYOUT_APPLIED else ("engine.config",)  # issue-11 gate
-    assert core_violations(ENGINE, (*CORE_MAY_IMPORT, *before_layout)) == []
+    assert core_violations(ENGINE) == []
 
 
-@TREE_RULE
 def test_no_forbidden_arrow() -> None:
     assert forbidden_arrows(ENGINE) == []
 
 
-@TREE_RULE
 def test_only_app_loads_the_live_package() -> None:
     assert live_violations(ENGINE) == []
 
 
-@TREE_RULE
 def test_no_import_cycle() -> None:
     assert _ids(cycles(import_graph(ENGINE))) == []
 
 
-@TREE_RULE
 def test_no_re_export_shim() -> None:
     assert shim_violations(ENGINE) == []
 
 
-@TREE_RULE
 def test_no_alias_of_an_imported_name() -> None:
     assert alias_violations(ENGINE) == []
 
 
-@TREE_RULE
 def test_no_two_modules_in_a_folder_share_a_prefix() -> None:
     assert prefix_violations(ENGINE) == []
 
 
-@TREE_RULE
 def test_only_the_kernel_is_loose() -> None:
     assert loose_violations(ENGINE) == []

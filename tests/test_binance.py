@@ -11,14 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.adapters import binance
-from engine.adapters.decoding import (
-    DECODERS,
-    MalformedMessage,
-    decoder_for,
-    detect_venue,
-    register,
-)
+from engine.adapters.market import binance
+from engine.adapters.market.decoding import MalformedMessage
+from engine.adapters.market.venues import DECODERS, decoder_for, detect_venue, register
 from engine.core.events import Tick, tick_id
 
 CAPTURE = Path(__file__).resolve().parent.parent / "replays" / "btcusdt_20240808.gz"
@@ -206,7 +201,7 @@ def test_registry_register_adds_venue_and_unknown_venue_raises(
     def fake(raw: bytes, ts_recv: int, /) -> Tick | None:
         return None
 
-    monkeypatch.setattr("engine.adapters.decoding.DECODERS", dict(DECODERS))
+    monkeypatch.setattr("engine.adapters.market.venues.DECODERS", dict(DECODERS))
     register("testvenue", fake)
     assert decoder_for("testvenue") is fake
     with pytest.raises(KeyError, match="nowhere"):

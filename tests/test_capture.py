@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.adapters.capture import (
+from engine.adapters.market.capture import (
     MALFORMED,
     NON_DATA,
     CaptureFormat,

@@ -9,8 +9,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.config import Config, Mode, ProgressSetting, Source, load_config
-from engine.console import (
+from engine.config.load import load_config
+from engine.config.schema import Config, Mode, ProgressSetting, Source
+from engine.counters import Counters
+from engine.exits import ExitCode
+from engine.runtime.console import (
     duration_text,
     failure_line,
     progress_line,
@@ -18,9 +21,7 @@ from engine.console import (
     start_line,
     warmup,
 )
-from engine.counters import Counters
-from engine.exits import ExitCode
-from engine.heartbeat import next_beat
+from engine.runtime.heartbeat import next_beat
 from tests.engine_process import REAL_CAPTURE, run_engine
 
 

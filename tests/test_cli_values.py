@@ -20,7 +20,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.config import _section_types, field_ranges
+from engine.config.load import _section_types
+from engine.config.schema import field_ranges
 from tests.engine_process import REAL_CAPTURE, run_engine
 
 SUBPROCESS_TIMEOUT_S = 60

@@ -13,17 +13,18 @@ import trio
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.adapters.coinbase import (
+from engine.adapters.market.coinbase import (
     decode_coinbase,
     decode_coinbase_error,
     subscribe_message,
     time_to_ns,
 )
-from engine.adapters.decoding import MalformedMessage, decoder_for, detect_venue
-from engine.adapters.dedup import TradeDedup
-from engine.adapters.feed_replay import ReplayStream
-from engine.adapters.feed_ws_intake import FrameIntake
-from engine.config import IngestSection, Source, Venue
+from engine.adapters.market.decoding import MalformedMessage
+from engine.adapters.market.dedup import TradeDedup
+from engine.adapters.market.replay import ReplayStream
+from engine.adapters.market.venues import decoder_for, detect_venue
+from engine.adapters.market.ws.intake import FrameIntake
+from engine.config.schema import IngestSection, Source, Venue
 from engine.counters import Counters
 from engine.ports import TickBatch
 from tests.fake_exchange import COINBASE_CAPTURE

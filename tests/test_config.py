@@ -12,18 +12,15 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from engine.config import (
+from engine.config.bounds import Range
+from engine.config.load import (
     MAX_CONFIG_BYTES,
-    Config,
-    Mode,
-    Source,
     _section_types,
     admit_argument,
     admit_db_path,
-    field_ranges,
     load_config,
 )
-from engine.config_bounds import Range
+from engine.config.schema import Config, Mode, Source, field_ranges
 from engine.exits import ConfigError, ExitCode
 
 
@@ -229,8 +226,8 @@ def test_example_config_states_each_range_as_the_code_does(
     section: str, key: str, bound: Range
 ) -> None:
     """The commented example (``config --example``) states the same range as the README."""
-    example = (Path(__file__).resolve().parents[1] / "engine" / "config_example.toml").read_text()
-    lines = example.splitlines()
+    example = Path(__file__).resolve().parents[1] / "engine" / "config" / "example.toml"
+    lines = example.read_text().splitlines()
     start = lines.index(f"[{section}]")
     at = next(i for i in range(start, len(lines)) if lines[i].lstrip("# ").startswith(f"{key} ="))
     comment = next(lines[i] for i in range(at - 1, start, -1) if "[default:" in lines[i])

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.adapters.exec_binance_credentials import ENV_KEY, ENV_SECRET, Secret, load_credentials
+from engine.adapters.binance_spot.credentials import ENV_KEY, ENV_SECRET, Secret, load_credentials
 from engine.exits import ConfigError
 
 KEY = "key-0123456789abcdef"

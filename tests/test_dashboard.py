@@ -19,8 +19,8 @@ from engine.dashboard.app import (
     build_app,
 )
 from engine.dashboard.db import ReadOnlyDatabase
-from engine.dashboard.portfolio import FILL_COLUMNS
-from engine.report import build_report
+from engine.dashboard.queries.portfolio import FILL_COLUMNS
+from engine.store.report import build_report
 from tests.dashboard_support import asgi_get, http_get, replay_database, serve_dashboard
 from tests.engine_process import EngineProcess, run_engine
 from tests.fake_exchange import LogLines

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.adapters.dedup import MAX_RETIRED_REGIONS, Gap, Jump, TradeDedup
+from engine.adapters.market.dedup import MAX_RETIRED_REGIONS, Gap, Jump, TradeDedup
 
 
 def test_dedup_repeated_trade_id_rejected() -> None:

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
+import engine.runtime.pipeline
+from engine.cli import COMMANDS as COMMAND_MODULES
 from engine.cli import build_parser
-from engine.commands import COMMANDS
-from engine.config import Config, config_to_builtins
+from engine.config.load import config_to_builtins
+from engine.config.schema import Config
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text()
@@ -19,6 +21,8 @@ KEYS = [
     for section, values in config_to_builtins(Config()).items()
     for key in values
 ]
+
+COMMANDS = tuple(m.__name__.rpartition(".")[2] for m in COMMAND_MODULES)
 
 
 @pytest.mark.parametrize("key", KEYS)
@@ -98,9 +102,8 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
 
 
 def test_architecture_doc_names_every_channel_constant() -> None:
-    from engine import runtime
 
     doc = (REPO / "docs" / "architecture.md").read_text()
     for name in ("TICK_QUEUE_BATCHES", "DECISION_QUEUE_BATCHES", "RECORD_QUEUE_BATCHES"):
         assert name in doc
-        assert f"{getattr(runtime, name)} batches" in doc
+        assert f"{getattr(engine.runtime.pipeline, name)} batches" in doc

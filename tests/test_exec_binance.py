@@ -14,13 +14,25 @@ import pytest
 import trio
 
 from engine import logs
-from engine.adapters.exec_binance import BinanceExecution, LivePolicy, build_live_execution
-from engine.adapters.exec_binance_credentials import Credentials, Secret
-from engine.adapters.exec_binance_failures import FailureKind, LiveRecord, VenueFailure
-from engine.adapters.exec_binance_rest import BinanceRest, VenueCallError
-from engine.adapters.exec_binance_signing import client_order_id
-from engine.config import Config, EngineSection, LiveSection, Mode
-from engine.core.events import Fill, Order, OrderEvent, OrderType, Record, Side
+from engine.adapters.binance_spot.credentials import Credentials, Secret
+from engine.adapters.binance_spot.execution import (
+    BinanceExecution,
+    LivePolicy,
+    build_live_execution,
+)
+from engine.adapters.binance_spot.rest import BinanceRest, VenueCallError
+from engine.adapters.binance_spot.signing import client_order_id
+from engine.config.schema import Config, EngineSection, LiveSection, Mode
+from engine.core.events import (
+    FailureKind,
+    Fill,
+    Order,
+    OrderEvent,
+    OrderType,
+    Record,
+    Side,
+    VenueFailure,
+)
 from engine.core.sizing import conserves
 from engine.exits import ConfigError
 from engine.store.sqlite_store import SqliteStore
@@ -49,7 +61,7 @@ class Venue:
     live: BinanceExecution
     sleeps: list[float] = field(default_factory=list)
 
-    async def place(self, order: Order) -> list[LiveRecord]:
+    async def place(self, order: Order) -> list[Record]:
         records = self.live.track(order)
         records += await self.live.submit(order.order_id)
         return records
@@ -81,15 +93,15 @@ async def venue(nursery: trio.Nursery) -> AsyncIterator[Venue]:
         yield Venue(fake, live, sleeps)
 
 
-def states(records: list[LiveRecord]) -> list[str]:
+def states(records: list[Record]) -> list[str]:
     return [str(r.state) for r in records if isinstance(r, OrderEvent)]
 
 
-def failures(records: list[LiveRecord]) -> list[VenueFailure]:
+def failures(records: list[Record]) -> list[VenueFailure]:
     return [r for r in records if isinstance(r, VenueFailure)]
 
 
-def fills(records: list[LiveRecord]) -> list[Fill]:
+def fills(records: list[Record]) -> list[Fill]:
     return [r for r in records if isinstance(r, Fill)]
 
 
@@ -331,7 +343,7 @@ async def test_unreachable_venue_not_sent_gives_up(nursery: trio.Nursery) -> Non
 async def test_secret_never_in_records_logs_or_database(venue: Venue, tmp_path: Path) -> None:
     out = io.StringIO()
     logs.set_stream(out)
-    records: list[LiveRecord] = []
+    records: list[Record] = []
     try:
         venue.fake.new_order_plan.extend(
             [Behaviour.TIMEOUT_THEN_FILLED, Behaviour.REJECT, Behaviour.DROP, Behaviour.PARTIAL]

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from engine.adapters.exec_binance_lifecycle import (
+from engine.adapters.binance_spot.lifecycle import (
     InconsistentReport,
     LiveBook,
     TradeInfo,
@@ -16,8 +16,8 @@ from engine.adapters.exec_binance_lifecycle import (
     split_symbol,
     trade_id_of,
 )
-from engine.adapters.exec_binance_signing import client_order_id
-from engine.adapters.exec_binance_wire import VenueStatus, execution_report_decoder
+from engine.adapters.binance_spot.signing import client_order_id
+from engine.adapters.binance_spot.wire import VenueStatus, execution_report_decoder
 from engine.core.events import Fill, Order, OrderEvent, OrderState, OrderType, Side
 from engine.core.sizing import conserves
 

@@ -7,7 +7,7 @@ from decimal import Decimal
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.adapters.exec_binance_signing import (
+from engine.adapters.binance_spot.signing import (
     CLIENT_ID_PATTERN,
     client_order_id,
     decimal_param,

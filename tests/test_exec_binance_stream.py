@@ -11,13 +11,25 @@ import httpx
 import pytest
 import trio
 
-from engine.adapters.exec_binance import BinanceExecution
-from engine.adapters.exec_binance_credentials import Credentials, Secret
-from engine.adapters.exec_binance_failures import FailureKind, LiveRecord, VenueFailure
-from engine.adapters.exec_binance_rest import BinanceRest
-from engine.adapters.exec_binance_signing import client_order_id, sign
-from engine.adapters.exec_binance_stream import StreamPolicy, run_user_stream, subscribe_request
-from engine.core.events import Fill, Order, OrderEvent, OrderType, Side
+from engine.adapters.binance_spot.credentials import Credentials, Secret
+from engine.adapters.binance_spot.execution import BinanceExecution
+from engine.adapters.binance_spot.rest import BinanceRest
+from engine.adapters.binance_spot.signing import client_order_id, sign
+from engine.adapters.binance_spot.user_stream import (
+    StreamPolicy,
+    run_user_stream,
+    subscribe_request,
+)
+from engine.core.events import (
+    FailureKind,
+    Fill,
+    Order,
+    OrderEvent,
+    OrderType,
+    Record,
+    Side,
+    VenueFailure,
+)
 from engine.exits import ConfigError, NetworkBudgetExhausted
 from tests.fake_binance_rest import API_KEY, API_SECRET, FakeBinance
 
@@ -43,15 +55,15 @@ def credentials(key: str = API_KEY) -> Credentials:
 class Stream:
     fake: FakeBinance
     live: BinanceExecution
-    receive: trio.MemoryReceiveChannel[list[LiveRecord]]
-    send: trio.MemorySendChannel[list[LiveRecord]]
+    receive: trio.MemoryReceiveChannel[list[Record]]
+    send: trio.MemorySendChannel[list[Record]]
 
-    async def next_records(self) -> list[LiveRecord]:
+    async def next_records(self) -> list[Record]:
         with trio.fail_after(GUARD_S):
             return await self.receive.receive()
 
-    async def records_until(self, predicate: type) -> list[LiveRecord]:
-        got: list[LiveRecord] = []
+    async def records_until(self, predicate: type) -> list[Record]:
+        got: list[Record] = []
         while not any(isinstance(r, predicate) for r in got):
             got += await self.next_records()
         return got
@@ -61,7 +73,7 @@ class Stream:
 async def stream(nursery: trio.Nursery) -> AsyncIterator[Stream]:
     fake = FakeBinance()
     await fake.serve(nursery)
-    send, receive = trio.open_memory_channel[list[LiveRecord]](100)
+    send, receive = trio.open_memory_channel[list[Record]](100)
     async with httpx.AsyncClient() as client:
         rest = BinanceRest(base_url=fake.rest_url, credentials=credentials(), client=client,
                            wall_ms=wall_ms)  # fmt: skip
@@ -79,7 +91,7 @@ async def start(s: Stream, nursery: trio.Nursery, policy: StreamPolicy = FAST) -
         )  # fmt: skip
 
 
-def states(records: list[LiveRecord]) -> list[str]:
+def states(records: list[Record]) -> list[str]:
     return [str(r.state) for r in records if isinstance(r, OrderEvent)]
 
 
@@ -141,7 +153,7 @@ async def test_stream_duplicate_events_book_once(stream: Stream, nursery: trio.N
 async def test_stream_bad_key_is_a_config_error(nursery: trio.Nursery) -> None:
     fake = FakeBinance()
     await fake.serve(nursery)
-    send, _receive = trio.open_memory_channel[list[LiveRecord]](10)
+    send, _receive = trio.open_memory_channel[list[Record]](10)
     async with httpx.AsyncClient() as client:
         rest = BinanceRest(base_url=fake.rest_url, credentials=credentials("wrong"),
                            client=client, wall_ms=wall_ms)  # fmt: skip
@@ -164,7 +176,7 @@ async def test_stream_unreachable_exhausts_budget_with_network_exit(
             stream.live, stream.send, url="ws://127.0.0.1:1/ws-api/v3",
             credentials=credentials(), wall_ms=wall_ms, policy=FAST,
         )  # fmt: skip
-    failures: list[LiveRecord] = []
+    failures: list[Record] = []
     while len(failures) < FAST.max_failures:
         failures += stream.receive.receive_nowait()
     assert all(isinstance(f, VenueFailure) and f.operation == "user_stream" for f in failures)

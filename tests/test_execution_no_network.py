@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.proof import CheckStatus
-from engine.proof_properties import PROPERTIES, run_property
+from engine.proof.evidence import CheckStatus
+from engine.proof.properties import PROPERTIES, run_property
 from tests.engine_process import REAL_CAPTURE, REPO, engine_env
 
 NETWORK_MODULES = ("socket", "ssl", "trio", "httpx", "trio_websocket", "urllib.request")
@@ -64,7 +64,7 @@ def test_execution_core_imports_nothing_that_reaches_a_network() -> None:
 
 
 def test_property_shadow_and_paper_never_touch_a_socket() -> None:
-    """The packaged I1 property (``engine/proof_invariants.py``), exactly as the proof runs it:
+    """The packaged I1 property (``engine/proof/invariants.py``), exactly as the proof runs it:
     random SHADOW/PAPER configurations over real capture ticks, every socket call refused."""
     result = run_property(next(p for p in PROPERTIES if p.covers == "I1"))
     assert result.status is CheckStatus.PASS, result.detail

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import msgspec
 
-from engine.config import Config, EngineSection, ExecutionSection, Mode, RiskSection
+from engine.config.schema import Config, EngineSection, ExecutionSection, Mode, RiskSection
 from engine.core.events import Order, OrderState, Side, TradingState
-from engine.core.execution import Execution, RestoredState
+from engine.core.execution import Execution
+from engine.core.restored import RestoredState
 from engine.store.restore import load_restored_state
 from engine.store.sqlite_store import SqliteStore
 from tests.test_execution_shadow import signal, tick

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import msgspec
 
-from engine.config import Config, ExecutionSection, RiskSection
+from engine.config.schema import Config, ExecutionSection, RiskSection
 from engine.core.events import (
     Fill,
     Order,

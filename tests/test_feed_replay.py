@@ -14,9 +14,9 @@ import trio
 import trio.testing
 
 from engine import logs
-from engine.adapters.capture import format_capture_line
-from engine.adapters.decoding import DECODERS
-from engine.adapters.feed_replay import REPLAY_BATCH_TICKS, ReplayStream
+from engine.adapters.market.capture import format_capture_line
+from engine.adapters.market.replay import REPLAY_BATCH_TICKS, ReplayStream
+from engine.adapters.market.venues import DECODERS
 from engine.core.events import Tick
 from engine.counters import Counters
 from engine.exits import ConfigError

@@ -11,8 +11,8 @@ import pytest
 import trio
 import trio.testing
 
-from engine.adapters.feed_replay import ReplayStream
-from engine.adapters.feed_synthetic import (
+from engine.adapters.market.replay import ReplayStream
+from engine.adapters.market.synthetic import (
     CAPTURE_START_NS,
     SyntheticStream,
     write_synthetic_capture,

@@ -10,8 +10,9 @@ import trio
 
 from engine import logs
 from engine.adapters.backoff import Backoff, BackoffPolicy
-from engine.adapters.feed_ws import WebSocketStream, feed_url
-from engine.config import IngestSection, Source, Venue
+from engine.adapters.market.ws.endpoints import feed_url
+from engine.adapters.market.ws.stream import WebSocketStream
+from engine.config.schema import IngestSection, Source, Venue
 from engine.counters import Counters
 from engine.exits import ConfigError, NetworkBudgetExhausted, ParseRateExceeded
 from engine.ports import TickBatch

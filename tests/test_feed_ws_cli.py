@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import trio
 
-from engine.adapters.capture import iter_capture
+from engine.adapters.market.capture import iter_capture
 from tests.engine_process import EngineProcess, LogLine, run_engine
 from tests.fake_exchange import End, Endpoint, Session, binance_tape, open_fake_exchange
 

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import trio
 
-from engine.adapters.capture import iter_capture
-from engine.adapters.feed_replay import ReplayStream
-from engine.adapters.feed_ws import LIVE_PENDING_TICKS, WebSocketStream
-from engine.adapters.progress import Progress
+from engine.adapters.market.capture import iter_capture
+from engine.adapters.market.progress import Progress
+from engine.adapters.market.replay import ReplayStream
+from engine.adapters.market.ws.stream import LIVE_PENDING_TICKS, WebSocketStream
 from engine.core.events import Tick
 from engine.counters import Counters
 from engine.ports import TickBatch

@@ -12,10 +12,11 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from engine import gate, logs, proof
-from engine.config import Config, EngineSection, Mode, RiskSection
+from engine import logs
+from engine.config.schema import Config, EngineSection, Mode, RiskSection
 from engine.exits import ConfigError
-from engine.gate import Condition, evaluate_gate
+from engine.proof import evidence, gate
+from engine.proof.gate import Condition, evaluate_gate
 
 HOUR = gate.NS_PER_HOUR
 CREATED = 1_723_100_000 * 1_000_000_000
@@ -25,10 +26,12 @@ ARMED = {"LIVE_ARMED": "true"}
 LIBRARIES = ("hypothesis==6.170.17", "msgspec==0.22.0", "trio==0.35.0")
 
 
-def checks(**status: str) -> list[proof.CheckResult]:
-    names = dict.fromkeys(proof.REQUIRED_CHECKS, "PASS") | status
+def checks(**status: str) -> list[evidence.CheckResult]:
+    names = dict.fromkeys(evidence.REQUIRED_CHECKS, "PASS") | status
     return [
-        proof.CheckResult(name=n, status=proof.CheckStatus(s), duration_s=1.5, figures={"n": 1})
+        evidence.CheckResult(
+            name=n, status=evidence.CheckStatus(s), duration_s=1.5, figures={"n": 1}
+        )
         for n, s in names.items()
     ]
 
@@ -37,10 +40,10 @@ def bundle_bytes(
     *,
     config: Config = CONFIG,
     code: str = CODE,
-    results: list[proof.CheckResult] | None = None,
+    results: list[evidence.CheckResult] | None = None,
     libraries: tuple[str, ...] = LIBRARIES,
 ) -> bytes:
-    bundle = proof.build_bundle(
+    bundle = evidence.build_bundle(
         checks=checks() if results is None else results,
         created_at_ns=CREATED,
         engine_version="0.1.0",
@@ -48,7 +51,7 @@ def bundle_bytes(
         config=config,
         libraries=libraries,
     )
-    return proof.encode_bundle(bundle)
+    return evidence.encode_bundle(bundle)
 
 
 def decide(
@@ -68,7 +71,7 @@ def decide(
         bundle_bytes=None if missing else (bundle_bytes() if data is None else data),
         now_wall_ns=now,
         code_hash=code,
-        risk_config_hash=proof.risk_config_hash(config),
+        risk_config_hash=evidence.risk_config_hash(config),
         libraries=libraries,
         config=config,
     )
@@ -143,7 +146,7 @@ def test_gate_format_1_bundle_without_lock_hash_refuses_as_format() -> None:
         del raw[key]
     raw["format"] = 1
     raw["checksum"] = hashlib.sha256(
-        proof.canonical_json({k: v for k, v in raw.items() if k != "checksum"})
+        evidence.canonical_json({k: v for k, v in raw.items() if k != "checksum"})
     ).hexdigest()
     verdict = decide(data=json.dumps(raw).encode())
     assert conditions(verdict) == [Condition.BUNDLE_FORMAT]
@@ -266,15 +269,15 @@ def test_enforce_live_without_gate_raises_config_error_and_logs(tmp_path: Path) 
 def live_config_with_bundle(tmp_path: Path, libraries: list[str] | None = None) -> Config:
     """A LIVE config whose proof_path holds a fresh passing bundle of the running code."""
     config = Config(engine=EngineSection(mode=Mode.LIVE, proof_path=f"{tmp_path}/proof.json"))
-    bundle = proof.build_bundle(
+    bundle = evidence.build_bundle(
         checks=checks(),
         created_at_ns=time.time_ns(),
         engine_version="0.1.0",
-        code_hash=proof.code_hash(),
+        code_hash=evidence.code_hash(),
         config=config,
         libraries=libraries,
     )
-    proof.write_bundle(bundle, config.engine.proof_path)
+    evidence.write_bundle(bundle, config.engine.proof_path)
     return config
 
 
@@ -297,7 +300,7 @@ def test_enforce_live_with_valid_bundle_passes(tmp_path: Path) -> None:
 
 
 def test_enforce_live_with_bundle_of_other_libraries_refuses(tmp_path: Path) -> None:
-    running = proof.installed_libraries()
+    running = evidence.installed_libraries()
     assert "msgspec==0.0.1" not in running
     other = [*(x for x in running if not x.startswith("msgspec==")), "msgspec==0.0.1"]
     with pytest.raises(ConfigError, match="lock_hash") as raised:

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from engine import proof
-from engine.config import load_config
+from engine.config.load import load_config
+from engine.proof import evidence
 from tests.engine_process import parse_logs, run_engine
 
 HOUR_NS = 3_600 * 1_000_000_000
@@ -42,19 +42,19 @@ class Live:
         libraries: list[str] | None = None,
     ) -> None:
         config = load_config(risk_config or self.config_path, environ={})
-        names = dict.fromkeys(proof.REQUIRED_CHECKS, "PASS") | (statuses or {})
-        bundle = proof.build_bundle(
+        names = dict.fromkeys(evidence.REQUIRED_CHECKS, "PASS") | (statuses or {})
+        bundle = evidence.build_bundle(
             checks=[
-                proof.CheckResult(name=n, status=proof.CheckStatus(s), duration_s=1.0)
+                evidence.CheckResult(name=n, status=evidence.CheckStatus(s), duration_s=1.0)
                 for n, s in names.items()
             ],
             created_at_ns=time.time_ns() - age_ns,
             engine_version="test",
-            code_hash=proof.code_hash() if code_hash is None else code_hash,
+            code_hash=evidence.code_hash() if code_hash is None else code_hash,
             config=config,
             libraries=libraries,
         )
-        proof.write_bundle(bundle, self.proof_path)
+        evidence.write_bundle(bundle, self.proof_path)
 
     def nothing_connected(self) -> bool:
         for listener in self.listeners:
@@ -168,7 +168,7 @@ def test_gate_cli_each_refusal_exits_12(
         other.write_text(live.config_path.read_text().replace("max_exposure_usd = 200", ""))
         live.write_bundle(risk_config=str(other))
     elif setup == "libraries":
-        live.write_bundle(libraries=[*proof.installed_libraries(), "not-installed-lib==1.0"])
+        live.write_bundle(libraries=[*evidence.installed_libraries(), "not-installed-lib==1.0"])
     code, verdict = gate(live, env)
     assert code == 12
     assert verdict["allowed"] is False

@@ -18,11 +18,11 @@ import pytest
 import trio
 import trio.testing
 
-from engine.config import Config, EngineSection, IngestSection, Source
+from engine.config.schema import Config, EngineSection, IngestSection, Source
 from engine.counters import Counters
 from engine.dashboard.app import build_app
 from engine.dashboard.db import ReadOnlyDatabase
-from engine.health import (
+from engine.dashboard.health import (
     FRESH_INTERVALS,
     dashboard_problems,
     database_verdict,
@@ -31,9 +31,9 @@ from engine.health import (
     service_problems,
     systemd_booted,
 )
-from engine.heartbeat import watchdog_task
-from engine.run_state import RunState
-from engine.sdnotify import Notifier
+from engine.runtime.heartbeat import watchdog_task
+from engine.runtime.sdnotify import Notifier
+from engine.runtime.state import RunState
 from engine.store.sqlite_store import SqliteStore
 from tests.dashboard_support import asgi_get, live_copy, replay_database, serve_dashboard
 from tests.engine_process import REPO, EngineProcess, engine_env

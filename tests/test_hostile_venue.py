@@ -22,11 +22,11 @@ import trio.testing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.adapters.feed_ws import WebSocketStream
-from engine.adapters.feed_ws_session import LinkStats, Session
-from engine.adapters.feed_ws_silence import SilenceWatch
-from engine.adapters.progress import Progress
-from engine.config import IngestSection
+from engine.adapters.market.progress import Progress
+from engine.adapters.market.ws.session import LinkStats, Session
+from engine.adapters.market.ws.silence import SilenceWatch
+from engine.adapters.market.ws.stream import WebSocketStream
+from engine.config.schema import IngestSection
 from engine.counters import Counters
 from engine.exits import ConfigError, NetworkBudgetExhausted, ParseRateExceeded
 from engine.ports import TickBatch

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from engine.adapters.recorder import RECORD_QUEUE_BYTES
+from engine.adapters.market.recorder import RECORD_QUEUE_BYTES
 from tests.engine_process import EngineProcess, run_engine
 from tests.fake_exchange import End, Session, TapeFrame, binance_tape, open_fake_exchange
 from tests.hostile_venue import Handshake, Play, open_hostile_venue, ping_frame, text_frame

@@ -15,8 +15,8 @@ from dataclasses import replace
 import pytest
 import trio
 
-from engine.adapters.exec_binance_failures import FailureKind, VenueFailure
-from engine.adapters.exec_binance_stream import StreamPolicy, run_user_stream
+from engine.adapters.binance_spot.user_stream import StreamPolicy, run_user_stream
+from engine.core.events import FailureKind, VenueFailure
 from engine.exits import NetworkBudgetExhausted
 from tests.hostile_venue import Handshake, Play, open_hostile_venue, ping_frame, text_frame
 from tests.test_exec_binance_stream import FAST, GUARD_S, Stream, credentials, wall_ms

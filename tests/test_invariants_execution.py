@@ -1,8 +1,8 @@
 """I1-I4 execution invariants: the packaged properties, run exactly as the proof runs them.
 
-The properties live in ``engine/proof_invariants.py`` (one copy): the I1 socket
+The properties live in ``engine/proof/invariants.py`` (one copy): the I1 socket
 trap over real capture ticks and the I2-I4 state machines (SHADOW, PAPER
-market/limit, drawdown). Here each runs through ``engine.proof_properties`` with
+market/limit, drawdown). Here each runs through ``engine.proof.properties`` with
 the proof's fixed examples and seed, so the suite and ``hybrid-engine proof``
 can never drift apart; a FAIL shows the one-line reason the bundle would record.
 """
@@ -13,9 +13,9 @@ import socket
 
 import pytest
 
-from engine import proof_invariants
-from engine.proof import CheckStatus
-from engine.proof_properties import PROPERTIES, run_property
+from engine.proof import invariants
+from engine.proof.evidence import CheckStatus
+from engine.proof.properties import PROPERTIES, run_property
 
 EXECUTION = {p.name: p for p in PROPERTIES if p.covers.startswith("I")}
 
@@ -62,16 +62,16 @@ def test_execution_properties_cover_i1_to_i4_in_every_mode() -> None:
 
 def test_sockets_refused_catches_a_connect_and_restores_socket() -> None:
     original = socket.socket.connect
-    with proof_invariants.sockets_refused() as calls:
-        with pytest.raises(proof_invariants.NetworkCalled), socket.socket() as s:
+    with invariants.sockets_refused() as calls:
+        with pytest.raises(invariants.NetworkCalled), socket.socket() as s:
             s.connect(("127.0.0.1", 9))
-        with pytest.raises(proof_invariants.NetworkCalled):
+        with pytest.raises(invariants.NetworkCalled):
             socket.getaddrinfo("localhost", 80)
     assert calls == ["socket.connect", "socket.getaddrinfo"]
     assert socket.socket.connect is original
 
 
 def test_real_ticks_are_the_bundled_capture_trades() -> None:
-    ticks = proof_invariants.real_ticks()
+    ticks = invariants.real_ticks()
     assert len(ticks) == 9_757
     assert ticks[0].symbol == "BTCUSDT"

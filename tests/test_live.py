@@ -1,4 +1,4 @@
-"""The LIVE path in-process: the real runtime and store, ``engine.live`` and the fake venue.
+"""The LIVE path in-process: the real runtime and store, ``engine.runtime.live`` and the fake venue.
 
 The fake Binance (REST + WebSocket-API user stream, ``tests/fake_binance_rest``)
 runs on 127.0.0.1 in the test's Trio loop; the engine's pipeline runs in the
@@ -22,11 +22,11 @@ import pytest
 import trio
 
 from engine import logs
-from engine.adapters.exec_binance_credentials import Credentials, Secret
-from engine.adapters.exec_binance_signing import client_order_id
-from engine.adapters.exec_binance_stream import StreamPolicy
-from engine.adapters.progress import Progress
-from engine.config import (
+from engine.adapters.binance_spot.credentials import Credentials, Secret
+from engine.adapters.binance_spot.signing import client_order_id
+from engine.adapters.binance_spot.user_stream import StreamPolicy
+from engine.adapters.market.progress import Progress
+from engine.config.schema import (
     Config,
     EngineSection,
     LiveSection,
@@ -34,16 +34,17 @@ from engine.config import (
     StrategySection,
 )
 from engine.core.events import Order, OrderEvent, OrderState, OrderType, Side, Tick, tick_id
-from engine.core.execution import Execution, SubmitOrder
+from engine.core.execution import Execution
+from engine.core.live_orders import SubmitOrder
 from engine.core.strategy import from_config
 from engine.counters import Counters
 from engine.exits import ExitCode, Overload
-from engine.live import INTENT_QUEUE_BATCHES, LiveVenue
 from engine.ports import TickBatch
-from engine.report import build_report
-from engine.run_state import RunState
-from engine.runtime import Components, run_engine
-from engine.sdnotify import Notifier
+from engine.runtime.live import INTENT_QUEUE_BATCHES, LiveVenue
+from engine.runtime.pipeline import Components, run_engine
+from engine.runtime.sdnotify import Notifier
+from engine.runtime.state import RunState
+from engine.store.report import build_report
 from engine.store.restore import load_restored_state
 from engine.store.sqlite_store import SqliteStore
 from tests.engine_process import REAL_CAPTURE, REPO, engine_env
@@ -336,7 +337,8 @@ PROBE = """
 import json, sys
 from engine.cli import main
 code = main(["replay", sys.argv[1], "--db", sys.argv[2]])
-loaded = [m for m in ("engine.live", "engine.adapters.exec_binance", "httpx") if m in sys.modules]
+live = ("engine.runtime.live", "engine.adapters.binance_spot.execution", "httpx")
+loaded = [m for m in live if m in sys.modules]
 sys.stderr.write("PROBE " + json.dumps({"code": code, "loaded": loaded}) + "\\n")
 """
 
@@ -344,7 +346,8 @@ sys.stderr.write("PROBE " + json.dumps({"code": code, "loaded": loaded}) + "\\n"
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["shadow", "paper"])
 def test_shadow_and_paper_runs_never_load_the_live_path(tmp_path: Path, mode: str) -> None:
-    """I1: outside LIVE neither ``engine.live`` nor the venue adapter (nor httpx) is imported."""
+    """I1: outside LIVE neither ``engine.runtime.live`` nor the venue adapter (nor httpx)
+    is imported."""
     done = subprocess.run(
         [sys.executable, "-c", PROBE, str(REAL_CAPTURE), str(tmp_path / "e.db")],
         capture_output=True, text=True, cwd=REPO, timeout=120, check=False,

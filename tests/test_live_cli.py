@@ -4,7 +4,7 @@ Only local fakes on 127.0.0.1 are ever reached: the fake Binance venue (signed
 REST + WebSocket-API user stream, ``tests/fake_binance_rest``) and a tiny
 market-data server speaking Binance's combined trade stream, both in the
 test's Trio loop, so the test decides exactly when each trade prints. The
-proof bundle is written directly with ``engine.proof`` for the current code and
+proof bundle is written directly with ``engine.proof.evidence`` for the current code and
 this configuration (the gate checks it like any other; the checks themselves
 are not re-run here).
 
@@ -28,9 +28,9 @@ import pytest
 import trio
 from trio_websocket import ConnectionClosed, WebSocketRequest, serve_websocket
 
-from engine import proof
-from engine.adapters.exec_binance_signing import client_order_id
-from engine.config import load_config
+from engine.adapters.binance_spot.signing import client_order_id
+from engine.config.load import load_config
+from engine.proof import evidence
 from tests.engine_process import EngineProcess, LogLine, run_engine
 from tests.fake_binance_rest import API_KEY, API_SECRET, Behaviour, FakeBinance
 
@@ -113,17 +113,17 @@ ws_url = "{venue.ws_url}"
 
 def write_bundle(config_path: Path, proof_path: Path) -> None:
     """A valid bundle for the running code and this config (as ``proof`` would write it)."""
-    bundle = proof.build_bundle(
+    bundle = evidence.build_bundle(
         checks=[
-            proof.CheckResult(name=name, status=proof.CheckStatus.PASS, duration_s=0.0)
-            for name in proof.REQUIRED_CHECKS
+            evidence.CheckResult(name=name, status=evidence.CheckStatus.PASS, duration_s=0.0)
+            for name in evidence.REQUIRED_CHECKS
         ],
         created_at_ns=time.time_ns(),
-        engine_version=proof.engine_version(),
-        code_hash=proof.code_hash(),
+        engine_version=evidence.engine_version(),
+        code_hash=evidence.code_hash(),
         config=load_config(config_path, environ={}),
     )
-    proof.write_bundle(bundle, proof_path)
+    evidence.write_bundle(bundle, proof_path)
 
 
 async def wait_log(engine: EngineProcess, predicate: Callable[[LogLine], bool]) -> LogLine:

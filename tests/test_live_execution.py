@@ -1,7 +1,7 @@
 """The execution core in LIVE mode: the same risk chain and ledger, the venue outside.
 
 Venue records are produced the way the LIVE adapter produces them: by its pure
-half, ``engine.adapters.exec_binance_lifecycle.LiveBook``, fed with venue
+half, ``engine.adapters.binance_spot.lifecycle.LiveBook``, fed with venue
 reports -- so the core is tested against the exact ``OrderEvent``/``Fill``
 shapes it will see. No I/O anywhere in this file.
 """
@@ -17,10 +17,10 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from engine.adapters.exec_binance_lifecycle import LiveBook, TradeInfo, VenueReport
-from engine.adapters.exec_binance_signing import client_order_id
-from engine.adapters.exec_binance_wire import VenueStatus
-from engine.config import (
+from engine.adapters.binance_spot.lifecycle import LiveBook, TradeInfo, VenueReport
+from engine.adapters.binance_spot.signing import client_order_id
+from engine.adapters.binance_spot.wire import VenueStatus
+from engine.config.schema import (
     Config,
     EngineSection,
     ExecutionSection,
@@ -43,13 +43,9 @@ from engine.core.events import (
     Veto,
     VetoReason,
 )
-from engine.core.execution import (
-    CancelOrder,
-    Execution,
-    RestoredOrder,
-    RestoredState,
-    SubmitOrder,
-)
+from engine.core.execution import Execution
+from engine.core.live_orders import CancelOrder, SubmitOrder
+from engine.core.restored import RestoredOrder, RestoredState
 from engine.core.sizing import conserves
 
 T0 = 1_723_161_255_000_000_000

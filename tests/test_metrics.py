@@ -12,11 +12,12 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.parser import text_string_to_metric_families
 
 from engine.counters import Counters
 from engine.dashboard.app import build_app
-from engine.metrics import CONTENT_TYPE, MetricsSnapshot, render
+from engine.dashboard.metrics import MetricsSnapshot, render
 from engine.store.sqlite_store import SqliteStore
 from tests.dashboard_support import asgi_get, live_copy, replay_database
 
@@ -65,7 +66,7 @@ def test_render_unknown_values_are_omitted_not_zero() -> None:
 async def test_metrics_endpoint_replay_db_parses_with_counters_and_pnl(replay_db: Path) -> None:
     reply = await asgi_get(build_app(str(replay_db)), "/metrics")
     assert reply.status == 200
-    assert reply.headers["content-type"] == CONTENT_TYPE
+    assert reply.headers["content-type"] == CONTENT_TYPE_PLAIN_0_0_4
     samples = _samples(reply.text)
     assert samples[("hybrid_engine_tick_count", ())] == 9757
     assert samples[("hybrid_engine_trade_count", ())] == 15
@@ -172,7 +173,7 @@ async def test_metrics_and_healthz_hostile_rows_answer_and_parse(
         reply = await asgi_get(build_app(str(path)), "/metrics")
         health = await asgi_get(build_app(str(path)), "/healthz")
     assert reply.status == 200, reply.text
-    assert reply.headers["content-type"] == CONTENT_TYPE
+    assert reply.headers["content-type"] == CONTENT_TYPE_PLAIN_0_0_4
     samples = _samples(reply.text)  # the parser raises on anything Prometheus would refuse
     assert samples[("hybrid_engine_healthy", ())] in (0.0, 1.0)
     assert samples[("hybrid_engine_metrics_errors", ())] in (0.0, 1.0, 2.0, 3.0, 4.0)

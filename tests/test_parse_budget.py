@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import trio
 
-from engine.adapters.parse_budget import ParseBudget
+from engine.adapters.market.ws.parse_budget import ParseBudget
 from engine.exits import ExitCode, ParseRateExceeded, exit_code_for
 
 

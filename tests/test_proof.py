@@ -15,12 +15,13 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from engine import proof, proof_checks, proof_properties, proof_risk
+import engine.proof.replay
 from engine.commands import proof as proof_command
-from engine.config import Config, ExecutionSection, RiskSection, StrategySection
+from engine.config.schema import Config, ExecutionSection, RiskSection, StrategySection
 from engine.exits import ConfigError
-from engine.proof import CheckResult, CheckStatus, PropertyResult
-from engine.proof_properties import Property, given_property, run_property
+from engine.proof import checks, evidence, properties, risk_caps
+from engine.proof.evidence import CheckResult, CheckStatus, PropertyResult
+from engine.proof.properties import Property, given_property, run_property
 from tests.engine_process import REPO, engine_env, run_engine
 
 NOW = 1_723_100_000_123_456_789
@@ -41,11 +42,11 @@ def result(name: str, status: str = "PASS", **figures: object) -> CheckResult:
 
 
 def passing() -> list[CheckResult]:
-    return [result(n, tests=3) for n in proof.REQUIRED_CHECKS]
+    return [result(n, tests=3) for n in evidence.REQUIRED_CHECKS]
 
 
-def build(checks: list[CheckResult] | None = None, config: Config | None = None) -> proof.Bundle:
-    return proof.build_bundle(
+def build(checks: list[CheckResult] | None = None, config: Config | None = None) -> evidence.Bundle:
+    return evidence.build_bundle(
         checks=passing() if checks is None else checks,
         created_at_ns=NOW,
         engine_version="0.1.0",
@@ -60,31 +61,31 @@ def build(checks: list[CheckResult] | None = None, config: Config | None = None)
 
 def test_bundle_roundtrip_verifies_and_keeps_fields() -> None:
     bundle = build()
-    again = proof.verify_bundle(proof.encode_bundle(bundle))
+    again = evidence.verify_bundle(evidence.encode_bundle(bundle))
     assert again == bundle
     assert again.created_at == "2024-08-08T06:53:20Z"
     assert again.passed
-    assert [c.name for c in again.checks] == list(proof.REQUIRED_CHECKS)
-    assert again.format == proof.BUNDLE_FORMAT == 2
+    assert [c.name for c in again.checks] == list(evidence.REQUIRED_CHECKS)
+    assert again.format == evidence.BUNDLE_FORMAT == 2
     assert again.libraries == LIBRARIES
-    assert again.lock_hash == proof.hash_libraries(LIBRARIES)
+    assert again.lock_hash == evidence.hash_libraries(LIBRARIES)
     assert again.lock_file_hash is None
 
 
 def test_bundle_checksum_covers_every_field() -> None:
-    raw = json.loads(proof.encode_bundle(build()))
+    raw = json.loads(evidence.encode_bundle(build()))
     for key in raw:
         if key == "checksum":
             continue
         tampered = dict(raw)
         tampered[key] = "x" if not isinstance(raw[key], str) else raw[key] + "x"
-        with pytest.raises(proof.BundleError):
-            proof.verify_bundle(json.dumps(tampered).encode())
+        with pytest.raises(evidence.BundleError):
+            evidence.verify_bundle(json.dumps(tampered).encode())
 
 
 def test_bundle_with_failed_check_is_not_passed() -> None:
     bundle = build([*passing()[:2], result("risk_caps", "FAIL")])
-    assert not proof.verify_bundle(proof.encode_bundle(bundle)).passed
+    assert not evidence.verify_bundle(evidence.encode_bundle(bundle)).passed
 
 
 def test_bundle_nan_in_figures_rejected_at_build() -> None:
@@ -94,31 +95,31 @@ def test_bundle_nan_in_figures_rejected_at_build() -> None:
 
 def test_write_bundle_atomic_creates_dirs_and_no_temp_left(tmp_path: Path) -> None:
     target = tmp_path / "var" / "sub" / "proof.json"
-    proof.write_bundle(build(), target)
-    proof.write_bundle(build(), target)  # overwrite
-    assert proof.verify_bundle(target.read_bytes()).checksum == build().checksum
+    evidence.write_bundle(build(), target)
+    evidence.write_bundle(build(), target)  # overwrite
+    assert evidence.verify_bundle(target.read_bytes()).checksum == build().checksum
     assert sorted(p.name for p in target.parent.iterdir()) == ["proof.json"]
 
 
 def test_read_bundle_bytes_missing_file_is_none(tmp_path: Path) -> None:
-    assert proof.read_bundle_bytes(tmp_path / "nope.json") is None
+    assert evidence.read_bundle_bytes(tmp_path / "nope.json") is None
 
 
 # ------------------------------------------------------------------ hashes
 
 
 def test_risk_hash_changes_with_risk_and_execution_only() -> None:
-    base = proof.risk_config_hash(Config())
-    assert proof.risk_config_hash(Config(risk=RiskSection(max_open_orders=2))) != base
+    base = evidence.risk_config_hash(Config())
+    assert evidence.risk_config_hash(Config(risk=RiskSection(max_open_orders=2))) != base
     assert (
-        proof.risk_config_hash(Config(execution=ExecutionSection(order_notional_usd=Decimal(50))))
+        evidence.risk_config_hash(Config(execution=ExecutionSection(order_notional_usd=Decimal(50))))
         != base
     )
-    assert proof.risk_config_hash(Config(strategy=StrategySection(fast=3, slow=9))) == base
+    assert evidence.risk_config_hash(Config(strategy=StrategySection(fast=3, slow=9))) == base
 
 
 def test_risk_config_of_is_plain_json_with_normalised_decimals() -> None:
-    data = proof.risk_config_of(Config(risk=RiskSection(max_exposure_usd=Decimal("1000.000"))))
+    data = evidence.risk_config_of(Config(risk=RiskSection(max_exposure_usd=Decimal("1000.000"))))
     assert data["risk"]["max_exposure_usd"] == "1000"
     assert data["risk"]["max_drawdown_usd"] is None
     assert data["execution"]["order_type"] == "market"
@@ -134,12 +135,12 @@ def write_tree(root: Path, files: dict[str, str]) -> None:
 
 def test_code_hash_ignores_pycache_compiled_and_hidden(tmp_path: Path) -> None:
     write_tree(tmp_path, {"a.py": "x = 1\n", "sub/b.py": "y = 2\n"})
-    before = proof.code_hash(tmp_path)
+    before = evidence.code_hash(tmp_path)
     write_tree(
         tmp_path,
         {"__pycache__/a.cpython-311.pyc": "junk", "sub/c.pyc": "junk", ".a.py.swp": "junk"},
     )
-    assert proof.code_hash(tmp_path) == before
+    assert evidence.code_hash(tmp_path) == before
 
 
 @pytest.mark.parametrize(
@@ -148,27 +149,27 @@ def test_code_hash_ignores_pycache_compiled_and_hidden(tmp_path: Path) -> None:
 )
 def test_code_hash_changes_on_any_source_edit(tmp_path: Path, change: dict[str, str]) -> None:
     write_tree(tmp_path, {"a.py": "x = 1\n", "sub/b.py": "y = 2\n"})
-    before = proof.code_hash(tmp_path)
+    before = evidence.code_hash(tmp_path)
     write_tree(tmp_path, change)
-    assert proof.code_hash(tmp_path) != before
+    assert evidence.code_hash(tmp_path) != before
 
 
 def test_code_hash_distinguishes_renamed_file(tmp_path: Path) -> None:
     write_tree(tmp_path / "one", {"a.py": "x\n"})
     write_tree(tmp_path / "two", {"b.py": "x\n"})
-    assert proof.code_hash(tmp_path / "one") != proof.code_hash(tmp_path / "two")
+    assert evidence.code_hash(tmp_path / "one") != evidence.code_hash(tmp_path / "two")
 
 
 def test_code_hash_of_running_engine_is_stable() -> None:
-    assert proof.code_hash() == proof.code_hash()
-    assert len(proof.code_hash()) == 64
+    assert evidence.code_hash() == evidence.code_hash()
+    assert len(evidence.code_hash()) == 64
 
 
 # ------------------------------------------------------------------ check plumbing
 
 
 def test_check_env_strips_overrides_arm_and_secrets() -> None:
-    env = proof_checks.check_env(
+    env = checks.check_env(
         {
             "PATH": "/bin",
             "ENGINE_RISK_MAX_OPEN_ORDERS": "9",
@@ -185,30 +186,30 @@ def test_timed_turns_exception_into_fail() -> None:
     def broken() -> tuple[bool, dict[str, object], str, str]:
         raise RuntimeError("boom")
 
-    check = proof_checks.timed("replay", broken)
+    check = checks.timed("replay", broken)
     assert check.status is CheckStatus.FAIL
     assert check.detail == "cannot run: RuntimeError: boom"
 
 
 def test_timed_fail_without_reason_gets_one_and_reason_is_one_line() -> None:
-    silent = proof_checks.timed("replay", lambda: (False, {}, "", ""))
+    silent = checks.timed("replay", lambda: (False, {}, "", ""))
     assert silent.status is CheckStatus.FAIL
     assert silent.detail == "failed without a reason (a bug in the check)"
-    wordy = proof_checks.timed("replay", lambda: (False, {}, "", "first\n\n  second\n"))
+    wordy = checks.timed("replay", lambda: (False, {}, "", "first\n\n  second\n"))
     assert wordy.detail == "first | second"
-    passed = proof_checks.timed("replay", lambda: (True, {"n": 1}, "1 case", "ignored"))
+    passed = checks.timed("replay", lambda: (True, {"n": 1}, "1 case", "ignored"))
     assert (passed.status, passed.summary, passed.detail) == (CheckStatus.PASS, "1 case", "")
 
 
 @given(st.text(max_size=2_000))
 def test_one_line_never_holds_a_newline_and_is_bounded(text: str) -> None:
-    flat = proof.one_line(text)
+    flat = evidence.one_line(text)
     assert "\n" not in flat and "\r" not in flat
-    assert len(flat) <= proof.DETAIL_CHARS
+    assert len(flat) <= evidence.DETAIL_CHARS
 
 
 def test_check_env_drops_pythonoptimize() -> None:
-    assert proof_checks.check_env({"PYTHONOPTIMIZE": "1", "PATH": "/bin"}) == {"PATH": "/bin"}
+    assert checks.check_env({"PYTHONOPTIMIZE": "1", "PATH": "/bin"}) == {"PATH": "/bin"}
 
 
 # ------------------------------------------------------------------ properties
@@ -222,7 +223,7 @@ def prop_result(name: str, status: str = "PASS", detail: str = "") -> PropertyRe
 
 
 def test_judge_properties_all_reported_and_passed_passes() -> None:
-    ok, figures, summary, detail = proof_checks.judge_properties(
+    ok, figures, summary, detail = checks.judge_properties(
         [prop_result("a"), prop_result("b")], ["a", "b"], 0, ""
     )
     assert ok and detail == ""
@@ -232,7 +233,7 @@ def test_judge_properties_all_reported_and_passed_passes() -> None:
 
 
 def test_judge_properties_failed_one_names_it_with_reason() -> None:
-    ok, _, _, detail = proof_checks.judge_properties(
+    ok, _, _, detail = checks.judge_properties(
         [prop_result("a"), prop_result("b", "FAIL", "AssertionError at x.py:3")], ["a", "b"], 1, ""
     )
     assert not ok
@@ -241,7 +242,7 @@ def test_judge_properties_failed_one_names_it_with_reason() -> None:
 
 @pytest.mark.parametrize(("returncode", "why"), [(None, "timed out"), (-9, "exited -9")])
 def test_judge_properties_run_that_died_names_the_missing(returncode: int | None, why: str) -> None:
-    ok, _, _, detail = proof_checks.judge_properties(
+    ok, _, _, detail = checks.judge_properties(
         [prop_result("a")], ["a", "b", "c"], returncode, "Traceback\nMemoryError\n"
     )
     assert not ok
@@ -256,7 +257,7 @@ def test_invariants_check_whose_process_cannot_import_hypothesis_fails_with_why(
     (tmp_path / "hypothesis.py").write_text(
         "raise ModuleNotFoundError(\"No module named 'hypothesis' (simulated)\")\n"
     )
-    check = proof_checks.check_invariants({**engine_env(), "PYTHONPATH": str(tmp_path)})
+    check = checks.check_invariants({**engine_env(), "PYTHONPATH": str(tmp_path)})
     assert check.status is CheckStatus.FAIL
     assert check.detail.startswith("property run exited 1 before any property reported: ")
     assert check.detail.endswith("No module named 'hypothesis' (simulated)")
@@ -264,13 +265,13 @@ def test_invariants_check_whose_process_cannot_import_hypothesis_fails_with_why(
 
 
 def test_judge_properties_nonzero_exit_with_all_passed_still_fails() -> None:
-    ok, _, _, detail = proof_checks.judge_properties([prop_result("a")], ["a"], 3, "boom")
+    ok, _, _, detail = checks.judge_properties([prop_result("a")], ["a"], 3, "boom")
     assert not ok and "exited 3" in detail
 
 
 def test_parse_property_lines_keeps_results_and_other_lines_apart() -> None:
     good = msgspec.json.encode(prop_result("a")).decode()
-    results, other = proof_checks.parse_property_lines(f"{good}\nnoise\n\n{{\"name\": 1}}\n")
+    results, other = checks.parse_property_lines(f"{good}\nnoise\n\n{{\"name\": 1}}\n")
     assert [r.name for r in results] == ["a"]
     assert other == ["noise", '{"name": 1}']
 
@@ -305,7 +306,7 @@ def test_run_property_same_seed_same_examples() -> None:
 
 
 def test_run_property_that_cannot_be_built_is_a_fail_with_reason() -> None:
-    def build(*_: object) -> proof_properties.Runner:
+    def build(*_: object) -> properties.Runner:
         raise ImportError("no module named foo")
 
     result = run_property(Property("broken", "test", 10, 1, build))
@@ -315,15 +316,15 @@ def test_run_property_that_cannot_be_built_is_a_fail_with_reason() -> None:
 
 
 def test_registry_names_unique_and_every_property_has_examples() -> None:
-    names = [p.name for p in proof_properties.PROPERTIES]
+    names = [p.name for p in properties.PROPERTIES]
     assert len(names) == len(set(names)) == 9
-    assert all(p.examples > 0 for p in proof_properties.PROPERTIES)
-    assert len({p.seed for p in proof_properties.PROPERTIES}) == len(names)
+    assert all(p.examples > 0 for p in properties.PROPERTIES)
+    assert len({p.seed for p in properties.PROPERTIES}) == len(names)
 
 
 def properties_process(*args: str, flags: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, *flags, "-m", "engine.proof_properties", *args],
+        [sys.executable, *flags, "-m", "engine.proof.properties", *args],
         capture_output=True, text=True, env=engine_env(), cwd=REPO, timeout=300, check=False,
     )  # fmt: skip
 
@@ -331,7 +332,7 @@ def properties_process(*args: str, flags: tuple[str, ...] = ()) -> subprocess.Co
 def test_properties_module_prints_one_result_per_property_and_exit_0() -> None:
     done = properties_process("strategy_on_tick_same_as_on_batch", "i1_shadow_paper_no_socket")
     assert done.returncode == 0, done.stderr
-    results, other = proof_checks.parse_property_lines(done.stdout)
+    results, other = checks.parse_property_lines(done.stdout)
     assert other == []
     assert [(r.name, r.status) for r in results] == [
         ("strategy_on_tick_same_as_on_batch", CheckStatus.PASS),
@@ -343,7 +344,7 @@ def test_without_local_constants_reaches_hypothesis_internals_and_restores_them(
     from hypothesis.internal.conjecture import providers
 
     before = providers._get_local_constants
-    with proof_properties.without_local_constants() as active:
+    with properties.without_local_constants() as active:
         assert active  # a hypothesis upgrade that moved these internals fails here
         empty = providers._get_local_constants()
         assert not any(empty.set_for_type(t) for t in ("integer", "float", "bytes", "string"))
@@ -362,9 +363,9 @@ def test_property_draws_the_same_examples_whatever_local_modules_are_loaded(
     monkeypatch.syspath_prepend(str(lib))
     __import__("literals_galore")
     name = "i2_i4_paper_market"
-    here = run_property(next(p for p in proof_properties.PROPERTIES if p.name == name))
+    here = run_property(next(p for p in properties.PROPERTIES if p.name == name))
     done = properties_process(name)
-    [there] = proof_checks.parse_property_lines(done.stdout)[0]
+    [there] = checks.parse_property_lines(done.stdout)[0]
     assert (here.status, here.ran) == (there.status, there.ran)
 
 
@@ -377,7 +378,7 @@ def test_properties_module_unknown_name_exits_2_naming_the_known() -> None:
 def test_properties_under_python_O_fail_instead_of_passing_vacuously() -> None:
     done = properties_process("strategy_on_tick_same_as_on_batch", flags=("-O",))
     assert done.returncode == 1
-    [result] = proof_checks.parse_property_lines(done.stdout)[0]
+    [result] = checks.parse_property_lines(done.stdout)[0]
     assert result.status is CheckStatus.FAIL
     assert "assertions are disabled" in result.detail
 
@@ -386,21 +387,21 @@ def test_properties_under_python_O_fail_instead_of_passing_vacuously() -> None:
 
 
 def test_replay_without_cases_fails_naming_the_folder(tmp_path: Path) -> None:
-    check = proof_checks.check_replay(tmp_path)
+    check = checks.check_replay(tmp_path)
     assert check.status is CheckStatus.FAIL
     assert check.detail == f"no cases.toml in {tmp_path}"
 
 
 def test_replay_empty_case_list_fails(tmp_path: Path) -> None:
     (tmp_path / "cases.toml").write_text("case = []\n")
-    check = proof_checks.check_replay(tmp_path)
+    check = checks.check_replay(tmp_path)
     assert check.status is CheckStatus.FAIL
     assert "lists no case" in check.detail
 
 
 def test_replay_unreadable_cases_file_fails_with_one_line_reason(tmp_path: Path) -> None:
     (tmp_path / "cases.toml").write_text("[[case]]\nname = 1\nbogus = true\n")
-    check = proof_checks.check_replay(tmp_path)
+    check = checks.check_replay(tmp_path)
     assert check.status is CheckStatus.FAIL
     assert check.detail.startswith("cannot run: ")
     assert "\n" not in check.detail
@@ -410,21 +411,21 @@ def test_replay_case_with_missing_capture_fails_naming_it(tmp_path: Path) -> Non
     (tmp_path / "cases.toml").write_text(
         '[[case]]\nname = "gone"\ncapture = "gone.gz"\ndigest = "00"\n'
     )
-    check = proof_checks.check_replay(tmp_path)
+    check = checks.check_replay(tmp_path)
     assert check.status is CheckStatus.FAIL
     assert check.detail.startswith("gone: replay exited 12")
 
 
 def test_risk_caps_without_cases_fails_with_reason(tmp_path: Path) -> None:
-    check = proof_risk.check_risk_caps(tmp_path)
+    check = risk_caps.check_risk_caps(tmp_path)
     assert check.status is CheckStatus.FAIL
     assert check.detail.startswith("cannot run: FileNotFoundError")
 
 
 def test_packaged_cases_hold_the_capture_and_replays_is_the_same_folder() -> None:
-    cases = proof_checks.replay_check.packaged_cases_dir()
+    cases = engine.proof.replay.packaged_cases_dir()
     assert cases.parent.name == "engine"
-    names = {c.name for c in proof_checks.replay_check.load_cases(cases)}
+    names = {c.name for c in engine.proof.replay.load_cases(cases)}
     assert names == {"btcusdt_20240808-shadow", "btcusdt_20240808-paper"}
     assert (cases / "btcusdt_20240808.PROVENANCE.md").is_file()
     assert hashlib.sha256((cases / "btcusdt_20240808.gz").read_bytes()).hexdigest() == (
@@ -449,13 +450,13 @@ def test_proof_command_all_pass_exits_zero_and_gate_accepts(
 ) -> None:
     code, out = run_command(monkeypatch, tmp_path, passing())
     assert code == 0
-    bundle = proof.verify_bundle(out.read_bytes())
+    bundle = evidence.verify_bundle(out.read_bytes())
     assert bundle.passed
-    assert bundle.code_hash == proof.code_hash()
-    assert bundle.risk_config_hash == proof.risk_config_hash(Config())
-    assert [c.name for c in bundle.checks] == [*proof.REQUIRED_CHECKS, "code_unchanged"]
-    assert bundle.lock_hash == proof.lock_hash()
-    assert bundle.libraries == proof.installed_libraries()
+    assert bundle.code_hash == evidence.code_hash()
+    assert bundle.risk_config_hash == evidence.risk_config_hash(Config())
+    assert [c.name for c in bundle.checks] == [*evidence.REQUIRED_CHECKS, "code_unchanged"]
+    assert bundle.lock_hash == evidence.lock_hash()
+    assert bundle.libraries == evidence.installed_libraries()
     assert "hypothesis" in {lib.partition("==")[0] for lib in bundle.libraries}
 
 
@@ -465,7 +466,7 @@ def test_proof_command_failed_check_still_writes_bundle_and_exits_nonzero(
     checks = [*passing()[:2], result("risk_caps", "FAIL")]
     code, out = run_command(monkeypatch, tmp_path, checks)
     assert code != 0
-    bundle = proof.verify_bundle(out.read_bytes())
+    bundle = evidence.verify_bundle(out.read_bytes())
     assert not bundle.passed
     assert {c.name: c.status for c in bundle.checks}["risk_caps"] is CheckStatus.FAIL
 
@@ -511,7 +512,7 @@ def test_proof_command_prints_a_line_per_check_then_the_verdict(
         "  FAIL invariants/strategy_x: AssertionError at y.py:1",
         "PASS replay (replay figures)",
         "PASS risk_caps (risk_caps figures)",
-        f"PASS code_unchanged (code {proof.code_hash()[:12]}...)",
+        f"PASS code_unchanged (code {evidence.code_hash()[:12]}...)",
         f"hybrid-engine proof: FAIL -> {tmp_path / 'p.json'}",
     ]
 
@@ -552,8 +553,8 @@ def test_usable_out_admits_or_refuses_any_name_never_raises_otherwise(
     else:  # what is admitted can be written: the write at the end never raises
         assert sorted((tmp_path / "out").iterdir()) == []
         msgspec.json.encode({"path": str(target)})  # as the proof's log lines carry it
-        proof.write_bundle(build(), target)
-        assert proof.verify_bundle(target.read_bytes()) == build()
+        evidence.write_bundle(build(), target)
+        assert evidence.verify_bundle(target.read_bytes()) == build()
         target.unlink()
 
 
@@ -589,19 +590,19 @@ def test_proof_cli_unusable_proof_path_from_config_names_the_key(tmp_path: Path)
 
 
 def test_hash_libraries_ignores_order_and_duplicates_not_versions() -> None:
-    base = proof.hash_libraries(["a==1", "b==2"])
-    assert proof.hash_libraries(["b==2", "a==1", "a==1"]) == base
-    assert proof.hash_libraries(["a==1", "b==3"]) != base
+    base = evidence.hash_libraries(["a==1", "b==2"])
+    assert evidence.hash_libraries(["b==2", "a==1", "a==1"]) == base
+    assert evidence.hash_libraries(["a==1", "b==3"]) != base
 
 
 def test_library_changes_names_upgrade_addition_removal() -> None:
-    assert proof.library_changes(["a==1", "b==2"], ["a==2", "c==1"]) == "a 1 -> 2; -b 2; +c 1"
-    many = proof.library_changes([], [f"x{i}==1" for i in range(9)], limit=2)
+    assert evidence.library_changes(["a==1", "b==2"], ["a==2", "c==1"]) == "a 1 -> 2; -b 2; +c 1"
+    many = evidence.library_changes([], [f"x{i}==1" for i in range(9)], limit=2)
     assert many == "+x0 1; +x1 1; 7 more"
 
 
 def test_installed_libraries_are_sorted_normalised_and_include_the_engine() -> None:
-    libs = proof.installed_libraries()
+    libs = evidence.installed_libraries()
     assert list(libs) == sorted(set(libs))
     assert all(lib == lib.lower() and "_" not in lib.partition("==")[0] for lib in libs)
     assert any(lib.startswith("hybrid-engine==") for lib in libs)
@@ -611,9 +612,9 @@ def test_installed_libraries_are_sorted_normalised_and_include_the_engine() -> N
 def test_lock_file_hash_beside_the_checkout_or_none(tmp_path: Path) -> None:
     package = tmp_path / "engine"
     package.mkdir()
-    assert proof.lock_file_hash(package) is None
+    assert evidence.lock_file_hash(package) is None
     (tmp_path / "requirements").mkdir()
     (tmp_path / "requirements" / "lock.txt").write_bytes(b"trio==0.35.0 --hash=sha256:00\n")
-    assert proof.lock_file_hash(package) == hashlib.sha256(
+    assert evidence.lock_file_hash(package) == hashlib.sha256(
         b"trio==0.35.0 --hash=sha256:00\n"
     ).hexdigest()

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from engine import proof
-from engine.proof_properties import PROPERTIES
+from engine.proof import evidence
+from engine.proof.properties import PROPERTIES
 from tests.engine_process import REPO, engine_env
 
 pytestmark = pytest.mark.slow
@@ -88,8 +88,8 @@ def test_proof_from_a_fresh_non_editable_install_passes_and_names_every_check(
     bin_dir = operator_install(tmp_path)
     where = run(
         [str(bin_dir / "python"), "-c",
-         "from engine import proof; "
-         "print(proof.package_root()); print(proof.code_hash()); print(proof.lock_hash())"],
+         "from engine.proof import evidence as e; "
+         "print(e.package_root()); print(e.code_hash()); print(e.lock_hash())"],
         cwd=tmp_path,
     ).stdout.split()  # fmt: skip
     package_root, code_hash, lock_hash = where
@@ -106,14 +106,14 @@ def test_proof_from_a_fresh_non_editable_install_passes_and_names_every_check(
     assert done.returncode == 0, done.stderr[-3000:]
     lines = done.stderr.splitlines()
     assert lines[-1] == f"hybrid-engine proof: PASS -> {out}"
-    for name in (*proof.REQUIRED_CHECKS, "code_unchanged"):
+    for name in (*evidence.REQUIRED_CHECKS, "code_unchanged"):
         assert any(line.startswith(f"PASS {name} (") for line in lines), (name, lines)
     for prop in PROPERTIES:
         assert any(line.startswith(f"  PASS invariants/{prop.name} (") for line in lines)
 
-    bundle = proof.verify_bundle(out.read_bytes())
+    bundle = evidence.verify_bundle(out.read_bytes())
     assert bundle.passed
-    assert [c.name for c in bundle.checks] == [*proof.REQUIRED_CHECKS, "code_unchanged"]
+    assert [c.name for c in bundle.checks] == [*evidence.REQUIRED_CHECKS, "code_unchanged"]
     assert (bundle.code_hash, bundle.lock_hash) == (code_hash, lock_hash)
     assert bundle.lock_file_hash is None  # no checkout beside an installed package
     checks = {c.name: c for c in bundle.checks}

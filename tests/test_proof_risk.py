@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.proof_risk import SCENARIOS, Audit, Caps, audit
+from engine.proof.risk_caps import SCENARIOS, Audit, Caps, audit
 from engine.store.schema import migrate
 
 CAPS = Caps(

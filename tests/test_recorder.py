@@ -15,8 +15,8 @@ import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.adapters.capture import iter_capture
-from engine.adapters.recorder import CaptureRecorder, open_capture_recorder
+from engine.adapters.market.capture import iter_capture
+from engine.adapters.market.recorder import CaptureRecorder, open_capture_recorder
 from engine.exits import ConfigError
 from tests.engine_process import LogLine, parse_logs, run_engine
 from tests.fake_exchange import LogLines, Session, open_fake_exchange

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import msgspec
 
-from engine.config import Config, RiskSection
+from engine.config.schema import Config, RiskSection
 from engine.core.events import Side
 from engine.core.execution import Execution
-from engine.report import build_report
+from engine.store.report import build_report
 from engine.store.sqlite_store import SqliteStore
 from tests.engine_process import run_engine
 from tests.test_execution_shadow import signal, tick

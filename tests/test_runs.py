@@ -1,4 +1,4 @@
-"""One database, one account (engine.store.runs, engine.run_identity): run rows, run ids
+"""One database, one account (engine.store.runs, engine.runtime.identity): run rows, run ids
 on records, the continuation rules, per-run counts. In process, on real SQLite files."""
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.config import Config, load_config
+from engine.config.load import load_config
+from engine.config.schema import Config
 from engine.core.events import Fill, Side, Signal, Tick
-from engine.proof import risk_config_hash
-from engine.report import run_summary, summary_text
-from engine.run_identity import (
+from engine.proof.evidence import risk_config_hash
+from engine.runtime.identity import (
     HASH_SPAN_BYTES,
     first_trade_ns,
     head_tail_sha256,
@@ -26,6 +26,7 @@ from engine.run_identity import (
 )
 from engine.store import schema
 from engine.store.digest import digest
+from engine.store.report import run_summary, summary_text
 from engine.store.runs import (
     AccountMismatch,
     CaptureIdentity,

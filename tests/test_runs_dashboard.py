@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from engine.config import Config
+from engine.config.schema import Config
 from engine.dashboard.app import build_app
-from engine.proof import risk_config_hash
+from engine.proof.evidence import risk_config_hash
 from engine.store import schema
 from engine.store.sqlite_store import SqliteStore
 from tests.dashboard_support import asgi_get, replay_database

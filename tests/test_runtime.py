@@ -19,22 +19,22 @@ import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.config import Config
+from engine.config.schema import Config
 from engine.core.events import Tick, tick_id
 from engine.core.execution import Execution
 from engine.core.strategy import SmaCross
 from engine.counters import Counters
 from engine.exits import ExitCode, NetworkBudgetExhausted, Overload
 from engine.ports import TickBatch
-from engine.run_state import RunState
-from engine.runtime import (
+from engine.runtime.pipeline import (
     ENQUEUE_TIMEOUT_S,
     Components,
     EnqueuePolicy,
     run_engine,
     send_or_overload,
 )
-from engine.sdnotify import Notifier
+from engine.runtime.sdnotify import Notifier
+from engine.runtime.state import RunState
 from engine.store.sqlite_store import SqliteStore
 from tests.engine_process import EngineProcess
 from tests.fake_exchange import LogLines, Session, open_fake_exchange

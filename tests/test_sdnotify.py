@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from engine import logs
-from engine.sdnotify import MAX_STATUS_CHARS, Notifier
+from engine.runtime.sdnotify import MAX_STATUS_CHARS, Notifier
 from tests.engine_process import EngineProcess
 
 

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import msgspec
 
-from engine.config import Config
+from engine.config.schema import Config
 from engine.core.events import Side, Signal, Veto, VetoReason
 from engine.core.execution import Execution
 from engine.core.staleness import StalenessEstimator
 from engine.core.strategy import from_config
-from engine.proof_invariants import real_ticks
+from engine.proof.invariants import real_ticks
 
 REAL_CAPTURE = Path(__file__).resolve().parents[1] / "replays" / "btcusdt_20240808.gz"
 MS = 1_000_000

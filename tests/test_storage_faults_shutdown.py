@@ -11,15 +11,15 @@ from pathlib import Path
 
 import trio
 
-from engine.config import Config
+from engine.config.schema import Config
 from engine.core.execution import Execution
 from engine.core.strategy import SmaCross
 from engine.counters import Counters
 from engine.exits import ExitCode
-from engine.run_state import RunState
-from engine.runtime import Components, run_engine
-from engine.sdnotify import Notifier
-from engine.shutdown import HARD_STOP_GRACE_S, HardDeadline
+from engine.runtime.pipeline import Components, run_engine
+from engine.runtime.sdnotify import Notifier
+from engine.runtime.shutdown import HARD_STOP_GRACE_S, HardDeadline
+from engine.runtime.state import RunState
 from engine.store.sqlite_store import SqliteStore
 from tests.fake_exchange import LogLines
 from tests.test_runtime import ListSource, make_ticks

@@ -7,7 +7,7 @@ from decimal import Context, Decimal
 
 import pytest
 
-from engine.config import StrategySection
+from engine.config.schema import StrategySection
 from engine.core.events import Side, Signal, Tick, tick_id
 from engine.core.sma import DOWN, UNDEFINED, UP, SmaPair, exact_arithmetic
 from engine.core.strategy import NS_PER_SECOND, SmaCross, from_config

@@ -1,9 +1,9 @@
 """sma_cross properties: the packaged ones, run exactly as the proof runs them.
 
-The properties live in ``engine/proof_strategy.py`` (one copy): agreement with a
+The properties live in ``engine/proof/strategy.py`` (one copy): agreement with a
 naive Fraction reference, byte-identical output from fresh instances, and
 independence from chunking (``on_batch`` splits, ``on_tick``, mixed). Each runs
-through ``engine.proof_properties`` with the proof's fixed examples and seed.
+through ``engine.proof.properties`` with the proof's fixed examples and seed.
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ from decimal import Decimal
 
 import pytest
 
-from engine import proof_strategy
 from engine.core.events import Tick, tick_id
-from engine.core.strategy import SmaCross
-from engine.proof import CheckStatus
-from engine.proof_properties import PROPERTIES, run_property
+from engine.core.strategy import NS_PER_SECOND, SmaCross
+from engine.proof import strategy
+from engine.proof.evidence import CheckStatus
+from engine.proof.properties import PROPERTIES, run_property
 
 STRATEGY = {p.name: p for p in PROPERTIES if p.name.startswith("strategy_")}
 
@@ -55,15 +55,15 @@ def test_every_registered_strategy_property_has_its_test_here() -> None:
 
 
 def ticks(prices: list[str]) -> list[Tick]:
-    t0 = proof_strategy.T0
+    t0 = strategy.T0
     return [
         Tick(
             event_id=tick_id("binance", "AAA", n),
             venue="binance",
             symbol="AAA",
             trade_id=n,
-            ts_event=t0 + n * proof_strategy.S,
-            ts_recv=t0 + n * proof_strategy.S + 1,
+            ts_event=t0 + n * NS_PER_SECOND,
+            ts_recv=t0 + n * NS_PER_SECOND + 1,
             price=Decimal(p),
             qty=Decimal(1),
         )
@@ -73,7 +73,7 @@ def ticks(prices: list[str]) -> list[Tick]:
 
 def test_reference_signals_on_a_crossing_like_the_strategy() -> None:
     stream = ticks(["3", "2", "1", "1", "2", "3", "4", "3", "2", "1"])
-    expected = proof_strategy.reference(stream, 1, 2, 0)
+    expected = strategy.reference(stream, 1, 2, 0)
     assert len(expected) > len(stream)  # the reference does find crossings here
     assert SmaCross(1, 2, 0).on_batch(stream) == expected
 
@@ -82,7 +82,7 @@ def test_agreement_property_fails_loudly_on_a_wrong_strategy(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The property can fail: a strategy that drops every signal is caught, with a reason."""
-    monkeypatch.setattr(proof_strategy.SmaCross, "on_batch", lambda self, batch: list(batch))
+    monkeypatch.setattr(strategy.SmaCross, "on_batch", lambda self, batch: list(batch))
     result = run_property(STRATEGY["strategy_agrees_with_reference"])
     assert result.status is CheckStatus.FAIL
     assert "on_batch vs reference" in result.detail

@@ -34,7 +34,8 @@ import pytest
 import trio
 
 from engine.cli import main as cli_main
-from engine.config import Config, config_to_builtins, load_config
+from engine.config.load import config_to_builtins, load_config
+from engine.config.schema import Config
 from tests.engine_process import REPO, EngineProcess
 from tests.fake_exchange import Session, open_fake_exchange
 
@@ -316,10 +317,10 @@ def _example_entries() -> dict[tuple[str, str], tuple[str, str, str]]:
 
 def test_example_is_one_file_shipped_in_the_package() -> None:
     assert EXAMPLE.is_symlink()
-    assert EXAMPLE.resolve() == (REPO / "engine" / "config_example.toml").resolve()
+    assert EXAMPLE.resolve() == (REPO / "engine" / "config" / "example.toml").resolve()
     package_data = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"][
         "package-data"]
-    assert "config_example.toml" in package_data["engine"]
+    assert "example.toml" in package_data["engine.config"]
 
 
 def test_config_example_command_prints_the_file() -> None:

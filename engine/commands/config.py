@@ -10,9 +10,9 @@ from typing import Final
 
 import msgspec
 
-from engine.config import config_to_builtins, load_config
+from engine.config.load import config_to_builtins, load_config
 
-EXAMPLE_FILE: Final = "config_example.toml"
+EXAMPLE_FILE: Final = "example.toml"
 """Package data of ``engine``; the repository's ``systemd/engine.toml`` links to it."""
 
 
@@ -30,7 +30,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def example_text() -> str:
     """The example configuration shipped with the package (``systemd/engine.toml``)."""
-    return resources.files("engine").joinpath(EXAMPLE_FILE).read_text(encoding="utf-8")
+    return resources.files("engine.config").joinpath(EXAMPLE_FILE).read_text(encoding="utf-8")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -6,8 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Final
 
-from engine.config import load_config
-from engine.dashboard import DEFAULT_HOST, DEFAULT_PORT
+from engine.config.load import load_config
+from engine.dashboard.server import DEFAULT_HOST, DEFAULT_PORT
 from engine.exits import ConfigError
 
 MAX_PORT: Final = 65535

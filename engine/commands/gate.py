@@ -12,9 +12,9 @@ import sys
 
 import msgspec
 
-from engine import gate
-from engine.config import load_config
+from engine.config.load import load_config
 from engine.exits import ExitCode
+from engine.proof import gate
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -1,7 +1,7 @@
 """``hybrid-engine health [--config F] [--db F] [--url URL]``: print PASS or FAIL: <reasons>.
 
 Exit 0 on PASS, 1 on FAIL; answers within ``HEALTHCHECK_BUDGET_S`` (each step
-has its own timeout). See ``engine.health`` for what is checked.
+has its own timeout). See ``engine.dashboard.health`` for what is checked.
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from engine.config import load_config
-from engine.health import (
+from engine.config.load import load_config
+from engine.dashboard.health import (
     DEFAULT_DASHBOARD_URL,
     DEFAULT_UNIT,
     format_result,

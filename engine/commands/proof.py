@@ -1,6 +1,6 @@
 """``hybrid-engine proof [--config F] [--out F]``: run the checks and write the proof bundle.
 
-Everything the checks need ships in the installed package (``engine.proof_checks``),
+Everything the checks need ships in the installed package (``engine.proof.checks``),
 so this runs from a plain ``pip install`` in any working directory. On stderr it
 prints one line per check as it finishes -- ``PASS name (figures)`` or
 ``FAIL name: reason`` -- and one per property of the ``invariants`` check, then
@@ -23,10 +23,11 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from engine import logs, proof, proof_checks, proof_risk
-from engine.config import load_config
+from engine import logs
+from engine.config.load import load_config
 from engine.exits import ConfigError, ExitCode
-from engine.proof import CheckResult, CheckStatus
+from engine.proof import checks, evidence, risk_caps
+from engine.proof.evidence import CheckResult, CheckStatus
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -43,9 +44,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def run_checks(environ: Mapping[str, str]) -> list[CheckResult]:
     """Every check in turn (sequentially: the host has few cores and each is CPU-bound)."""
     return [
-        report(proof_checks.check_invariants(environ)),
-        report(proof_checks.check_replay(environ=environ)),
-        report(proof_risk.check_risk_caps(environ=environ)),
+        report(checks.check_invariants(environ)),
+        report(checks.check_replay(environ=environ)),
+        report(risk_caps.check_risk_caps(environ=environ)),
     ]
 
 
@@ -138,21 +139,21 @@ def run(args: argparse.Namespace) -> int:
     flag = "--out" if args.out else "[engine] proof_path ="
     out = usable_out(args.out or config.engine.proof_path, flag)
     created_at_ns = time.time_ns()
-    code_before = proof.code_hash()
-    logs.info("proof_started", out=str(out), code_hash=code_before, lock_hash=proof.lock_hash())
+    code_before = evidence.code_hash()
+    logs.info("proof_started", out=str(out), code_hash=code_before, lock_hash=evidence.lock_hash())
     checks = run_checks(os.environ)
-    checks.append(report(code_unchanged(code_before, proof.code_hash())))
-    bundle = proof.build_bundle(
+    checks.append(report(code_unchanged(code_before, evidence.code_hash())))
+    bundle = evidence.build_bundle(
         checks=checks,
         created_at_ns=created_at_ns,
-        engine_version=proof.engine_version(),
+        engine_version=evidence.engine_version(),
         code_hash=code_before,
         config=config,
-        libraries=proof.installed_libraries(),
-        lock_file_hash=proof.lock_file_hash(),
+        libraries=evidence.installed_libraries(),
+        lock_file_hash=evidence.lock_file_hash(),
     )
     try:
-        path = proof.write_bundle(bundle, out)
+        path = evidence.write_bundle(bundle, out)
     except OSError as exc:
         why = exc.strerror or exc
         raise ConfigError(f"{flag} {out}: cannot write the bundle ({why})") from None

@@ -26,9 +26,10 @@ import msgspec
 import trio
 
 from engine import logs
-from engine.adapters.feed_ws import WebSocketStream
-from engine.config import IngestSection, Source, Venue, load_config
-from engine.config_bounds import PATTERN_MEANINGS, SYMBOL_PATTERN
+from engine.adapters.market.ws.stream import WebSocketStream
+from engine.config.bounds import PATTERN_MEANINGS, SYMBOL_PATTERN
+from engine.config.load import load_config
+from engine.config.schema import IngestSection, Source, Venue
 from engine.counters import Counters
 from engine.exits import ConfigError, ExitCode, NetworkBudgetExhausted
 from engine.ports import TickBatch

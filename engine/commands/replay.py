@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from engine.app import run_with
-from engine.config import admit_argument, load_config
+from engine.config.load import admit_argument, load_config
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -28,7 +28,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def run(args: argparse.Namespace) -> int:
     admit_argument("--speed", args.speed, "ingest.speed")  # refused like its TOML twin
     config = load_config(args.config)
-    # run_with prints the end-of-run summary (engine.report.print_run_summary).
+    # run_with prints the end-of-run summary (engine.store.report.print_run_summary).
     return run_with(
         config, command="replay", captures=args.captures, speed=args.speed, db_path=args.db
     )

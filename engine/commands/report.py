@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Final
 
 from engine.exits import ConfigError
-from engine.report import build_report
 from engine.store.connection import open_readonly
+from engine.store.report import build_report
 from engine.store.schema import DIGEST_TABLES
 
 

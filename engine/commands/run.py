@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from engine.app import run_with
-from engine.config import load_config
+from engine.config.load import load_config
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -23,7 +23,7 @@ slippage), so its records are SUBMITTED -> ACCEPTED -> FILLED and one ``Fill``.
 PAPER: the order rests in ``engine.core.paper``'s simulated venue and fills
 against later trades (latency, slippage, partial fills capped by each trade's
 size, cancellation of the remainder after ``order_timeout_s``), worked tick by
-tick in ``engine.core.paper_working``.
+tick in ``engine.core.paper``.
 
 Signals on a symbol with open orders of the *opposite* side cancel those first
 ("superseded"): a SELL means "be flat", so a resting BUY must not re-enter; a
@@ -35,7 +35,7 @@ acts on anything.
 Duplicate ticks: a trade whose id is not above the highest already processed
 for its ``venue:symbol`` in this process, by at most ``TRADE_ID_WINDOW``, is
 ignored entirely (venues number trades in increasing order per symbol). An id
-further below is a stream that ingest re-anchored there (``engine.adapters.dedup``:
+further below is a stream that ingest re-anchored there (``engine.adapters.market.dedup``:
 the previous high was a bogus id), so it is processed and becomes the new high --
 one bogus id can never silence a symbol here either.
 
@@ -68,38 +68,23 @@ from engine.core import exposure
 from engine.core.booking import (
     book_fill,
     cancel_remainder,
-    fill_id_for,
     order_id_for,
     order_record,
     veto_id_for,
 )
 from engine.core.events import OrderType, Record, Side, Signal, Tick, TradingState, Veto
 from engine.core.ledger import Ledger
-from engine.core.live_orders import CancelOrder, Intent, LiveOrders, SubmitOrder
+from engine.core.live_orders import Intent, LiveOrders
 from engine.core.orders import OrderAction, WorkingOrder
-from engine.core.paper import NS_PER_S, PaperVenue
-from engine.core.paper_working import work_orders
-from engine.core.restored import RestoredOrder, RestoredState
+from engine.core.paper import NS_PER_S, PaperVenue, work_orders
+from engine.core.restored import RestoredState
 from engine.core.risk import DrawdownGuard, Limits, Proposal, evaluate
 from engine.core.sizing import ZERO, offset_price, qty_for_notional, slipped_price
 from engine.core.staleness import Lag, StalenessEstimator
 
 if TYPE_CHECKING:  # engine.config reads the environment: the core only needs its types
-    from engine.config import Config
+    from engine.config.schema import Config
 
-__all__ = [
-    "MODES",
-    "SIMULATED_MODES",
-    "CancelOrder",
-    "Execution",
-    "Intent",
-    "RestoredOrder",
-    "RestoredState",
-    "SubmitOrder",
-    "fill_id_for",
-    "order_id_for",
-    "veto_id_for",
-]
 
 SIMULATED_MODES: Final = ("shadow", "paper")
 """``config.engine.mode`` values whose venue this class simulates."""
@@ -109,7 +94,7 @@ MODES: Final = (*SIMULATED_MODES, "live")
 
 TRADE_ID_WINDOW: Final = 50_000
 """How far below the highest id processed a trade id is still a duplicate; further
-below, ingest re-anchored the stream. Equal to ``engine.adapters.dedup.DEDUP_WINDOW``
+below, ingest re-anchored the stream. Equal to ``engine.adapters.market.dedup.DEDUP_WINDOW``
 (a test pins it; the core cannot import the adapter)."""
 
 

@@ -7,7 +7,7 @@ for them. An approved order is recorded SUBMITTED (``Order`` + its seq-0
 cancellation (superseded, HALTED, ``order_timeout_s`` of event time elapsed)
 is only *requested*: the order stays open -- its remainder still counts toward
 exposure and ``max_open_orders`` (I2) -- until the venue confirms. Both are
-*intents* in an outbox (``take``) that the shell (``engine.live``) carries to
+*intents* in an outbox (``take``) that the shell (``engine.runtime.live``) carries to
 the venue. What the venue answers comes back as the adapter's ``OrderEvent``s
 and ``Fill``s through ``apply``: transitions are adopted by ``seq`` (older or
 repeated ones change nothing), fills are booked once by ``fill_id`` (I3, I4).

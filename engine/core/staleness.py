@@ -29,6 +29,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
+
+def tick_silence_limit_s(max_downtime_s: float, heartbeat_interval_s: float) -> float:
+    """How long a live feed may go without an admitted tick before it is judged stalled."""
+    return max_downtime_s + heartbeat_interval_s
+
+
 BLOCK: Final = 1024
 """Ticks per block the baseline is computed from; memory is one block of ints.
 A delay sustained for a whole block becomes the new normal -- that is a changed

@@ -33,6 +33,7 @@ from importlib import resources
 from typing import Any, Final, TypeVar
 
 import trio
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from starlette.applications import Starlette
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
@@ -44,11 +45,31 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from engine import logs
-from engine.dashboard import queries
 from engine.dashboard.db import DatabaseUnavailable, QueryTooSlow, ReadOnlyDatabase
+from engine.dashboard.health import Verdict, database_verdict, read_verdict
+from engine.dashboard.metrics import MetricsSnapshot, render
 from engine.dashboard.params import REASON_RE, RUN_ID_RE, SYMBOL_RE, BadRequest, Params
-from engine.health import Verdict, database_verdict, read_verdict
-from engine.metrics import CONTENT_TYPE, MetricsSnapshot, render
+from engine.dashboard.queries.bounds import (
+    DEFAULT_LIMIT,
+    DEFAULT_POINTS,
+    MAX_LIMIT,
+    MAX_POINTS,
+    NS_PER_S,
+)
+from engine.dashboard.queries.ledger import LedgerCache, equity_curve
+from engine.dashboard.queries.market import WindowTooWide
+from engine.dashboard.queries.market import prices as query_prices
+from engine.dashboard.queries.market import symbols as query_symbols
+from engine.dashboard.queries.records import RecordFilter, fills, orders, signals
+from engine.dashboard.queries.records import vetoes as query_vetoes
+from engine.dashboard.queries.runs import (
+    counter_rates,
+    latest_heartbeats,
+    latest_run,
+    strategy_params,
+)
+from engine.dashboard.queries.runs import heartbeats as query_heartbeats
+from engine.dashboard.queries.runs import runs as query_runs
 
 T = TypeVar("T")
 
@@ -206,7 +227,7 @@ class Dashboard:
     def __init__(self, db: ReadOnlyDatabase, now_wall_ns: Clock = time.time_ns) -> None:
         self.db = db
         self.now_wall_ns = now_wall_ns
-        self.ledger = queries.LedgerCache()
+        self.ledger = LedgerCache()
         self._api: trio.CapacityLimiter | None = None
         self._probe: trio.CapacityLimiter | None = None
 
@@ -270,17 +291,17 @@ def build_app(
         now = dash.now_wall_ns()
 
         def read(conn: Any) -> dict[str, Any]:
-            run = queries.latest_run(conn)
-            beats = queries.latest_heartbeats(conn, run["run_id"] if run else None, 2)
+            run = latest_run(conn)
+            beats = latest_heartbeats(conn, run["run_id"] if run else None, 2)
             verdict = read_verdict(conn, now)
             heartbeat = beats[0] if beats else None
             if heartbeat is not None:
-                heartbeat["age_s"] = round((now - heartbeat["ts_wall_ns"]) / queries.NS_PER_S, 3)
-                heartbeat["rates"] = queries.counter_rates(
+                heartbeat["age_s"] = round((now - heartbeat["ts_wall_ns"]) / NS_PER_S, 3)
+                heartbeat["rates"] = counter_rates(
                     heartbeat, beats[1] if len(beats) > 1 else None
                 )
             if run is not None:
-                params = queries.strategy_params(run)
+                params = strategy_params(run)
                 run["strategy"] = {"fast": params.fast, "slow": params.slow,
                                    "bar_seconds": params.bar_seconds}
                 run.pop("config", None)
@@ -297,20 +318,20 @@ def build_app(
 
     async def runs(request: Request) -> Response:
         p = Params(request.query_params, ("limit",))
-        limit = p.required_int("limit", 20, 1, queries.MAX_LIMIT)
-        return _json({"runs": await dash.read(lambda c: queries.runs(c, limit))})
+        limit = p.required_int("limit", 20, 1, MAX_LIMIT)
+        return _json({"runs": await dash.read(lambda c: query_runs(c, limit))})
 
     async def heartbeats(request: Request) -> Response:
         p = Params(request.query_params, ("limit", "run_id", "since_wall_ns"))
-        limit = p.required_int("limit", queries.DEFAULT_LIMIT, 1, queries.MAX_LIMIT)
+        limit = p.required_int("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
         run_id = p.pattern("run_id", RUN_ID_RE, "a run id")
         since = p.integer("since_wall_ns", None, 0, 2**63 - 1)
-        rows = await dash.read(lambda c: queries.heartbeats(c, limit, run_id, since))
+        rows = await dash.read(lambda c: query_heartbeats(c, limit, run_id, since))
         return _json({"heartbeats": rows})
 
     async def symbols(request: Request) -> Response:
         Params(request.query_params, ())
-        return _json({"symbols": await dash.read(queries.symbols)})
+        return _json({"symbols": await dash.read(query_symbols)})
 
     async def prices(request: Request) -> Response:
         p = Params(request.query_params, ("symbol", "from_ns", "to_ns", "points"))
@@ -318,11 +339,11 @@ def build_app(
         if symbol is None:
             raise BadRequest("symbol is required (see /api/symbols)")
         start, end = p.window()
-        points = p.required_int("points", queries.DEFAULT_POINTS, 2, queries.MAX_POINTS)
+        points = p.required_int("points", DEFAULT_POINTS, 2, MAX_POINTS)
 
         def read(conn: Any) -> dict[str, Any]:
-            params = queries.strategy_params(queries.latest_run(conn))
-            return queries.prices(conn, symbol, from_ns=start, to_ns=end, points=points,
+            params = strategy_params(latest_run(conn))
+            return query_prices(conn, symbol, from_ns=start, to_ns=end, points=points,
                                   params=params)
 
         return _json(await dash.read(read))
@@ -330,9 +351,9 @@ def build_app(
     async def equity(request: Request) -> Response:
         p = Params(request.query_params, ("from_ns", "to_ns", "points"))
         start, end = p.window()
-        points = p.required_int("points", queries.DEFAULT_POINTS, 2, queries.MAX_POINTS)
+        points = p.required_int("points", DEFAULT_POINTS, 2, MAX_POINTS)
         return _json(await dash.read(
-            lambda c: queries.equity_curve(c, from_ns=start, to_ns=end, points=points)
+            lambda c: equity_curve(c, from_ns=start, to_ns=end, points=points)
         ))
 
     async def portfolio(request: Request) -> Response:
@@ -340,7 +361,7 @@ def build_app(
         return _json(await dash.read(dash.ledger.summary))
 
     def record_list(
-        name: str, fn: Callable[[Any, queries.RecordFilter], list[dict[str, Any]]]
+        name: str, fn: Callable[[Any, RecordFilter], list[dict[str, Any]]]
     ) -> Handler:
         async def handler(request: Request) -> Response:
             p = Params(request.query_params, ("limit", "symbol", "from_ns", "to_ns"))
@@ -353,7 +374,7 @@ def build_app(
         p = Params(request.query_params, ("limit", "symbol", "from_ns", "to_ns", "reason"))
         flt = _record_filter(p)
         reason = p.pattern("reason", REASON_RE, "a veto reason such as RISK_CAP")
-        return _json({"vetoes": await dash.read(lambda c: queries.vetoes(c, flt, reason))})
+        return _json({"vetoes": await dash.read(lambda c: query_vetoes(c, flt, reason))})
 
     async def healthz(request: Request) -> Response:
         Params(request.query_params, ())
@@ -375,7 +396,7 @@ def build_app(
             snap = await dash.read(lambda c: _metrics_snapshot(c, dash, now), probe=True)
         except (DatabaseUnavailable, QueryTooSlow) as exc:
             snap = MetricsSnapshot(healthy=False, problems=(str(exc),))
-        return Response(render(snap), media_type=CONTENT_TYPE)
+        return Response(render(snap), media_type=CONTENT_TYPE_PLAIN_0_0_4)
 
     routes = [
         Route("/", index, methods=["GET"]),
@@ -389,9 +410,9 @@ def build_app(
         Route("/api/prices", prices, methods=["GET"]),
         Route("/api/equity", equity, methods=["GET"]),
         Route("/api/portfolio", portfolio, methods=["GET"]),
-        Route("/api/signals", record_list("signals", queries.signals), methods=["GET"]),
-        Route("/api/orders", record_list("orders", queries.orders), methods=["GET"]),
-        Route("/api/fills", record_list("fills", queries.fills), methods=["GET"]),
+        Route("/api/signals", record_list("signals", signals), methods=["GET"]),
+        Route("/api/orders", record_list("orders", orders), methods=["GET"]),
+        Route("/api/fills", record_list("fills", fills), methods=["GET"]),
         Route("/api/vetoes", vetoes, methods=["GET"]),
     ]
     app = Starlette(
@@ -404,7 +425,7 @@ def build_app(
         ],
         exception_handlers={
             BadRequest: _bad_request,
-            queries.WindowTooWide: _bad_request,
+            WindowTooWide: _bad_request,
             DatabaseUnavailable: _unavailable,
             QueryTooSlow: _unavailable,
             HTTPException: _http_error,
@@ -415,10 +436,10 @@ def build_app(
     return app
 
 
-def _record_filter(p: Params) -> queries.RecordFilter:
+def _record_filter(p: Params) -> RecordFilter:
     start, end = p.window()
-    return queries.RecordFilter(
-        limit=p.required_int("limit", queries.DEFAULT_LIMIT, 1, queries.MAX_LIMIT),
+    return RecordFilter(
+        limit=p.required_int("limit", DEFAULT_LIMIT, 1, MAX_LIMIT),
         symbol=p.pattern("symbol", SYMBOL_RE, "a symbol such as BTCUSDT"),
         from_ns=start,
         to_ns=end,
@@ -453,10 +474,10 @@ def _metrics_snapshot(conn: Any, dash: Dashboard, now: int) -> MetricsSnapshot:
             return fallback
 
     verdict: Verdict | None = part("health", lambda: read_verdict(conn, now), None)
-    run = part("run", lambda: queries.latest_run(conn), None)
+    run = part("run", lambda: latest_run(conn), None)
     beats: list[dict[str, Any]] = part(
         "heartbeat",
-        lambda: queries.latest_heartbeats(conn, run["run_id"] if run else None, 1) if run else [],
+        lambda: latest_heartbeats(conn, run["run_id"] if run else None, 1) if run else [],
         [],
     )
     heartbeat = beats[0] if beats else None

@@ -28,9 +28,15 @@ from hypercorn.trio import serve as hypercorn_serve
 from hypercorn.typing import Framework
 
 from engine import logs
-from engine.dashboard import DEFAULT_HOST, DEFAULT_PORT
 from engine.dashboard.app import allowed_hosts, build_app
 from engine.exits import ConfigError
+
+DEFAULT_HOST: Final = "127.0.0.1"
+"""Loopback: the dashboard has no authentication, so exposing it is an explicit choice."""
+
+
+DEFAULT_PORT: Final = 8080
+
 
 GRACEFUL_TIMEOUT_S: Final = 3.0
 """In-flight requests get this long to finish after a stop signal; then they are cancelled."""

@@ -18,8 +18,8 @@ from decimal import Decimal
 from typing import Any, Final
 
 from engine.core.events import Fill, Order, OrderState, OrderType, RiskState, Side, TradingState
-from engine.core.execution import RestoredOrder, RestoredState
 from engine.core.orders import TERMINAL
+from engine.core.restored import RestoredOrder, RestoredState
 
 _TERMINAL_SQL: Final = ", ".join(f"'{state.value}'" for state in sorted(TERMINAL))
 

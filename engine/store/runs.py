@@ -2,7 +2,7 @@
 
 A run's *identity* (``RunIdentity``) is recorded in its ``runs`` row when it
 starts: mode, strategy kind and parameters, the risk-config hash (the one the
-LIVE proof is bound to, ``engine.proof.risk_config_hash``) and the identity of
+LIVE proof is bound to, ``engine.proof.evidence.risk_config_hash``) and the identity of
 its market-data source. Every trading record carries the run that first wrote
 it (``run_id``, see ``engine.store.sqlite_store``).
 
@@ -49,7 +49,7 @@ class CaptureIdentity(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     """What identifies one capture file cheaply, even a 50M-line one.
 
     ``head_tail_sha256`` is the sha256 of the file's first and last
-    ``engine.run_identity.HASH_SPAN_BYTES`` bytes as stored (compressed or not;
+    ``engine.runtime.identity.HASH_SPAN_BYTES`` bytes as stored (compressed or not;
     the whole file when it is smaller than both spans): two reads of 1 MiB,
     whatever the file's size. Together with ``size`` it tells the same file
     from a different one; ``name`` is for people only and is not compared.
@@ -64,7 +64,7 @@ class CaptureIdentity(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
 
 
 class RunIdentity(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """What a run is, recorded in its ``runs`` row (``engine.run_identity.identify_run``)."""
+    """What a run is, recorded in its ``runs`` row (``engine.runtime.identity.identify_run``)."""
 
     mode: str
     strategy_kind: str

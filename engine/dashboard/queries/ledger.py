@@ -1,6 +1,6 @@
 """The portfolio from the fills: the current summary (cached) and the equity curve.
 
-Both go through the engine's own ``Ledger`` (``engine.dashboard.portfolio``),
+Both go through the engine's own ``Ledger`` (``engine.dashboard.queries.portfolio``),
 so the dashboard's PnL is the engine's (I4). The summary reads only fills it
 has not seen; the curve replays at most ``MAX_EQUITY_FILLS`` fills and prices
 each point with one index seek per symbol.
@@ -13,9 +13,9 @@ import threading
 from decimal import Decimal
 from typing import Any, Final
 
-from engine.dashboard.portfolio import FILL_COLUMNS as LEDGER_COLUMNS
-from engine.dashboard.portfolio import Book
 from engine.dashboard.queries.market import marks, tick_span
+from engine.dashboard.queries.portfolio import FILL_COLUMNS as LEDGER_COLUMNS
+from engine.dashboard.queries.portfolio import Book
 
 MAX_LEDGER_FILLS_PER_READ: Final = 50_000
 """Fills the ledger cache reads per chunk; it reads only fills it has not seen."""

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from decimal import Context, Decimal
 from typing import Any, Final
 
-from engine.config import StrategySection
+from engine.config.schema import StrategySection
 from engine.dashboard.queries.bounds import MAX_LIMIT, NS_PER_S
 
 MAX_BARS: Final = 20_000

@@ -19,7 +19,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any, Final
 
-from engine.config import StrategySection
+from engine.config.schema import StrategySection
 from engine.dashboard.queries.bounds import NS_PER_S
 
 RUN_COLUMNS: Final = (

@@ -1,0 +1,158 @@
+"""Lines for the person at the terminal: what a run is about to do, and how it is doing.
+
+The JSON lines on stdout are for journald and for machines; a first ``run`` that
+only logs them looks dead (10 s of the synthetic walk: 196 ticks, no signal, and
+nothing says the slow SMA needs 20 bars first). So, on stderr:
+
+* **the start line** (``start_line``), always, once: mode, source, symbols,
+  database, strategy and its warm-up ("first signal possible after 21 bars of 1 s");
+* **progress** (``progress_line``) at every heartbeat, only when stderr is a
+  terminal or ``engine.progress = "always"`` asks for it (``progress_wanted``):
+  ticks, rate, signals, orders, fills, vetoes, drops;
+* **why it stopped** (``failure_line``), one line, when a run ends with a failure
+  exit code -- a failure must never look like a quiet success.
+
+Everything here is a pure function of its arguments (the caller prints with
+``engine.logs.human``); the end-of-run summary is the command's own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Final, Protocol
+
+from engine.config.schema import Config, Mode, ProgressSetting, Source, StrategySection
+from engine.exits import ExitCode
+
+MAX_LINE_CHARS: Final = 400
+"""A failure or refusal line is cut to this length (it may quote a hostile value)."""
+
+MODE_MEANINGS: Final = {
+    Mode.SHADOW: "records the orders it would send; none leaves",
+    Mode.PAPER: "simulated fills against later trades; no order leaves",
+    Mode.LIVE: "REAL ORDERS at the venue",
+}
+
+
+class _Stream(Protocol):
+    def isatty(self) -> bool: ...
+
+
+def warmup(strategy: StrategySection) -> str:
+    """When the first signal can come: the slow SMA needs ``slow`` closes, a crossing one more.
+
+    The first regime the averages define is not a crossing (``engine.core.sma``),
+    and a bar closes only when a trade of a later bar arrives.
+    """
+    bars = strategy.slow + 1
+    if strategy.bar_seconds == 0:
+        return f"first signal possible after {bars} trades (every trade is a bar)"
+    span = duration_text(bars * strategy.bar_seconds)
+    return (
+        f"first signal possible after {bars} bars of {duration_text(strategy.bar_seconds)}"
+        f" (at least {span} of trades)"
+    )
+
+
+def duration_text(seconds: float) -> str:
+    """``45 s``, ``21 min``, ``1.5 h``, ``2 d``."""
+    for unit, size in (("d", 86_400), ("h", 3_600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.3g} {unit}"
+    return f"{seconds:.3g} s"
+
+
+def describe_source(config: Config, captures: Sequence[str], speed: float | None) -> str:
+    """Where the market data comes from, and which symbols, in words."""
+    ingest = config.ingest
+    if captures or ingest.source is Source.REPLAY:
+        paths = list(captures or ingest.captures)
+        pace = ingest.speed if speed is None else speed
+        pace_text = "as fast as possible" if pace == 0 else f"at {pace:g}x the recorded pace"
+        more = f" and {len(paths) - 1} more" if len(paths) > 1 else ""
+        first = paths[0] if paths else "(none)"
+        return f"source replay of {first}{more} {pace_text}; symbols those in the capture"
+    if ingest.source is Source.SYNTHETIC:
+        limit = f", {ingest.synthetic_max_ticks:,} trades" if ingest.synthetic_max_ticks else ""
+        return (
+            f"source synthetic random walk ({ingest.synthetic_rate_per_s:g} trades/s, "
+            f"seed {ingest.synthetic_seed}{limit}); symbols {', '.join(ingest.synthetic_symbols)}"
+        )
+    url = ingest.url or "its public endpoint"
+    return f"source {ingest.venue.value} WebSocket ({url}); symbols {', '.join(ingest.symbols)}"
+
+
+def start_line(
+    config: Config,
+    *,
+    command: str,
+    db_path: str,
+    captures: Sequence[str] = (),
+    speed: float | None = None,
+) -> str:
+    """The one line a run prints on stderr before it starts."""
+    mode = config.engine.mode
+    strategy = config.strategy
+    bars = "every trade" if strategy.bar_seconds == 0 else f"{strategy.bar_seconds} s bars"
+    return (
+        f"hybrid-engine {command}: {mode.value.upper()} mode ({MODE_MEANINGS[mode]}); "
+        f"{describe_source(config, captures, speed)}; database {Path(db_path).resolve()}; "
+        f"strategy SMA {strategy.fast}/{strategy.slow} on {bars}, {warmup(strategy)}"
+    )
+
+
+def progress_line(
+    previous: Mapping[str, int] | None,
+    current: Mapping[str, int],
+    elapsed_s: float,
+    trading_state: str,
+) -> str:
+    """One heartbeat's progress: totals, and the tick rate since the previous heartbeat.
+
+    ``previous`` is the counter snapshot of the previous heartbeat (``None`` at
+    the first); ``elapsed_s`` the time between the two.
+    """
+
+    def total(*names: str) -> int:
+        return sum(current.get(name, 0) for name in names)
+
+    ticks = current.get("tick_count", 0)
+    line = f"progress: {ticks:,} ticks"
+    if elapsed_s > 0:
+        new = ticks - (previous or {}).get("tick_count", 0)
+        line += f" (+{new:,} in {duration_text(elapsed_s)}, {new / elapsed_s:,.1f}/s)"
+    parts = [
+        line,
+        f"{total('signal_count'):,} signals",
+        f"{total('shadow_orders', 'paper_orders', 'live_orders'):,} orders",
+        f"{total('trade_count'):,} fills",
+        f"{total('risk_vetoes', 'stale_vetoes'):,} vetoes",
+        f"{total('bp_drops_tick', 'bp_drops_signal', 'bp_drops_persist'):,} drops",
+    ]
+    malformed = total("parse_errors")
+    if malformed:
+        parts.append(f"{malformed:,} malformed")
+    parts.append(trading_state)
+    return " | ".join(parts)
+
+
+def progress_wanted(setting: ProgressSetting, stream: _Stream) -> bool:
+    """Progress lines on ``stream``: ``auto`` when it is a terminal, or as the key says."""
+    if setting is ProgressSetting.AUTO:
+        try:
+            return stream.isatty()
+        except (OSError, ValueError):  # a closed or detached stream
+            return False
+    return setting is ProgressSetting.ALWAYS
+
+
+def one_line(text: str, limit: int = MAX_LINE_CHARS) -> str:
+    """``text`` on one line (line breaks and tabs become spaces), at most ``limit`` characters."""
+    flat = " ".join(text.splitlines()).replace("\t", " ")
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def failure_line(code: ExitCode, reason: str) -> str:
+    """``hybrid-engine: stopped, exit 10 (NETWORK): <reason>`` on one bounded line."""
+    return one_line(f"hybrid-engine: stopped, exit {int(code)} ({code.name}): {reason}")
