@@ -10,6 +10,7 @@ restart a unit with a typo in its ``ExecStart`` forever.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from types import ModuleType
@@ -90,4 +91,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def entrypoint() -> None:
-    sys.exit(main())
+    """The console script. A reader that closes the pipe early (``report | head``) ends
+    the output, not in a traceback: stdout is pointed at /dev/null so the interpreter's
+    final flush cannot fail again, and the exit is 1 as Python's own on EPIPE."""
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 1
+    sys.exit(code)

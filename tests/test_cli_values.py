@@ -11,6 +11,7 @@ from __future__ import annotations
 import socket
 import string
 import subprocess
+import sys
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from hypothesis import strategies as st
 
 from engine.config.load import _section_types
 from engine.config.schema import field_ranges
-from tests.engine_process import REAL_CAPTURE, run_engine
+from tests.engine_process import REAL_CAPTURE, REPO, engine_env, run_engine
 
 SUBPROCESS_TIMEOUT_S = 60
 
@@ -255,3 +256,19 @@ def test_cli_values_at_the_ends_of_their_ranges_run_and_report_cleanly(
     report = run_engine(["report", "--db", db], timeout=SUBPROCESS_TIMEOUT_S)
     assert report.returncode == 0, report.stdout[-2000:] + report.stderr[-2000:]
     assert "conservation      OK" in report.stdout
+
+
+def test_cli_reader_closing_the_pipe_early_ends_without_a_traceback(tmp_path: Path) -> None:
+    # `hybrid-engine report | head -1`: the reader goes away before the output is
+    # written. Closing our end before the child writes makes that deterministic.
+    db = tmp_path / "e.db"
+    assert run_engine(["replay", str(REAL_CAPTURE), "--db", str(db)]).returncode == 0
+    child = subprocess.Popen(
+        [sys.executable, "-m", "engine", "report", "--db", str(db)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=engine_env(None), cwd=REPO,
+    )  # fmt: skip
+    assert child.stdout is not None and child.stderr is not None
+    child.stdout.close()
+    stderr = child.stderr.read().decode()
+    assert child.wait(timeout=60) == 1
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
