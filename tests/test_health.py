@@ -492,3 +492,22 @@ async def test_watchdog_replay_source_not_judged_on_feed_progress(
     with trio.move_on_after(20.5):
         await watchdog_task(state, lambda: 0)
     assert len(notifier.pings) == 21
+
+
+@pytest.mark.parametrize("interval", ["abc", "NaN"])
+async def test_health_cli_hostile_heartbeat_row_prints_one_fail_line_no_traceback(
+    live_db: Path, interval: str
+) -> None:
+    # The engine writes a finite interval; a row holding anything else (corruption, a
+    # hand edit) is an unhealthy verdict, never a traceback from the healthcheck.
+    with sqlite3.connect(live_db) as conn:
+        conn.execute(
+            "UPDATE heartbeats SET interval_s = ?"
+            " WHERE hb_id = (SELECT MAX(hb_id) FROM heartbeats)",
+            (interval,),
+        )
+    result = await _health_cli("--db", str(live_db), "--url", "", "--unit", "")
+    out = result.stdout.decode()
+    assert result.returncode == 1, result.stderr.decode()[-500:]
+    assert out == "FAIL: health unreadable: ValueError reading the latest run or heartbeat\n"
+    assert b"Traceback" not in result.stderr

@@ -207,12 +207,22 @@ def read_verdict(conn: sqlite3.Connection, now_wall_ns: int) -> Verdict:
 
 
 def database_verdict(db: ReadOnlyDatabase, now_wall_ns: int) -> Verdict:
-    """``read_verdict`` on a fresh read-only connection; an unreadable database is a problem."""
+    """``read_verdict`` on a fresh read-only connection; an unreadable database is a problem.
+
+    *Error handling:* never raises for what the file holds. A database that cannot be
+    opened or queried in time, or a run/heartbeat row the verdict cannot read (a corrupt
+    or hostile value), is a verdict with that problem -- unhealthy, never a traceback
+    (``health``) or a 500 (``/healthz``).
+    """
     try:
         with db.connect() as conn:
             return read_verdict(conn, now_wall_ns)
     except (DatabaseUnavailable, QueryTooSlow) as exc:
         return Verdict((str(exc),), {"now_wall_ns": now_wall_ns})
+    except Exception as exc:  # a row the verdict cannot read
+        problem = f"health unreadable: {type(exc).__name__} reading the latest run or heartbeat"
+        detail = f"{type(exc).__name__}: {exc}"[:500]
+        return Verdict((problem,), {"now_wall_ns": now_wall_ns, "unreadable": detail})
 
 
 # -- host checks (command-line healthcheck only) -----------------------------------
