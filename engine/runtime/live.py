@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Final
 
 import httpx
@@ -228,15 +229,15 @@ class LiveVenue:
     # -- tasks ---------------------------------------------------------------------
 
     def _restore(self, adapter: BinanceExecution) -> None:
+        """Hand the adapter the LIVE orders the core resumed (``Execution.restore`` chose
+        them), each with the venue trades already booked for it, to reconcile."""
         fills_by_order: dict[str, list[str]] = {}
         for fill in self._restored.fills:
             fills_by_order.setdefault(fill.order_id, []).append(fill.fill_id)
-        for restored in self._restored.open_orders:
-            if restored.order.mode != self._core.mode:
-                continue
-            adapter.restore(
-                restored.working(), fills_by_order.get(restored.order.order_id, [])
-            )
+        for order in self._core.open_orders.values():
+            # A copy: the adapter's transitions reach the core only through apply_venue,
+            # together with their fills (I2), never by sharing the object.
+            adapter.restore(replace(order), fills_by_order.get(order.order_id, []))
 
     async def _stream(
         self,
@@ -315,7 +316,8 @@ class LiveVenue:
     async def _submit(
         self, adapter: BinanceExecution, order: Order, *, stopping: bool
     ) -> list[Record]:
-        # The adapter's own Order + SUBMITTED duplicate the core's (already persisted).
+        # The core recorded (and persisted) Order + SUBMITTED; the adapter's copy of them
+        # is not needed -- only its tracking of the order at the venue (docs/execution.md).
         adapter.track(order)
         if stopping:
             logs.warning("live_order_not_sent", order_id=order.order_id, reason="draining")
