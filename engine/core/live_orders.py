@@ -60,7 +60,7 @@ class LiveMode:
     """LIVE: the intents outbox, and the venue's records adopted into execution's book."""
 
     mode: Final = Mode.LIVE
-    order_mode: Final = "LIVE"
+    order_mode: Final = Mode.LIVE.name
     rests_limit_orders: Final = True
     fills_at_once: Final = False
     supersede_frees_slot: Final = False

@@ -41,7 +41,7 @@ class ModePolicy(Protocol):
 
     @property
     def order_mode(self) -> str:
-        """The ``mode`` column of the orders this run creates (``"SHADOW"``, ...)."""
+        """The ``mode`` column of the orders this run creates: the ``Mode`` member's name."""
         ...
 
     @property
@@ -117,7 +117,7 @@ class ShadowMode(SimulatedMode):
     """SHADOW: an approved order is filled at once at its assumed price; nothing rests."""
 
     mode: Final = Mode.SHADOW
-    order_mode: Final = "SHADOW"
+    order_mode: Final = Mode.SHADOW.name
     rests_limit_orders: Final = False
     fills_at_once: Final = True
 

@@ -92,7 +92,7 @@ class PaperMode(SimulatedMode):
     """PAPER: an approved order rests at the simulated venue and is worked trade by trade."""
 
     mode: Final = Mode.PAPER
-    order_mode: Final = "PAPER"
+    order_mode: Final = Mode.PAPER.name
     rests_limit_orders: Final = True
     fills_at_once: Final = False
 
