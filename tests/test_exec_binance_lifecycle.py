@@ -14,10 +14,10 @@ from engine.adapters.binance_spot.lifecycle import (
     fill_amounts,
     report_from_execution,
     split_symbol,
-    trade_id_of,
 )
 from engine.adapters.binance_spot.signing import client_order_id
 from engine.adapters.binance_spot.wire import VenueStatus, execution_report_decoder
+from engine.core.booking import trade_id_of
 from engine.core.events import Fill, Order, OrderEvent, OrderState, OrderType, Side
 from engine.core.sizing import conserves
 

@@ -19,8 +19,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
-from engine.core.events import Fill, Order, OrderEvent, OrderState, Record, VenueFailure
-from engine.core.ledger import Ledger
+from engine.config.schema import Mode
+from engine.core.booking import OrderBook
+from engine.core.events import (
+    Fill,
+    Order,
+    OrderEvent,
+    OrderState,
+    Record,
+    Tick,
+    VenueFailure,
+)
 from engine.core.orders import TERMINAL, TRANSITIONS, WorkingOrder
 
 
@@ -47,45 +56,62 @@ Intent = SubmitOrder | CancelOrder
 """What LIVE execution asks the shell to do at the venue, in the order it must be done."""
 
 
-class LiveOrders:
-    """The intents outbox and the venue's records adopted into execution's open orders."""
+class LiveMode:
+    """LIVE: the intents outbox, and the venue's records adopted into execution's book."""
 
-    def __init__(self) -> None:
+    mode: Final = Mode.LIVE
+    order_mode: Final = Mode.LIVE.name
+    rests_limit_orders: Final = True
+    fills_at_once: Final = False
+    supersede_frees_slot: Final = False
+
+    def __init__(self, book: OrderBook, order_timeout_s: float, timeout_ns: int) -> None:
+        self._book = book
+        self._order_timeout_s = order_timeout_s
+        self._timeout_ns = timeout_ns
         self._intents: list[Intent] = []
         self._cancelling: set[str] = set()
         """Orders whose cancellation was requested and not yet confirmed."""
         self.fill_ids: set[str] = set()
         """Every fill booked (restored ones included): a fill is booked once (I3)."""
 
-    def submit(self, order: Order) -> None:
-        """Ask for ``order`` to be sent (after its SUBMITTED record is persisted)."""
-        self._intents.append(SubmitOrder(order))
+    def resume(self, order: WorkingOrder) -> bool:
+        """Resumed as open; the shell reconciles it with the venue before trading."""
+        order.expires_at = order.ts_submitted + self._timeout_ns
+        return True
 
-    def request_cancel(self, order: WorkingOrder, reason: str) -> None:
-        """Ask once for the remainder to be cancelled; the order stays open until confirmed."""
+    def restore_fill(self, fill: Fill) -> None:
+        self.fill_ids.add(fill.fill_id)
+
+    def place(self, order: WorkingOrder, record: Order, out: list[Record]) -> None:
+        """Record SUBMITTED, keep it open, and ask for it to be sent (after it is persisted)."""
+        out.append(order.submitted_event("live: recorded, to be sent to the venue"))
+        order.expires_at = order.ts_submitted + self._timeout_ns
+        self._book.open(order)
+        self._intents.append(SubmitOrder(record))
+
+    def work(self, tick: Tick, out: list[Record]) -> None:
+        """Request the cancellation of every open order whose ``order_timeout_s`` elapsed."""
+        ts_event = tick.ts_event
+        for order in list(self._book.open_orders.values()):
+            if order.expires_at is not None and ts_event >= order.expires_at:
+                self.cancel(
+                    order, ts_event, f"live: order_timeout_s {self._order_timeout_s} elapsed", out
+                )
+
+    def cancel(self, order: WorkingOrder, ts_event: int, reason: str, out: list[Record]) -> None:
+        """Ask once for the remainder to be cancelled; the order stays open until the venue
+        confirms (its CANCELED comes back through ``apply_venue``)."""
         if order.order_id not in self._cancelling:
             self._cancelling.add(order.order_id)
             self._intents.append(CancelOrder(order.order_id, order.symbol, reason))
 
-    def expire(
-        self, open_orders: dict[str, WorkingOrder], ts_event: int, order_timeout_s: float
-    ) -> None:
-        """Request the cancellation of every open order whose ``order_timeout_s`` elapsed."""
-        for order in list(open_orders.values()):
-            if order.expires_at is not None and ts_event >= order.expires_at:
-                self.request_cancel(order, f"live: order_timeout_s {order_timeout_s} elapsed")
-
-    def take(self) -> list[Intent]:
+    def take_intents(self) -> list[Intent]:
         """What to do at the venue since the last call, in order (empties the outbox)."""
         intents, self._intents = self._intents, []
         return intents
 
-    def apply(
-        self,
-        records: Iterable[Record],
-        open_orders: dict[str, WorkingOrder],
-        ledger: Ledger,
-    ) -> list[Record]:
+    def apply_venue(self, records: Iterable[Record]) -> list[Record]:
         """Book what the venue said; return the records that changed anything here.
 
         ``records`` are the adapter's ``OrderEvent``s and ``Fill``s; a
@@ -107,7 +133,7 @@ class LiveOrders:
         changed: list[Record] = []
         for record in records:
             if type(record) is OrderEvent:
-                if self._adopt(record, open_orders):
+                if self._adopt(record):
                     changed.append(record)
             elif type(record) is VenueFailure:
                 if record.operation == CANCEL_OPERATION:
@@ -115,13 +141,13 @@ class LiveOrders:
             elif type(record) is Fill:
                 if record.fill_id in self.fill_ids:
                     continue
-                ledger.apply(record)
+                self._book.ledger.apply(record)
                 self.fill_ids.add(record.fill_id)
                 changed.append(record)
         return changed
 
-    def _adopt(self, event: OrderEvent, open_orders: dict[str, WorkingOrder]) -> bool:
-        order = open_orders.get(event.order_id)
+    def _adopt(self, event: OrderEvent) -> bool:
+        order = self._book.open_orders.get(event.order_id)
         if order is None or event.seq < order.next_seq:
             return False  # closed already, or a transition we already hold
         if event.filled_qty > order.qty or event.filled_qty < order.filled_qty:
@@ -135,7 +161,7 @@ class LiveOrders:
         order.filled_qty = event.filled_qty
         order.next_seq = event.seq + 1
         if event.state in TERMINAL:
-            del open_orders[event.order_id]
+            self._book.close(event.order_id)
             self._cancelling.discard(event.order_id)
         return True
 

@@ -1,4 +1,4 @@
-"""The PAPER venue: how a resting order meets the tape (pure rules, no state of its own).
+"""PAPER: the simulated venue's rules, and ``PaperMode``, which works the book by them.
 
 Realistic enough that a paper result means something -- the classic dry-run
 sins (everything fills instantly, at any size, at a price nobody traded) are
@@ -18,76 +18,23 @@ exactly what these rules forbid:
   after submission is cancelled.
 
 Everything is a function of the tick sequence, so PAPER is deterministic under
-replay.
+replay. ``PaperVenue`` holds the rules (no state of its own); ``PaperMode`` is
+PAPER's ``engine.core.modes.ModePolicy``: it applies them to the open orders of
+execution's ``OrderBook``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
-from engine.core.booking import book_fill, cancel_remainder
-from engine.core.events import OrderState, OrderType, Record, Side, Tick
-from engine.core.ledger import Ledger
+from engine.config.schema import ExecutionSection, Mode
+from engine.core.booking import OrderBook
+from engine.core.events import Order, OrderState, OrderType, Record, Side, Tick
+from engine.core.modes import SimulatedMode
 from engine.core.orders import OrderAction, WorkingOrder
 from engine.core.sizing import EXACT, ZERO, slipped_price
-
-if TYPE_CHECKING:  # engine.config reads the environment: the core only needs its types
-    from engine.config.schema import ExecutionSection
-
-
-def work_orders(
-    venue: PaperVenue,
-    tick: Tick,
-    *,
-    settings: ExecutionSection,
-    ledger: Ledger,
-    open_orders: dict[str, WorkingOrder],
-    out: list[Record],
-) -> None:
-    """Expire, accept and fill the open orders this trade reaches; append their records.
-
-    An order past its ``order_timeout_s`` has its remainder cancelled before the
-    trade is considered; one still in flight (``latency_ms``) is left alone.
-    """
-    available = tick.qty
-    for order in list(open_orders.values()):
-        if order.expires_at is not None and tick.ts_event >= order.expires_at:
-            cancel_remainder(
-                order,
-                order.expires_at,
-                f"paper: order_timeout_s {settings.order_timeout_s} elapsed",
-                open_orders=open_orders,
-                out=out,
-            )
-            continue
-        if order.state is OrderState.SUBMITTED:
-            if tick.ts_event < order.active_at:
-                continue
-            out.append(
-                order.transition(
-                    OrderAction.ACCEPT,
-                    order.active_at,
-                    f"paper: reached the simulated venue after latency_ms {settings.latency_ms}",
-                )
-            )
-        match = venue.match(order, tick, available)
-        if match is None:
-            continue
-        available = EXACT.subtract(available, match.qty)
-        book_fill(
-            order,
-            qty=match.qty,
-            price=match.price,
-            ts_event=tick.ts_event,
-            reason=f"paper: fill against trade {tick.event_id} ({tick.qty} @ {tick.price})",
-            fee_bps=settings.fee_bps,
-            ledger=ledger,
-            open_orders=open_orders,
-            out=out,
-        )
-
 
 NS_PER_MS: Final = 1_000_000
 NS_PER_S: Final = 1_000_000_000
@@ -139,3 +86,69 @@ class PaperVenue:
                 return None
             price = order.price
         return Match(qty=min(order.leaves_qty, available), price=price)
+
+
+class PaperMode(SimulatedMode):
+    """PAPER: an approved order rests at the simulated venue and is worked trade by trade."""
+
+    mode: Final = Mode.PAPER
+    order_mode: Final = Mode.PAPER.name
+    rests_limit_orders: Final = True
+    fills_at_once: Final = False
+
+    def __init__(self, book: OrderBook, settings: ExecutionSection) -> None:
+        super().__init__(book, settings)
+        self.venue = PaperVenue.from_settings(
+            settings.latency_ms, settings.order_timeout_s, settings.slippage_bps
+        )
+
+    def resume(self, order: WorkingOrder) -> bool:
+        self.venue.schedule(order)
+        return True
+
+    def place(self, order: WorkingOrder, record: Order, out: list[Record]) -> None:
+        out.append(order.submitted_event("paper: submitted to the simulated venue"))
+        self.venue.schedule(order)
+        self._book.open(order)
+
+    def work(self, tick: Tick, out: list[Record]) -> None:
+        """Expire, accept and fill the open orders this trade reaches; append their records.
+
+        An order past its ``order_timeout_s`` has its remainder cancelled before the
+        trade is considered; one still in flight (``latency_ms``) is left alone.
+        """
+        book, settings, venue = self._book, self._settings, self.venue
+        available = tick.qty
+        for order in list(book.open_orders.values()):
+            if order.expires_at is not None and tick.ts_event >= order.expires_at:
+                book.cancel_remainder(
+                    order,
+                    order.expires_at,
+                    f"paper: order_timeout_s {settings.order_timeout_s} elapsed",
+                    out,
+                )
+                continue
+            if order.state is OrderState.SUBMITTED:
+                if tick.ts_event < order.active_at:
+                    continue
+                out.append(
+                    order.transition(
+                        OrderAction.ACCEPT,
+                        order.active_at,
+                        f"paper: reached the simulated venue after latency_ms "
+                        f"{settings.latency_ms}",
+                    )
+                )
+            match = venue.match(order, tick, available)
+            if match is None:
+                continue
+            available = EXACT.subtract(available, match.qty)
+            book.fill(
+                order,
+                qty=match.qty,
+                price=match.price,
+                ts_event=tick.ts_event,
+                reason=f"paper: fill against trade {tick.event_id} ({tick.qty} @ {tick.price})",
+                fee_bps=settings.fee_bps,
+                out=out,
+            )

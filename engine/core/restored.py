@@ -36,7 +36,8 @@ class RestoredOrder:
     next_seq: int
     """``seq`` of the next transition (one past the last persisted ``order_events`` row)."""
     fills: int
-    """Fills already persisted for it (the next fill is ``fill:<order_id>:<fills>``)."""
+    """Fills already persisted for it (the next simulated fill is
+    ``simulated_fill_id(order_id, fills)``)."""
 
     def working(self) -> WorkingOrder:
         """The in-memory order execution tracks, at the point the database left it."""

@@ -1,49 +1,18 @@
 """The LIVE execution path: the pure core decides, this shell talks to the venue.
 
 Started by the runtime only in ``mode = "live"``, after gate G1 passed
-(``engine.app``); nothing here is imported in SHADOW or PAPER (I1).
-
-::
-
-    execution task --records--> persistence (WriteAhead) ---- "order X is durable" ----.
-         |                          ^                                                  v
-         '--intents (never waits)---+--> sender: submit / cancel ----> Binance REST   |
-                                    |        ^ waits for ------------------------------'
-                                    '-- forwarder <-- venue records <-- user stream (WebSocket API)
-
-* **Decisions stay in the core.** ``Execution`` (LIVE mode) runs the same risk
-  chain and ledger as SHADOW/PAPER; an approved order is returned as ``Order`` +
-  SUBMITTED like any record, and the *intent* to send it waits in the core's
-  outbox. After the execution task queued a batch's records for persistence, it
-  calls ``dispatch``: the intents go to the sender's own bounded channel with
-  ``send_nowait`` -- the strategy/execution loop never waits on the network.
-* **Write-ahead.** The sender submits an order only after persistence has
-  *committed* its SUBMITTED record (``WriteAhead.wait_durable``), so a crash
-  at any point leaves the order in the database first; a restart then
-  reconciles it with the venue (``BinanceExecution.reconcile``: found -> booked,
-  never placed -> DENIED) and never sends it again.
-* **Venue results flow back through the core.** Whatever the adapter returns --
-  from a submit, a cancel or the user-data stream -- goes to the forwarder,
-  which applies it to the core (``Execution.apply_venue``: positions, open
-  orders and exposure stay right, I2/I4) and then queues it for persistence.
-  Every ``VenueFailure`` is logged by the adapter and persisted here (L4).
-* **User stream** runs as its own task; trading starts only after its first
-  subscription and the reconciliation of any orders a previous run left open.
-* **Drain.** When the execution task ends (SIGINT/SIGTERM, or the source ran
-  out) the intent channel closes. Submits still queued behind a signal are not
-  sent (DENIED "engine stopping"); then every order still open at the venue is
-  cancelled, bounded by ``DRAIN_CANCEL_SHARE`` of ``drain_timeout_s``; then the
-  stream stops, the forwarder flushes, and only then is the HTTP client closed.
-
-Sends are sequential, in intent order (a cancel never overtakes the submit of
-its order); a submit that is retrying (rate limit, unknown outcome) delays the
-intents behind it, never the pipeline.
+(``engine.app``); nothing here is imported in SHADOW or PAPER (I1). How the
+pieces fit -- intents out of the core, write-ahead before a submit, venue
+records back through ``Execution.apply_venue``, the drain -- is
+docs/architecture.md "The LIVE path" (one copy, so the two cannot drift); the
+core's side is docs/execution.md "LIVE".
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Final
 
 import httpx
@@ -228,15 +197,15 @@ class LiveVenue:
     # -- tasks ---------------------------------------------------------------------
 
     def _restore(self, adapter: BinanceExecution) -> None:
+        """Hand the adapter the LIVE orders the core resumed (``Execution.restore`` chose
+        them), each with the venue trades already booked for it, to reconcile."""
         fills_by_order: dict[str, list[str]] = {}
         for fill in self._restored.fills:
             fills_by_order.setdefault(fill.order_id, []).append(fill.fill_id)
-        for restored in self._restored.open_orders:
-            if restored.order.mode != self._core.mode:
-                continue
-            adapter.restore(
-                restored.working(), fills_by_order.get(restored.order.order_id, [])
-            )
+        for order in self._core.open_orders.values():
+            # A copy: the adapter's transitions reach the core only through apply_venue,
+            # together with their fills (I2), never by sharing the object.
+            adapter.restore(replace(order), fills_by_order.get(order.order_id, []))
 
     async def _stream(
         self,
@@ -315,7 +284,8 @@ class LiveVenue:
     async def _submit(
         self, adapter: BinanceExecution, order: Order, *, stopping: bool
     ) -> list[Record]:
-        # The adapter's own Order + SUBMITTED duplicate the core's (already persisted).
+        # The core recorded (and persisted) Order + SUBMITTED; the adapter's copy of them
+        # is not needed -- only its tracking of the order at the venue (docs/execution.md).
         adapter.track(order)
         if stopping:
             logs.warning("live_order_not_sent", order_id=order.order_id, reason="draining")

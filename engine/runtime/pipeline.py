@@ -33,6 +33,7 @@ from typing import Final, TypeVar
 import trio
 
 from engine import logs
+from engine.config.schema import Mode
 from engine.core.events import Fill, Order, Record, RiskState, Veto, VetoReason
 from engine.core.strategy import SmaCross
 from engine.counters import Counters
@@ -164,21 +165,25 @@ async def strategy_task(
             await send_or_overload(send, decisions, "decision", policy)
 
 
-def count_records(records: list[Record], counters: Counters, mode: str) -> None:
+def count_records(records: list[Record], counters: Counters, mode: Mode) -> None:
+    orders = 0
     for record in records:
         if isinstance(record, Order):
-            if mode == "paper":
-                counters.paper_orders += 1
-            elif mode == "live":
-                counters.live_orders += 1
-            else:
-                counters.shadow_orders += 1
+            orders += 1
         elif isinstance(record, Fill):
             counters.trade_count += 1
         elif isinstance(record, Veto):
             counters.risk_vetoes += 1
             if record.reason is VetoReason.STALE_DATA:
                 counters.stale_vetoes += 1
+    if not orders:
+        return
+    if mode is Mode.PAPER:
+        counters.paper_orders += orders
+    elif mode is Mode.LIVE:
+        counters.live_orders += orders
+    else:
+        counters.shadow_orders += orders
 
 
 def log_trading_state_change(before: str, after: str, produced: list[Record]) -> None:
@@ -199,7 +204,7 @@ async def execution_task(
     receive: trio.MemoryReceiveChannel[DecisionBatch],
     send: trio.MemorySendChannel[RecordBatch],
     counters: Counters,
-    mode: str,
+    mode: Mode,
     *,
     venue: VenueLink | None = None,
     policy: EnqueuePolicy = EnqueuePolicy(),
@@ -246,7 +251,7 @@ async def run_pipeline(components: Components, state: RunState) -> None:
     tick_send, tick_recv = trio.open_memory_channel[TickBatch](TICK_QUEUE_BATCHES)
     decision_send, decision_recv = trio.open_memory_channel[DecisionBatch](DECISION_QUEUE_BATCHES)
     record_send, record_recv = trio.open_memory_channel[RecordBatch](RECORD_QUEUE_BATCHES)
-    mode = str(state.config.engine.mode)
+    mode = state.config.engine.mode
     venue = components.venue
     persistence: Persistence = components.store
     persist_age_s = PERSIST_BATCH_AGE_S

@@ -8,7 +8,7 @@ reads no clock; every time comes from the venue's report.
 
 Rules:
 
-* Fills are keyed by the venue's trade id: ``fill:<order id>:T<trade id>``. The
+* Fills are keyed by the venue's trade id (``engine.core.booking.venue_fill_id``). The
   same trade arriving twice (the order response *and* the stream, a re-delivery
   after a reconnect, a restart) books once (I3).
 * A trade for an order still SUBMITTED first accepts it (the venue may report the
@@ -42,6 +42,7 @@ from engine.adapters.binance_spot.wire import (
     VenueTrade,
     ms_to_ns,
 )
+from engine.core.booking import trade_id_of, venue_fill_id
 from engine.core.events import Fill, Order, OrderState, Record, Side
 from engine.core.orders import TERMINAL, OrderAction, WorkingOrder, fill_action
 from engine.core.sizing import EXACT, ZERO
@@ -150,16 +151,6 @@ class Applied:
     """The report is about a client order id this book does not hold."""
     unpriced: list[str] = field(default_factory=list)
     """Fill ids whose commission could not be valued (fee recorded as 0)."""
-
-
-def fill_id_for(order_id: str, trade_id: int) -> str:
-    return f"fill:{order_id}:T{trade_id}"
-
-
-def trade_id_of(fill_id: str) -> int | None:
-    """The venue trade id inside a LIVE fill id (``None`` for other fill ids)."""
-    _, sep, tail = fill_id.rpartition(":T")
-    return int(tail) if sep and tail.isdigit() else None
 
 
 def fill_amounts(
@@ -304,7 +295,7 @@ class LiveBook:
         self._accept(working, trade.ts_event, out)
         base, quote = split_symbol(working.symbol)
         position_delta, cash_delta, fee, unpriced = fill_amounts(working.side, trade, base, quote)
-        fill_id = fill_id_for(working.order_id, trade.trade_id)
+        fill_id = venue_fill_id(working.order_id, trade.trade_id)
         action = fill_action(working, trade.qty)
         out.records.append(
             working.transition(
