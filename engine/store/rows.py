@@ -120,8 +120,8 @@ def select_records(
 ) -> Iterator[R]:
     """``select_rows`` decoded by the table's own ``record`` function.
 
-    *Error handling:* a malformed stored value raises (``decimal.InvalidOperation``,
-    ``ValueError``, ``TypeError``); use ``select_rows`` + ``record_of`` to survive one.
+    *Error handling:* a malformed stored value raises ``msgspec.ValidationError`` (a
+    ``ValueError``); use ``select_rows`` + ``record_of`` to survive one.
     """
     spec = _spec(kind)
     return (cast(R, spec.record(row)) for row in select_rows(conn, spec.kind, tail, args))

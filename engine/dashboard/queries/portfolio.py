@@ -41,7 +41,7 @@ class Book:
         """Book rows of the fills table's mapped columns (``columns_of(Fill)`` order).
 
         *Error handling:* a value that is not a decimal or a side raises
-        (``decimal.InvalidOperation`` / ``ValueError``) -- a corrupt row the caller reports.
+        ``msgspec.ValidationError`` (a ``ValueError``) -- a corrupt row the caller reports.
         """
         for row in rows:
             try:
