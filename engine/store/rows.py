@@ -12,8 +12,11 @@ record reads themselves are plain SQL through the mapping, because they are the
 heavy reads (restore, report, digest, the dashboard's ledger) and a dict per row
 would only be thrown away (docs/architecture.md "Schema").
 
-All functions here only read; a table a database does not have yet (an older
-file, or one the engine never migrated) reads as empty.
+Every function but ``insert_records`` only reads; a table a database does not
+have yet (an older file, or one the engine never migrated) reads as empty.
+``insert_records`` is the simple one-statement-per-record write for models of
+the store (``engine.proof.invariants``); the engine's writer is
+``engine.store.sqlite_store``.
 """
 
 from __future__ import annotations
