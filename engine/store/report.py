@@ -34,7 +34,14 @@ from engine.exits import ExitCode
 from engine.store.connection import open_readonly
 from engine.store.digest import digest
 from engine.store.restore import load_marks
-from engine.store.rows import has_table, record_of, select_rows, table_counts
+from engine.store.rows import (
+    count_by,
+    has_table,
+    record_of,
+    row_count,
+    select_rows,
+    table_counts,
+)
 from engine.store.runs import (
     SUMMARY_TABLES,
     RunRecord,
@@ -237,10 +244,8 @@ def build_report(conn: sqlite3.Connection) -> Report:
     report.realised_pnl = ledger.realised
     report.unrealised_pnl = ledger.unrealised(marks)
     report.equity = ledger.equity(marks)
-    report.signals = conn.execute("SELECT COUNT(*) FROM signals").fetchone()[0]
-    report.vetoes_by_reason = dict(
-        conn.execute("SELECT reason, COUNT(*) FROM vetoes GROUP BY reason ORDER BY reason")
-    )
+    report.signals = row_count(conn, "signals")
+    report.vetoes_by_reason = count_by(conn, "vetoes", "reason")
     if has_table(conn, "risk_states"):
         last = conn.execute(
             "SELECT trading_state FROM risk_states ORDER BY rowid DESC LIMIT 1"
