@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import trio
 
+from engine.core.events import Fill
 from engine.dashboard.app import (
     CONTENT_SECURITY_POLICY,
     REFUSAL_LOG_FIRST,
@@ -19,8 +20,8 @@ from engine.dashboard.app import (
     build_app,
 )
 from engine.dashboard.db import ReadOnlyDatabase
-from engine.dashboard.queries.portfolio import FILL_COLUMNS
 from engine.store.report import build_report
+from engine.store.rows import columns_of
 from tests.dashboard_support import asgi_get, http_get, replay_database, serve_dashboard
 from tests.engine_process import EngineProcess, run_engine
 from tests.fake_exchange import LogLines
@@ -280,7 +281,7 @@ async def test_missing_database_is_503_and_healthz_names_it(tmp_path: Path) -> N
 async def test_internal_error_is_500_without_traceback(tmp_path: Path) -> None:
     path = tmp_path / "bad.db"
     with sqlite3.connect(path) as conn:
-        conn.execute(f"CREATE TABLE fills ({', '.join(FILL_COLUMNS)})")
+        conn.execute(f"CREATE TABLE fills ({', '.join(columns_of(Fill))})")
         conn.execute("INSERT INTO fills VALUES ('f', 'o', 'X', 'BUY', '1', 'not-a-number',"
                      " '0', '0', '1', 0)")
         conn.execute("CREATE TABLE ticks (symbol, ts_event, price)")

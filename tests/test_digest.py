@@ -26,7 +26,8 @@ from engine.core.events import (
     Veto,
     VetoReason,
 )
-from engine.store.digest import digest, digest_path, table_counts
+from engine.store.digest import digest, digest_path
+from engine.store.rows import table_counts
 from engine.store.schema import DIGEST_TABLES
 from engine.store.sqlite_store import SqliteStore
 from tests.engine_process import run_engine

@@ -29,7 +29,8 @@ from engine.core.events import (
     VetoReason,
 )
 from engine.ports import WriteResult
-from engine.store.digest import digest, table_counts
+from engine.store.digest import digest
+from engine.store.rows import table_counts
 from engine.store.schema import RECORD_TABLES
 from engine.store.sqlite_store import SqliteStore, StoreAbandoned, backoff_s, is_lock_error
 

@@ -15,7 +15,7 @@ import trio.testing
 from engine.core.events import Record, Tick
 from engine.counters import Counters
 from engine.ports import WriteResult
-from engine.store.digest import table_counts
+from engine.store.rows import table_counts
 from engine.store.sqlite_store import SqliteStore, StorageFull
 from engine.store.task import batch_records, run_persistence
 

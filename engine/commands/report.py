@@ -15,13 +15,8 @@ from typing import Final
 from engine.exits import ConfigError
 from engine.store.connection import open_readonly
 from engine.store.report import build_report
+from engine.store.rows import missing_tables
 from engine.store.schema import DIGEST_TABLES
-
-
-def missing_engine_tables(conn: sqlite3.Connection) -> list[str]:
-    """The decision tables a report needs that this database lacks (all of them: not ours)."""
-    present = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    return [spec.table for spec in DIGEST_TABLES if spec.table not in present]
 
 EXIT_AUDIT_FAILED: Final = 3
 """The database's records do not balance (a tampered or corrupted fills table)."""
@@ -45,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     except sqlite3.DatabaseError as exc:  # not SQLite, or fails quick_check
         raise ConfigError(f"--db: {args.db} is not a readable engine database ({exc})") from None
     try:
-        missing = missing_engine_tables(conn)
+        missing = missing_tables(conn, DIGEST_TABLES)  # lacks them all: not an engine file
         if missing:
             raise ConfigError(
                 f"--db: {args.db} is not an engine database (no {', '.join(missing)} table)"

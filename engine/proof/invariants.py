@@ -73,6 +73,7 @@ from engine.core.orders import TERMINAL, TRANSITIONS
 from engine.core.strategy import from_config
 from engine.proof import replay
 from engine.store.restore import load_restored_state
+from engine.store.rows import insert_records, is_stored
 from engine.store.schema import RECORD_TABLES, migrate
 
 # ---------------------------------------------------------------- I1: no socket in SHADOW/PAPER
@@ -213,11 +214,7 @@ class Database:
         migrate(self.conn)
 
     def write(self, records: list[Record]) -> None:
-        self.conn.execute("BEGIN")
-        for record in records:
-            spec = RECORD_TABLES[type(record)]
-            self.conn.execute(spec.insert_sql, spec.row(record))
-        self.conn.execute("COMMIT")
+        insert_records(self.conn, records)
 
 
 def record_key(record: Record) -> tuple[str, ...]:
@@ -414,12 +411,7 @@ class ExecutionMachine(RuleBasedStateMachine):
         stored = {
             record_key(r)
             for r in self.records
-            if self.db.conn.execute(
-                f"SELECT 1 FROM {RECORD_TABLES[type(r)].table} WHERE "
-                + " AND ".join(f"{k} = ?" for k in RECORD_TABLES[type(r)].key),
-                [str(getattr(r, k)) if not isinstance(getattr(r, k), int) else getattr(r, k)
-                 for k in RECORD_TABLES[type(r)].key],
-            ).fetchone()
+            if is_stored(self.db.conn, r)
         }
         self.live = Execution(self.config)
         self.live.restore(load_restored_state(self.db.conn))

@@ -31,7 +31,7 @@ from typing import Final
 import msgspec
 
 from engine.store.connection import open_readonly
-from engine.store.digest import table_counts
+from engine.store.rows import table_counts
 
 CASES_FILE: Final = "cases.toml"
 DEFAULT_RUNS: Final = 2

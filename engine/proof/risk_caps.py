@@ -30,7 +30,6 @@ are not counted.
 from __future__ import annotations
 
 import os
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -40,9 +39,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final
 
+from engine.core.events import Fill, OrderEvent, OrderState
 from engine.proof import replay
 from engine.proof.checks import check_env, tail, timed
 from engine.proof.evidence import CheckResult
+from engine.store.audit import AuditRows, OrderEntry, read_audit_rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,30 +131,20 @@ class Audit:
 _FILL, _TRANSITION, _OPEN = 0, 1, 2
 
 
-def _timeline(conn: sqlite3.Connection) -> list[tuple[int, int, int, tuple[Any, ...]]]:
-    rows: list[tuple[int, int, int, tuple[Any, ...]]] = []
-    for rowid, *rest in conn.execute(
-        "SELECT rowid, symbol, position_delta, price, cash_delta, fee, fill_id, ts_event "
-        "FROM fills ORDER BY rowid"
-    ):
-        rows.append((rest[-1], _FILL, rowid, tuple(rest)))
-    for rowid, *rest in conn.execute(
-        "SELECT rowid, order_id, seq, state, leaves_qty, ts_event FROM order_events ORDER BY rowid"
-    ):
-        rows.append((rest[-1], _TRANSITION, rowid, tuple(rest)))
-    denied = {
-        oid for (oid,) in conn.execute("SELECT order_id FROM order_events WHERE state = 'DENIED'")
-    }
-    for rowid, *rest in conn.execute(
-        "SELECT o.rowid, o.order_id, o.symbol, o.side, o.qty, COALESCE(t.price, o.price), "
-        "COALESCE(t.ts_event, o.ts_event) FROM orders o "
-        "LEFT JOIN signals s ON s.signal_id = o.signal_id "
-        "LEFT JOIN ticks t ON t.event_id = s.cause_id ORDER BY o.rowid"
-    ):
-        if rest[0] not in denied:
-            rows.append((rest[-1], _OPEN, rowid, tuple(rest)))
-    rows.sort(key=lambda r: (r[0], r[1], r[2]))
-    return rows
+def _timeline(rows: AuditRows) -> list[tuple[int, int, int, Fill | OrderEvent | OrderEntry]]:
+    """Every fill, transition and (not denied) order opening, by event time then kind.
+
+    At an equal time and kind, insertion order (the list position: rowid order).
+    """
+    timeline: list[tuple[int, int, int, Fill | OrderEvent | OrderEntry]] = []
+    timeline.extend((f.ts_event, _FILL, i, f) for i, f in enumerate(rows.fills))
+    timeline.extend((e.ts_event, _TRANSITION, i, e) for i, e in enumerate(rows.transitions))
+    denied = {e.order_id for e in rows.transitions if e.state == OrderState.DENIED}
+    timeline.extend(
+        (o.ts_event, _OPEN, i, o) for i, o in enumerate(rows.entries) if o.order_id not in denied
+    )
+    timeline.sort(key=lambda r: (r[0], r[1], r[2]))
+    return timeline
 
 
 def audit(db_path: str | Path, caps: Caps) -> Audit:
@@ -174,36 +165,35 @@ def audit(db_path: str | Path, caps: Caps) -> Audit:
         else:
             result.violations.append("")  # counted, not reported
 
-    with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True) as conn:
-        for reason, count in conn.execute("SELECT reason, count(*) FROM vetoes GROUP BY reason"):
-            result.vetoes_by_reason[reason] = count
-        result.risk_cap_vetoes = result.vetoes_by_reason.get("RISK_CAP", 0)
-        timeline = _timeline(conn)
-    for _ts, kind, _rowid, row in timeline:
-        if kind == _FILL:
-            symbol, delta, px, cash, fee, fill_id, _ = row
-            d, p = Decimal(delta), Decimal(px)
-            if Decimal(cash) + d * p + Decimal(fee) != 0:
-                breach(f"{fill_id}: cash_delta + position_delta * price + fee != 0")
+    stored = read_audit_rows(db_path)
+    result.vetoes_by_reason.update(stored.vetoes_by_reason)
+    result.risk_cap_vetoes = result.vetoes_by_reason.get("RISK_CAP", 0)
+    for _ts, _kind, _at, row in _timeline(stored):
+        if isinstance(row, Fill):
+            symbol, d = row.symbol, row.position_delta
+            if row.cash_delta + d * row.price + row.fee != 0:
+                breach(f"{row.fill_id}: cash_delta + position_delta * price + fee != 0")
             position[symbol] = position.get(symbol, Decimal(0)) + d
             result.fills += 1
-        elif kind == _TRANSITION:
-            order_id, _seq, state, leaves_qty, _ = row
+        elif isinstance(row, OrderEvent):
+            order_id = row.order_id
             if order_id in leaves:
-                leaves[order_id] = Decimal(leaves_qty)
-            if state in TERMINAL_STATES:
+                leaves[order_id] = row.leaves_qty
+            if row.state in TERMINAL_STATES:
                 open_orders.pop(order_id, None)
                 leaves.pop(order_id, None)
         else:
-            order_id, symbol, side, qty, px, ts = row
+            order_id, symbol, side, qty, px, ts = (
+                row.order_id, row.symbol, row.side, row.qty, row.price, row.ts_event
+            )
             result.orders += 1
             count = len(open_orders) + 1
             result.max_open_orders_seen = max(result.max_open_orders_seen, count)
             if count > caps.max_open_orders:
                 breach(f"{order_id} at {ts}: {count} open orders > {caps.max_open_orders}")
             if side == "BUY":
-                price[symbol] = Decimal(px)
-                sym = (committed(symbol) + Decimal(qty)) * price[symbol]
+                price[symbol] = px
+                sym = (committed(symbol) + qty) * price[symbol]
                 total = (
                     sum((committed(s) * price[s] for s in price if s != symbol), Decimal(0)) + sym
                 )
@@ -214,7 +204,7 @@ def audit(db_path: str | Path, caps: Caps) -> Audit:
                            f"{caps.max_symbol_exposure_usd}")  # fmt: skip
                 if total > caps.max_exposure_usd:
                     breach(f"{order_id} at {ts}: total exposure {total} > {caps.max_exposure_usd}")
-                leaves[order_id] = Decimal(qty)
+                leaves[order_id] = qty
             open_orders[order_id] = (symbol, side)
     return result
 

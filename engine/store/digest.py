@@ -39,9 +39,8 @@ def _check_value(value: object) -> object:
 
 
 def _table_rows(conn: sqlite3.Connection, spec: RecordTable) -> sqlite3.Cursor:
-    columns = ", ".join(spec.columns)
-    order = ", ".join(spec.key)
-    return conn.execute(f"SELECT {columns} FROM {spec.table} ORDER BY {order}")
+    # The mapping's own columns (spec.select_sql): the ones the writer inserts.
+    return conn.execute(f"{spec.select_sql} ORDER BY {', '.join(spec.key)}")
 
 
 def digest(conn: sqlite3.Connection) -> str:
@@ -52,18 +51,6 @@ def digest(conn: sqlite3.Connection) -> str:
         for row in _table_rows(conn, spec):
             h.update(_line([_check_value(v) for v in row]))
     return h.hexdigest()
-
-
-def table_counts(conn: sqlite3.Connection) -> dict[str, int]:
-    """Row count of every table in the database (SQLite's internal tables excluded)."""
-    names = [
-        row[0]
-        for row in conn.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
-            " ORDER BY name"
-        )
-    ]
-    return {name: conn.execute(f'SELECT COUNT(*) FROM "{name}"').fetchone()[0] for name in names}
 
 
 def digest_path(path: str | Path) -> str:

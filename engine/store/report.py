@@ -32,8 +32,16 @@ from engine.core.ledger import Ledger
 from engine.core.sizing import conserves
 from engine.exits import ExitCode
 from engine.store.connection import open_readonly
-from engine.store.digest import digest, table_counts
-from engine.store.restore import FILL_COLUMNS, fill_from_row
+from engine.store.digest import digest
+from engine.store.restore import load_marks
+from engine.store.rows import (
+    count_by,
+    has_table,
+    record_of,
+    row_count,
+    select_rows,
+    table_counts,
+)
 from engine.store.runs import (
     SUMMARY_TABLES,
     RunRecord,
@@ -161,13 +169,6 @@ def run_line(run: RunRecord) -> str:
     )
 
 
-def _has_table(conn: sqlite3.Connection, name: str) -> bool:
-    row = conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
-    ).fetchone()
-    return row is not None
-
-
 def _note(report: Report, problem: str) -> None:
     if len(report.problems) < MAX_LISTED_PROBLEMS:
         report.problems.append(problem)
@@ -176,7 +177,7 @@ def _note(report: Report, problem: str) -> None:
 def _fill_from_row(row: tuple[Any, ...]) -> Fill | None:
     """A stored fill, or ``None`` when a value does not parse (reported, not booked)."""
     try:
-        return fill_from_row(row)
+        return record_of(Fill, row)
     except (InvalidOperation, ValueError, TypeError):
         return None
 
@@ -185,8 +186,7 @@ def _book_fills(conn: sqlite3.Connection, report: Report) -> tuple[Ledger, dict[
     """Check every fill and book the ones that conserve; return the ledger and qty per order."""
     ledger = Ledger()
     filled: dict[str, Decimal] = {}
-    rows = conn.execute(f"SELECT {FILL_COLUMNS} FROM fills ORDER BY rowid")
-    for row in rows:
+    for row in select_rows(conn, Fill, "ORDER BY rowid"):
         report.fills += 1
         fill = _fill_from_row(row)
         if fill is None or not conserves(
@@ -232,18 +232,11 @@ def build_report(conn: sqlite3.Connection) -> Report:
     report.modes = previous_modes(conn)
     report.runs_total = count_runs(conn)
     report.runs = load_runs(conn, MAX_REPORTED_RUNS)
-    if not _has_table(conn, "fills"):
+    if not has_table(conn, "fills"):
         return report
     ledger, filled = _book_fills(conn, report)
     _check_orders(conn, report, filled)
-    marks = {
-        symbol: Decimal(price)
-        for symbol, price in conn.execute(
-            "SELECT t.symbol, t.price FROM ticks t JOIN"
-            " (SELECT symbol, MAX(rowid) AS last FROM ticks GROUP BY symbol) m"
-            " ON t.rowid = m.last ORDER BY t.symbol"
-        )
-    }
+    marks = load_marks(conn)
     report.positions = {s: q for s, q in ledger.positions().items() if q != 0}
     report.marks = {s: marks[s] for s in report.positions if s in marks}
     report.cash = ledger.cash
@@ -251,11 +244,9 @@ def build_report(conn: sqlite3.Connection) -> Report:
     report.realised_pnl = ledger.realised
     report.unrealised_pnl = ledger.unrealised(marks)
     report.equity = ledger.equity(marks)
-    report.signals = conn.execute("SELECT COUNT(*) FROM signals").fetchone()[0]
-    report.vetoes_by_reason = dict(
-        conn.execute("SELECT reason, COUNT(*) FROM vetoes GROUP BY reason ORDER BY reason")
-    )
-    if _has_table(conn, "risk_states"):
+    report.signals = row_count(conn, "signals")
+    report.vetoes_by_reason = count_by(conn, "vetoes", "reason")
+    if has_table(conn, "risk_states"):
         last = conn.execute(
             "SELECT trading_state FROM risk_states ORDER BY rowid DESC LIMIT 1"
         ).fetchone()
@@ -283,7 +274,7 @@ class RunSummary:
 
 
 def _ticks_processed(conn: sqlite3.Connection, run_id: str) -> int | None:
-    if not _has_table(conn, "heartbeats"):
+    if not has_table(conn, "heartbeats"):
         return None
     row = conn.execute(
         "SELECT counters FROM heartbeats WHERE run_id = ? ORDER BY hb_id DESC LIMIT 1", (run_id,)

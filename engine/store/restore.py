@@ -13,51 +13,20 @@ yet (an older database) read as empty.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
 from decimal import Decimal
-from typing import Any, Final
+from typing import Final
 
-from engine.core.events import Fill, Order, OrderState, OrderType, RiskState, Side, TradingState
+from engine.core.events import Fill, Order, OrderState, RiskState
 from engine.core.orders import TERMINAL
 from engine.core.restored import RestoredOrder, RestoredState
+from engine.store.rows import columns_of, has_table, record_of, select_records
 
 _TERMINAL_SQL: Final = ", ".join(f"'{state.value}'" for state in sorted(TERMINAL))
 
 
-def _has_table(conn: sqlite3.Connection, name: str) -> bool:
-    row = conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
-    ).fetchone()
-    return row is not None
-
-
-FILL_COLUMNS = (
-    "fill_id, order_id, symbol, side, qty, price, fee, cash_delta, position_delta, ts_event"
-)
-
-
-def fill_from_row(r: Sequence[Any]) -> Fill:
-    """A ``fills`` row (``FILL_COLUMNS`` order) as a ``Fill``; raises on a malformed value."""
-    return Fill(
-        fill_id=r[0],
-        order_id=r[1],
-        symbol=r[2],
-        side=Side(r[3]),
-        qty=Decimal(r[4]),
-        price=Decimal(r[5]),
-        fee=Decimal(r[6]),
-        cash_delta=Decimal(r[7]),
-        position_delta=Decimal(r[8]),
-        ts_event=r[9],
-    )
-
-
 def load_fills(conn: sqlite3.Connection) -> list[Fill]:
     """Every fill, in insertion order (the order the ledger booked them)."""
-    if not _has_table(conn, "fills"):
-        return []
-    rows = conn.execute(f"SELECT {FILL_COLUMNS} FROM fills ORDER BY rowid")
-    return [fill_from_row(r) for r in rows]
+    return list(select_records(conn, Fill, "ORDER BY rowid"))
 
 
 def load_open_orders(conn: sqlite3.Connection) -> list[RestoredOrder]:
@@ -66,11 +35,11 @@ def load_open_orders(conn: sqlite3.Connection) -> list[RestoredOrder]:
     The filled quantity is the sum of the order's persisted fills (the ledger's
     truth), not the last event's ``filled_qty``.
     """
-    if not (_has_table(conn, "orders") and _has_table(conn, "order_events")):
+    if not (has_table(conn, "orders") and has_table(conn, "order_events")):
         return []
+    width = len(columns_of(Order))
     rows = conn.execute(
-        "SELECT o.order_id, o.signal_id, o.mode, o.symbol, o.side, o.order_type, o.qty,"
-        " o.price, o.ts_event, e.state, e.seq"
+        f"SELECT {', '.join('o.' + c for c in columns_of(Order))}, e.state, e.seq"
         " FROM orders o JOIN order_events e ON e.order_id = o.order_id"
         " AND e.seq = (SELECT MAX(seq) FROM order_events WHERE order_id = o.order_id)"
         f" WHERE e.state NOT IN ({_TERMINAL_SQL})"
@@ -78,17 +47,8 @@ def load_open_orders(conn: sqlite3.Connection) -> list[RestoredOrder]:
     ).fetchall()
     restored: list[RestoredOrder] = []
     for r in rows:
-        order = Order(
-            order_id=r[0],
-            signal_id=r[1],
-            mode=r[2],
-            symbol=r[3],
-            side=Side(r[4]),
-            order_type=OrderType(r[5]),
-            qty=Decimal(r[6]),
-            price=Decimal(r[7]),
-            ts_event=r[8],
-        )
+        order = record_of(Order, r[:width])
+        state, last_seq = r[width:]
         fill_qtys = conn.execute(
             "SELECT qty FROM fills WHERE order_id = ? ORDER BY rowid", (order.order_id,)
         ).fetchall()
@@ -96,9 +56,9 @@ def load_open_orders(conn: sqlite3.Connection) -> list[RestoredOrder]:
         restored.append(
             RestoredOrder(
                 order=order,
-                state=OrderState(r[9]),
+                state=OrderState(state),
                 filled_qty=filled,
-                next_seq=r[10] + 1,
+                next_seq=last_seq + 1,
                 fills=len(fill_qtys),
             )
         )
@@ -109,14 +69,14 @@ def load_decided_signal_ids(conn: sqlite3.Connection) -> frozenset[str]:
     """Signals that already produced an order or a veto."""
     ids: set[str] = set()
     for table in ("orders", "vetoes"):
-        if _has_table(conn, table):
+        if has_table(conn, table):
             ids.update(s for (s,) in conn.execute(f"SELECT signal_id FROM {table}"))
     return frozenset(ids)
 
 
 def load_tape_watermarks(conn: sqlite3.Connection) -> dict[str, int]:
     """``"<venue>:<symbol>"`` -> the highest persisted trade id (one scan of ``ticks``)."""
-    if not _has_table(conn, "ticks"):
+    if not has_table(conn, "ticks"):
         return {}
     rows = conn.execute("SELECT venue, symbol, MAX(trade_id) FROM ticks GROUP BY venue, symbol")
     return {f"{venue}:{symbol}": int(top) for venue, symbol, top in rows}
@@ -134,7 +94,7 @@ def load_tape_islands(conn: sqlite3.Connection) -> dict[str, tuple[tuple[int, in
     One pass of SQLite's window functions over ``ticks`` ("gaps and islands": ids
     minus their rank are constant along a run of consecutive ids).
     """
-    if not _has_table(conn, "ticks"):
+    if not has_table(conn, "ticks"):
         return {}
     rows = conn.execute(
         "SELECT venue, symbol, MIN(trade_id), MAX(trade_id) FROM ("
@@ -155,7 +115,7 @@ def load_tape_islands(conn: sqlite3.Connection) -> dict[str, tuple[tuple[int, in
 
 def load_marks(conn: sqlite3.Connection) -> dict[str, Decimal]:
     """Symbol -> price of its latest persisted tick (the report's marks, too)."""
-    if not _has_table(conn, "ticks"):
+    if not has_table(conn, "ticks"):
         return {}
     rows = conn.execute(
         "SELECT t.symbol, t.price FROM ticks t JOIN"
@@ -167,25 +127,10 @@ def load_marks(conn: sqlite3.Connection) -> dict[str, Decimal]:
 
 def load_risk_state(conn: sqlite3.Connection) -> tuple[RiskState | None, Decimal | None]:
     """The latest drawdown-guard record and the highest peak equity ever written."""
-    if not _has_table(conn, "risk_states"):
+    states = list(select_records(conn, RiskState, "ORDER BY rowid"))
+    if not states:
         return None, None
-    rows = conn.execute(
-        "SELECT state_id, trading_state, ts_event, equity, peak_equity, max_drawdown_usd,"
-        " reason FROM risk_states ORDER BY rowid"
-    ).fetchall()
-    if not rows:
-        return None, None
-    r = rows[-1]
-    latest = RiskState(
-        state_id=r[0],
-        trading_state=TradingState(r[1]),
-        ts_event=r[2],
-        equity=Decimal(r[3]),
-        peak_equity=Decimal(r[4]),
-        max_drawdown_usd=Decimal(r[5]),
-        reason=r[6],
-    )
-    return latest, max(Decimal(row[4]) for row in rows)
+    return states[-1], max(s.peak_equity for s in states)
 
 
 def load_restored_state(conn: sqlite3.Connection) -> RestoredState:

@@ -27,6 +27,7 @@ assumes what the engine already requires: one engine per database at a time.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import sqlite3
@@ -37,6 +38,8 @@ from typing import Any, Final
 import msgspec
 
 from engine.exits import ConfigError
+from engine.store.rows import has_column, has_table, row_count
+from engine.store.schema import RUN_COLUMNS, RUN_IDENTITY_COLUMNS
 
 SUMMARY_TABLES: Final = ("ticks", "signals", "orders", "fills", "vetoes")
 """The per-run counts a summary states, in this order."""
@@ -100,17 +103,6 @@ def _json(value: object) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
-def _has_column(conn: sqlite3.Connection, table: str, column: str) -> bool:
-    return any(row[1] == column for row in conn.execute(f"PRAGMA table_info({table})"))
-
-
-def _has_table(conn: sqlite3.Connection, name: str) -> bool:
-    row = conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
-    ).fetchone()
-    return row is not None
-
-
 def iso_ns(ts_ns: int) -> str:
     """An event time for a person: UTC, milliseconds (the raw ns if out of datetime's range)."""
     try:
@@ -124,14 +116,14 @@ def iso_ns(ts_ns: int) -> str:
 
 
 def previous_modes(conn: sqlite3.Connection) -> list[str]:
-    if not _has_table(conn, "runs"):
+    if not has_table(conn, "runs"):
         return []
     rows = conn.execute("SELECT DISTINCT mode FROM runs WHERE mode IS NOT NULL ORDER BY mode")
     return [str(r[0]) for r in rows]
 
 
 def previous_risk_hashes(conn: sqlite3.Connection) -> list[str]:
-    if not (_has_table(conn, "runs") and _has_column(conn, "runs", "risk_config_hash")):
+    if not (has_table(conn, "runs") and has_column(conn, "runs", "risk_config_hash")):
         return []
     rows = conn.execute(
         "SELECT DISTINCT risk_config_hash FROM runs WHERE risk_config_hash IS NOT NULL"
@@ -142,7 +134,7 @@ def previous_risk_hashes(conn: sqlite3.Connection) -> list[str]:
 
 def known_captures(conn: sqlite3.Connection) -> set[tuple[int, str]]:
     """``(size, head_tail_sha256)`` of every capture a previous run replayed."""
-    if not (_has_table(conn, "runs") and _has_column(conn, "runs", "source_json")):
+    if not (has_table(conn, "runs") and has_column(conn, "runs", "source_json")):
         return set()
     known: set[tuple[int, str]] = set()
     for (text,) in conn.execute("SELECT source_json FROM runs WHERE source_kind = 'replay'"):
@@ -166,7 +158,7 @@ def _capture_keys(text: object) -> Iterable[tuple[int, str]]:
 
 def last_trade_ns(conn: sqlite3.Connection) -> int | None:
     """Event time of the latest trade the database holds (an index seek on ``ts_event``)."""
-    if not _has_table(conn, "ticks"):
+    if not has_table(conn, "ticks"):
         return None
     row = conn.execute("SELECT MAX(ts_event) FROM ticks").fetchone()
     return None if row is None or row[0] is None else int(row[0])
@@ -238,7 +230,7 @@ def counted_run_counts(
     if not wanted:
         return out
     for table in SUMMARY_TABLES:
-        if not (_has_table(conn, table) and _has_column(conn, table, "run_id")):
+        if not (has_table(conn, table) and has_column(conn, table, "run_id")):
             continue
         for run_id, n in conn.execute(
             f"SELECT run_id, COUNT(*) FROM {table} WHERE run_id IS NOT NULL GROUP BY run_id"
@@ -317,20 +309,14 @@ class RunRecord:
         }
 
 
-_BASE_RUN_COLUMNS: Final = (
-    "run_id", "command", "mode", "started_wall_ns", "ended_wall_ns", "exit_code",
-    "clean_shutdown",
+_RUN_RECORD_COLUMNS: Final = tuple(
+    c for c in RUN_COLUMNS if c in {f.name for f in dataclasses.fields(RunRecord)}
 )
-_IDENTITY_RUN_COLUMNS: Final = (
-    "counts_json", "strategy_kind", "risk_config_hash", "source_kind", "first_event_ns",
-    "last_event_ns",
-)
+"""The ``runs`` columns a ``RunRecord`` holds as they are (the schema's order)."""
 
 
 def count_runs(conn: sqlite3.Connection) -> int:
-    if not _has_table(conn, "runs"):
-        return 0
-    return int(conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0])
+    return row_count(conn, "runs")
 
 
 def load_runs(
@@ -341,10 +327,10 @@ def load_runs(
     Works on a database from before migration ``0005_run_identity`` (read-only
     readers do not migrate): the missing columns read as ``None``, counts as 0.
     """
-    if not _has_table(conn, "runs"):
+    if not has_table(conn, "runs"):
         return []
-    identity = _has_column(conn, "runs", "counts_json")
-    columns = _BASE_RUN_COLUMNS + (_IDENTITY_RUN_COLUMNS if identity else ())
+    identity = has_column(conn, "runs", "counts_json")
+    columns = _RUN_RECORD_COLUMNS + (RUN_IDENTITY_COLUMNS if identity else ())
     sql = f"SELECT {', '.join(columns)} FROM runs"
     args: tuple[object, ...] = ()
     if run_id is not None:

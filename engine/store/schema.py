@@ -7,10 +7,14 @@ trace and stays pending. A migration, once committed to the repository, is never
 edited: change the schema by registering a new one below the others.
 
 *Records* reach the database through ``RECORD_TABLES``, the single place that
-says which table, which columns and which row tuple each record type becomes.
+says which table, which columns, which row tuple each record type becomes and
+how a row becomes the record again (``RecordTable.row`` / ``RecordTable.record``).
 To persist a new record type: register a migration creating its table and add
-one ``RecordTable`` entry. The writer (``engine.store.sqlite_store``) and the
-digest (``engine.store.digest``) are driven entirely by this table.
+one ``RecordTable`` entry. Every writer (``engine.store.sqlite_store``) and
+reader (``engine.store.rows``, the digest, restore, the report, the dashboard's
+queries) selects by these columns; the ``runs`` and ``heartbeats`` columns are
+listed once here too (``RUN_COLUMNS``, ``HEARTBEAT_COLUMNS``). See
+docs/architecture.md "Schema".
 
 Column conventions: money, prices and quantities are TEXT holding
 ``str(Decimal)`` exactly; times are INTEGER nanoseconds since the epoch, event
@@ -22,11 +26,12 @@ from __future__ import annotations
 
 import enum
 import sqlite3
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Final
 
+import msgspec
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
@@ -232,6 +237,24 @@ def _m0005_run_identity(db: Database) -> None:
         db.execute(f"ALTER TABLE {table} ADD COLUMN run_id TEXT")
 
 
+RUN_COLUMNS: Final = (
+    "run_id", "pid", "command", "mode", "started_wall_ns", "ended_wall_ns", "exit_code",
+    "clean_shutdown", "code_version", "config_json", "pragmas_json",
+)
+"""The ``runs`` columns of migration ``0002_runs_heartbeats``, in table order."""
+
+RUN_IDENTITY_COLUMNS: Final = (
+    "strategy_kind", "strategy_params_json", "risk_config_hash", "source_kind", "source_json",
+    "first_event_ns", "last_event_ns", "counts_json",
+)
+"""The ``runs`` columns added by ``0005_run_identity`` (absent from an older database)."""
+
+HEARTBEAT_COLUMNS: Final = (
+    "hb_id", "run_id", "ts_wall_ns", "interval_s", "final", "mode", "trading_state", "counters",
+)
+"""The ``heartbeats`` columns, in table order (``hb_id`` is assigned by SQLite)."""
+
+
 def migrate(db: Database | sqlite3.Connection) -> list[str]:
     """Apply every pending migration; return the names newly applied, in order.
 
@@ -266,6 +289,25 @@ def row_builder(columns: tuple[str, ...]) -> Callable[[Any], Row]:
     return row
 
 
+def record_reader(record_type: type[Record], columns: tuple[str, ...]) -> Callable[
+    [Sequence[Any]], Any
+]:
+    """A row function's inverse: a row of ``columns`` (in order) -> a ``record_type``.
+
+    msgspec converts each stored value to its field's type exactly (a decimal TEXT
+    through ``Decimal(str)``, an enum by its value) and checks it: a value of the
+    wrong type (a BLOB where text belongs, a non-decimal string) raises
+    ``msgspec.ValidationError`` (a ``ValueError``) instead of becoming a field.
+    About as fast as a hand-written positional decoder (docs/architecture.md
+    "Schema"); ``tests/test_store_rows.py`` round-trips every table.
+    """
+
+    def record(row: Sequence[Any]) -> Any:
+        return msgspec.convert(dict(zip(columns, row, strict=True)), record_type)
+
+    return record
+
+
 def _tick_row(t: Tick) -> Row:
     # Hand-written: the hot path (one call per tick), about 3x the generic builder.
     return (t.event_id, t.venue, t.symbol, t.trade_id, t.ts_event, t.ts_recv, str(t.price),
@@ -281,11 +323,20 @@ class RecordTable:
     adding a table to the digest changes every committed replay digest.
     """
 
+    kind: type[Record]
     table: str
     columns: tuple[str, ...]
     key: tuple[str, ...]
     in_digest: bool
     row: Callable[[Any], Row]
+    """record -> row tuple of ``columns`` (what the writer inserts)."""
+    record: Callable[[Sequence[Any]], Any]
+    """row tuple of ``columns`` -> record (what every reader decodes with)."""
+
+    @property
+    def select_sql(self) -> str:
+        """``SELECT <columns> FROM <table>``: append a ``WHERE``/``ORDER BY`` tail."""
+        return f"SELECT {', '.join(self.columns)} FROM {self.table}"
 
     @property
     def insert_sql(self) -> str:
@@ -303,6 +354,7 @@ class RecordTable:
 
 
 def record_table(
+    record_type: type[Record],
     table: str,
     columns: tuple[str, ...],
     key: tuple[str, ...],
@@ -311,50 +363,60 @@ def record_table(
     row: Callable[[Any], Row] | None = None,
 ) -> RecordTable:
     """A mapping entry; without ``row`` the generic builder reads ``columns`` in order."""
-    return RecordTable(table, columns, key, in_digest, row or row_builder(columns))
+    return RecordTable(
+        record_type, table, columns, key, in_digest, row or row_builder(columns),
+        record_reader(record_type, columns),
+    )
 
 
-RECORD_TABLES: Final[Mapping[type[Record], RecordTable]] = {
-    Tick: record_table(
+_ENTRIES: Final = (
+    record_table(
+        Tick,
         "ticks",
         ("event_id", "venue", "symbol", "trade_id", "ts_event", "ts_recv", "price", "qty"),
         ("event_id",),
         in_digest=False,
         row=_tick_row,
     ),
-    Signal: record_table(
+    record_table(
+        Signal,
         "signals",
         ("signal_id", "symbol", "side", "ts_event", "ts_recv", "price", "cause_id"),
         ("signal_id",),
         in_digest=True,
     ),
-    Veto: record_table(
+    record_table(
+        Veto,
         "vetoes",
         ("veto_id", "signal_id", "symbol", "reason", "detail", "ts_event"),
         ("veto_id",),
         in_digest=True,
     ),
-    Order: record_table(
+    record_table(
+        Order,
         "orders",
         ("order_id", "signal_id", "mode", "symbol", "side", "order_type", "qty", "price",
          "ts_event"),
         ("order_id",),
         in_digest=True,
     ),
-    OrderEvent: record_table(
+    record_table(
+        OrderEvent,
         "order_events",
         ("order_id", "seq", "state", "ts_event", "reason", "filled_qty", "leaves_qty"),
         ("order_id", "seq"),
         in_digest=True,
     ),
-    Fill: record_table(
+    record_table(
+        Fill,
         "fills",
         ("fill_id", "order_id", "symbol", "side", "qty", "price", "fee", "cash_delta",
          "position_delta", "ts_event"),
         ("fill_id",),
         in_digest=True,
     ),
-    RiskState: record_table(
+    record_table(
+        RiskState,
         "risk_states",
         ("state_id", "trading_state", "ts_event", "equity", "peak_equity", "max_drawdown_usd",
          "reason"),
@@ -363,7 +425,8 @@ RECORD_TABLES: Final[Mapping[type[Record], RecordTable]] = {
         # and a halt's effect on decisions is already there (HALTED vetoes).
         in_digest=False,
     ),
-    VenueFailure: record_table(
+    record_table(
+        VenueFailure,
         "venue_failures",
         ("failure_id", "order_id", "operation", "kind", "http_status", "code", "message",
          "attempt", "ts_event"),
@@ -371,7 +434,9 @@ RECORD_TABLES: Final[Mapping[type[Record], RecordTable]] = {
         # Not in the digest: wall-clock times and ids (LIVE only; a replay has none).
         in_digest=False,
     ),
-}
+)
+
+RECORD_TABLES: Final[Mapping[type[Record], RecordTable]] = {t.kind: t for t in _ENTRIES}
 """Record type -> storage; the one place to extend when a new record type is persisted.
 
 Column names equal the Struct's field names. The digest covers the ``in_digest``

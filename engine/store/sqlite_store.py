@@ -78,7 +78,14 @@ from engine.store.connection import (
     read_pragmas,
 )
 from engine.store.runs import RunIdentity, counts_json, identity_columns
-from engine.store.schema import RECORD_TABLES, RecordTable, Row, SqlValue, migrate
+from engine.store.schema import (
+    HEARTBEAT_COLUMNS,
+    RECORD_TABLES,
+    RecordTable,
+    Row,
+    SqlValue,
+    migrate,
+)
 
 RETRY_BACKOFF_FIRST_S: Final = 0.05
 """Sleep before the first retry of a locked write (after busy_timeout already waited)."""
@@ -186,6 +193,13 @@ def insert_rows(
         params.append(n)
         inserted += conn.execute(padded_insert_sql(table, size), params).rowcount
     return inserted
+
+
+_HEARTBEAT_INSERT: Final = (
+    f"INSERT INTO heartbeats ({', '.join(HEARTBEAT_COLUMNS[1:])})"
+    f" VALUES ({', '.join('?' * len(HEARTBEAT_COLUMNS[1:]))})"
+)
+"""Every heartbeat column but ``hb_id`` (SQLite assigns it), in ``HEARTBEAT_COLUMNS`` order."""
 
 
 def backoff_s(attempt: int, first_s: float, max_s: float) -> float:
@@ -418,8 +432,7 @@ class SqliteStore:
 
         def write() -> int:
             return self._conn.execute(
-                "INSERT INTO heartbeats (run_id, ts_wall_ns, interval_s, final, mode,"
-                " trading_state, counters) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                _HEARTBEAT_INSERT,
                 (run_id, ts_wall_ns, interval_s, int(final), mode, trading_state, counters_json),
             ).rowcount
 

@@ -13,9 +13,10 @@ import threading
 from decimal import Decimal
 from typing import Any, Final
 
+from engine.core.events import Fill
 from engine.dashboard.queries.market import marks, tick_span
-from engine.dashboard.queries.portfolio import FILL_COLUMNS as LEDGER_COLUMNS
 from engine.dashboard.queries.portfolio import Book
+from engine.store.rows import columns_of, select_rows
 
 MAX_LEDGER_FILLS_PER_READ: Final = 50_000
 """Fills the ledger cache reads per chunk; it reads only fills it has not seen."""
@@ -23,8 +24,8 @@ MAX_LEDGER_FILLS_PER_READ: Final = 50_000
 MAX_EQUITY_FILLS: Final = 200_000
 """Most fills the equity curve replays; past it the curve stops early and says ``truncated``."""
 
-SYMBOL_AT: Final = LEDGER_COLUMNS.index("symbol")
-TS_AT: Final = LEDGER_COLUMNS.index("ts_event")
+SYMBOL_AT: Final = columns_of(Fill).index("symbol")
+TS_AT: Final = columns_of(Fill).index("ts_event")
 
 
 class LedgerCache:
@@ -56,11 +57,10 @@ class LedgerCache:
             self._book = Book()
             self._last_rowid = 0
         while self._last_rowid < top:
-            rows = conn.execute(
-                f"SELECT rowid, {', '.join(LEDGER_COLUMNS)} FROM fills"
-                " WHERE rowid > ? AND rowid <= ? ORDER BY rowid LIMIT ?",
-                (self._last_rowid, top, MAX_LEDGER_FILLS_PER_READ),
-            ).fetchall()
+            rows = list(select_rows(
+                conn, Fill, "WHERE rowid > ? AND rowid <= ? ORDER BY rowid LIMIT ?",
+                (self._last_rowid, top, MAX_LEDGER_FILLS_PER_READ), lead=("rowid",),
+            ))
             if not rows:
                 break
             self._book.apply_rows(r[1:] for r in rows)
@@ -81,11 +81,10 @@ def equity_curve(
         return {"from_ns": from_ns, "to_ns": to_ns, "points": [], "fill_count": 0}
     start = from_ns if from_ns is not None else span[0]
     end = to_ns if to_ns is not None else span[1]
-    fill_rows = conn.execute(
-        f"SELECT {', '.join(LEDGER_COLUMNS)} FROM fills"
-        " WHERE ts_event <= ? ORDER BY ts_event, rowid LIMIT ?",
+    fill_rows = list(select_rows(
+        conn, Fill, "WHERE ts_event <= ? ORDER BY ts_event, rowid LIMIT ?",
         (end, MAX_EQUITY_FILLS + 1),
-    ).fetchall()
+    ))
     truncated = len(fill_rows) > MAX_EQUITY_FILLS
     fill_rows = fill_rows[:MAX_EQUITY_FILLS]
     book = Book()

@@ -1,7 +1,8 @@
 """Positions, cash and PnL for the dashboard: the engine's own ``Ledger`` over persisted fills.
 
 The dashboard does no accounting of its own (I4: all PnL derives from fills):
-rows of the ``fills`` table become ``Fill`` events and go through
+rows of the ``fills`` table become ``Fill`` events (the schema's own mapping,
+``engine.store.rows.record_of``) and go through
 ``engine.core.ledger.Ledger.apply``, exactly as the engine's restore and
 ``hybrid-engine report`` do, so the three always agree.
 
@@ -19,33 +20,14 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Final
 
-from engine.core.events import Fill, Side
+from engine.core.events import Fill
 from engine.core.ledger import ConservationError, Ledger
-
-FILL_COLUMNS: Final = (
-    "fill_id", "order_id", "symbol", "side", "qty", "price", "fee", "cash_delta",
-    "position_delta", "ts_event",
-)
-"""The columns ``fill_from_row`` reads, in order."""
+from engine.store.rows import record_of
 
 DISPLAY_PLACES: Final = Decimal("1e-8")
 """The average entry price is a quotient; it is shown to this many places."""
 
 _DISPLAY: Final = decimal.Context(prec=40)
-
-
-def fill_from_row(row: Sequence[Any]) -> Fill:
-    """A ``Fill`` from a row of ``FILL_COLUMNS`` (decimal TEXT columns parsed exactly).
-
-    *Error handling:* ``decimal.InvalidOperation`` / ``ValueError`` for a value that is
-    not a decimal or a side -- a corrupt row, which the caller reports.
-    """
-    fill_id, order_id, symbol, side, qty, price, fee, cash, delta, ts = row
-    return Fill(
-        fill_id=fill_id, order_id=order_id, symbol=symbol, side=Side(side), qty=Decimal(qty),
-        price=Decimal(price), fee=Decimal(fee), cash_delta=Decimal(cash),
-        position_delta=Decimal(delta), ts_event=int(ts),
-    )
 
 
 @dataclass(slots=True)
@@ -56,9 +38,14 @@ class Book:
     conservation_violations: int = 0
 
     def apply_rows(self, rows: Iterable[Sequence[Any]]) -> None:
+        """Book rows of the fills table's mapped columns (``columns_of(Fill)`` order).
+
+        *Error handling:* a value that is not a decimal or a side raises
+        ``msgspec.ValidationError`` (a ``ValueError``) -- a corrupt row the caller reports.
+        """
         for row in rows:
             try:
-                self.ledger.apply(fill_from_row(row))
+                self.ledger.apply(record_of(Fill, row))
             except ConservationError:
                 self.conservation_violations += 1
 

@@ -2,7 +2,8 @@
 
 Every list takes the same validated ``RecordFilter`` (symbol, event-time range,
 ``limit`` of at most ``MAX_LIMIT``) and returns the newest rows first; values are
-bound as SQL parameters, never formatted into SQL.
+bound as SQL parameters, never formatted into SQL. Each list selects its table's
+columns from the schema's one mapping (``engine.store.rows``).
 """
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 
+from engine.core.events import Fill, Order, OrderEvent, Record, Signal, Veto
 from engine.dashboard.queries.bounds import DEFAULT_LIMIT
+from engine.store.rows import columns_of, select_rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,57 +45,42 @@ class RecordFilter:
         return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
 
 
-def _select(conn: sqlite3.Connection, table: str, columns: Sequence[str], flt: RecordFilter,
+def _select(conn: sqlite3.Connection, kind: type[Record], flt: RecordFilter,
             extra: Sequence[tuple[str, Any]] = ()) -> list[dict[str, Any]]:
+    """Rows of ``kind``'s table as ``{column: stored value}`` (the schema's columns, in order)."""
     where, args = flt.where(extra)
-    rows = conn.execute(
-        f"SELECT {', '.join(columns)} FROM {table}{where}"
-        " ORDER BY ts_event DESC, rowid DESC LIMIT ?",
-        [*args, flt.limit],
-    ).fetchall()
+    columns = columns_of(kind)
+    rows = select_rows(
+        conn, kind, f"{where} ORDER BY ts_event DESC, rowid DESC LIMIT ?", [*args, flt.limit]
+    )
     return [dict(zip(columns, r, strict=True)) for r in rows]
 
 
-SIGNAL_COLUMNS: Final = ("signal_id", "symbol", "side", "ts_event", "ts_recv", "price", "cause_id")
-VETO_COLUMNS: Final = ("veto_id", "signal_id", "symbol", "reason", "detail", "ts_event")
-ORDER_COLUMNS: Final = (
-    "order_id", "signal_id", "mode", "symbol", "side", "order_type", "qty", "price", "ts_event",
-)
-ORDER_EVENT_COLUMNS: Final = (
-    "order_id", "seq", "state", "ts_event", "reason", "filled_qty", "leaves_qty",
-)
-FILL_COLUMNS: Final = (
-    "fill_id", "order_id", "symbol", "side", "qty", "price", "fee", "cash_delta",
-    "position_delta", "ts_event",
-)
-
-
 def signals(conn: sqlite3.Connection, flt: RecordFilter) -> list[dict[str, Any]]:
-    return _select(conn, "signals", SIGNAL_COLUMNS, flt)
+    return _select(conn, Signal, flt)
 
 
 def vetoes(conn: sqlite3.Connection, flt: RecordFilter, reason: str | None) -> list[dict[str, Any]]:
-    return _select(conn, "vetoes", VETO_COLUMNS, flt, [("reason = ?", reason)] if reason else [])
+    return _select(conn, Veto, flt, [("reason = ?", reason)] if reason else [])
 
 
 def fills(conn: sqlite3.Connection, flt: RecordFilter) -> list[dict[str, Any]]:
-    return _select(conn, "fills", FILL_COLUMNS, flt)
+    return _select(conn, Fill, flt)
 
 
 def orders(conn: sqlite3.Connection, flt: RecordFilter) -> list[dict[str, Any]]:
     """Orders newest first, each with its transitions in sequence order and its state now."""
-    out = _select(conn, "orders", ORDER_COLUMNS, flt)
+    out = _select(conn, Order, flt)
     if not out:
         return out
     ids = [o["order_id"] for o in out]
     marks_sql = ", ".join("?" * len(ids))
     events: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
-    for row in conn.execute(
-        f"SELECT {', '.join(ORDER_EVENT_COLUMNS)} FROM order_events"
-        f" WHERE order_id IN ({marks_sql}) ORDER BY order_id, seq",
-        ids,
-    ).fetchall():
-        event = dict(zip(ORDER_EVENT_COLUMNS, row, strict=True))
+    columns = columns_of(OrderEvent)
+    for row in select_rows(
+        conn, OrderEvent, f"WHERE order_id IN ({marks_sql}) ORDER BY order_id, seq", ids
+    ):
+        event = dict(zip(columns, row, strict=True))
         events[event.pop("order_id")].append(event)
     for order in out:
         order["transitions"] = events[order["order_id"]]

@@ -17,27 +17,16 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import Any
 
 from engine.config.schema import StrategySection
 from engine.dashboard.queries.bounds import NS_PER_S
-
-RUN_COLUMNS: Final = (
-    "run_id", "pid", "command", "mode", "started_wall_ns", "ended_wall_ns", "exit_code",
-    "clean_shutdown", "code_version", "config_json", "pragmas_json",
-)
-RUN_IDENTITY_COLUMNS: Final = (
-    "strategy_kind", "strategy_params_json", "risk_config_hash", "source_kind", "source_json",
-    "first_event_ns", "last_event_ns", "counts_json",
-)
-"""Added by migration ``0005_run_identity``; selected only when the database has them."""
-HEARTBEAT_COLUMNS: Final = (
-    "hb_id", "run_id", "ts_wall_ns", "interval_s", "final", "mode", "trading_state", "counters",
-)
+from engine.store.rows import column_names
+from engine.store.schema import HEARTBEAT_COLUMNS, RUN_COLUMNS, RUN_IDENTITY_COLUMNS
 
 
 def _run_columns(conn: sqlite3.Connection) -> tuple[str, ...]:
-    present = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
+    present = column_names(conn, "runs")
     return RUN_COLUMNS + tuple(c for c in RUN_IDENTITY_COLUMNS if c in present)
 
 
