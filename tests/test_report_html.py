@@ -12,6 +12,7 @@ from pathlib import Path
 
 import trio
 
+from tests.dashboard_support import serve_dashboard
 from tests.engine_process import run_engine
 from tests.test_browser import BROWSER_TIMEOUT_S, _render, pytestmark  # noqa: F401
 from tests.test_report_figures import paper_replay
@@ -57,3 +58,23 @@ async def test_html_report_draws_equity_drawdown_and_every_entry_and_exit(
         assert int(svg.group(1)) >= buys + sells + 2  # at least every fill, the start and end
     assert '<td data-key="net_pnl">-1.74</td>' in dom
     assert '<td data-key="round_trips">7</td>' in dom
+
+
+async def test_dashboard_links_each_run_to_its_report_page(tmp_path: Path) -> None:
+    db = paper_replay(tmp_path / "paper.db")
+    conn = sqlite3.connect(db)
+    (run_id,) = conn.execute("SELECT run_id FROM runs").fetchone()
+    conn.close()
+    with trio.fail_after(BROWSER_TIMEOUT_S * 3):
+        async with trio.open_nursery() as nursery:
+            url = await serve_dashboard(nursery, db)
+            dom = await _render(url + "/", tmp_path / "profile")
+            page = await _render(f"{url}/report?run_id={run_id}", tmp_path / "profile2")
+            missing = await _render(f"{url}/report?run_id=run-nope", tmp_path / "profile3")
+            nursery.cancel_scope.cancel()
+    assert f'<a href="/report?run_id={run_id}" data-run="{run_id}">report</a>' in dom
+    # served by the dashboard under the page's own policy, the script still draws
+    assert 'data-drawn="1"' in page
+    assert re.search(r'<svg id="price-BTCUSDT"[^>]*data-entries="\d+"', page)
+    assert '<td data-key="net_pnl">-1.74</td>' in page
+    assert "no run" in missing and "data-drawn" not in missing

@@ -10,6 +10,8 @@ Each chart's ``<svg>`` carries ``data-points`` / ``data-entries`` /
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
 import json
 from decimal import Decimal
@@ -135,6 +137,17 @@ _SCRIPT: Final = r"""
 })();
 """
 
+def _csp_hash(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+
+
+PAGE_POLICY: Final = (
+    f"default-src 'none'; script-src {_csp_hash(_SCRIPT)}; style-src {_csp_hash(_STYLE)};"
+    " base-uri 'none'; form-action 'none'"
+)
+"""The page's Content-Security-Policy: nothing from anywhere, only its own inline script
+and style (by hash). The dashboard sends it as the header of ``/report``."""
+
 _SUMMARY_KEYS: Final = (
     ("mode", "mode"), ("strategy", "strategy"), ("ticks", "ticks"),
     ("starting equity", "starting_equity"), ("final equity", "final_equity"),
@@ -160,8 +173,7 @@ def render_html(report: RunFigures) -> str:
     span = html.escape(duration_text(d["duration_s"]))
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
-        "script-src 'unsafe-inline'; style-src 'unsafe-inline'\">"
+        f"<meta http-equiv=\"Content-Security-Policy\" content=\"{PAGE_POLICY}\">"
         f"<title>{title}</title><style>{_STYLE}</style></head><body>"
         f"<h1>{title}</h1><p>{span} of data, {html.escape(', '.join(report.symbols))}</p>"
         f"<table id=\"figures\">{rows}</table><div id=\"charts\"></div>"
