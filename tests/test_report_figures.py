@@ -242,3 +242,26 @@ def test_round_trips_sum_to_the_net_pnl(legs: list[tuple[int, int, int]]) -> Non
     equities = [p.equity for p in fig.curve]
     assert 0 <= fig.max_drawdown <= max(equities) - min(equities)
     assert fig.fees == sum(Decimal(f) for _, _, f in legs)
+
+
+def test_a_run_without_stored_ticks_is_marked_at_its_fills(paper_db: Path, tmp_path: Path) -> None:
+    """Storing ticks is optional for a replay: then marks are the fills' own prices."""
+    db = tmp_path / "noticks.db"
+    source = sqlite3.connect(paper_db)
+    target = sqlite3.connect(db)
+    source.backup(target)
+    source.close()
+    target.execute("DELETE FROM ticks")
+    target.commit()
+    rows = target.execute(
+        "SELECT cash_delta, position_delta, price, fee FROM fills ORDER BY rowid"
+    ).fetchall()
+    target.close()
+    cash = sum(Decimal(r[0]) for r in rows)
+    position = sum(Decimal(r[1]) for r in rows)
+    got = _report(db)
+    assert got["net_pnl"] == _q(cash + position * Decimal(rows[-1][2]))
+    assert got["fees"] == _q(sum(Decimal(r[3]) for r in rows))
+    assert got["round_trips"] == 7 and got["ticks"] == REAL_TRADES  # the heartbeat's count
+    # the precision still comes from trade prices: the signals' (a fill's carries slippage)
+    assert got["money_decimals"] == 2

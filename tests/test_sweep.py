@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.config.load import load_config
 from engine.exits import ConfigError
@@ -164,3 +166,16 @@ def test_grid_arguments_are_admitted_once_or_refused_naming_the_flag(tmp_path: P
     refused = run_engine(["sweep", str(REAL_CAPTURE), "--grid", "strategy.fast=3",
                           "--out", str(tmp_path / "full")])
     assert refused.returncode == 12 and "--out:" in refused.stderr
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.text(max_size=120), max_size=10))
+def test_any_grid_argument_is_admitted_or_refused_with_config_error(specs: list[str]) -> None:
+    try:
+        grid = sweep.parse_grid(specs)
+    except ConfigError as exc:
+        assert str(exc).startswith("--grid")
+        return
+    assert 1 <= len(grid) <= sweep.MAX_KEYS
+    for key, values in grid:
+        assert sweep.env_name(key).startswith("ENGINE_") and 1 <= len(values) <= sweep.MAX_VALUES

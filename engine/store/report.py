@@ -453,6 +453,16 @@ def price_path(
     return points
 
 
+def _signal_prices(conn: sqlite3.Connection, run_id: str) -> list[Decimal]:
+    prices = []
+    for (text,) in conn.execute("SELECT price FROM signals WHERE run_id = ?", (run_id,)):
+        try:
+            prices.append(Decimal(text))
+        except (InvalidOperation, TypeError):
+            continue
+    return prices
+
+
 def run_report(conn: sqlite3.Connection, run: RunRecord) -> RunFigures:
     """The figures of ``run``: its fills, booked after those of the runs before it."""
     rowid, config, params = _run_columns(conn, run.run_id)
@@ -475,8 +485,10 @@ def run_report(conn: sqlite3.Connection, run: RunRecord) -> RunFigures:
         opening={s: q for s, q in opening.positions().items() if q != 0},
         opening_cash=opening.cash,
     )
-    # Trade prices give the instrument's precision (a PAPER fill's price carries slippage).
-    money = money_for([p.price for p in prices] or [f.price for f in fills], [f.qty for f in fills])
+    # Trade prices give the instrument's precision (a PAPER fill's price carries slippage);
+    # a run that stored no ticks still stored its signals, each at a trade's price.
+    traded = [p.price for p in prices] or _signal_prices(conn, run.run_id)
+    money = money_for(traded or [f.price for f in fills], [f.qty for f in fills])
     processed = _ticks_processed(conn, run.run_id)
     return RunFigures(
         run=run,
