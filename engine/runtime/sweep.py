@@ -265,10 +265,14 @@ class LocalExecutor:
         async with self.limiter:
             with job.log.open("wb") as log:
                 codes[job.index] = None
-                process = await trio.lowlevel.open_process(
-                    list(job.argv), env=job.env, stdout=log, stderr=subprocess.STDOUT,
-                    start_new_session=True,  # Ctrl-C reaches the sweep, which stops each child once
-                )
+                try:
+                    process = await trio.lowlevel.open_process(
+                        list(job.argv), env=job.env, stdout=log, stderr=subprocess.STDOUT,
+                        start_new_session=True,  # Ctrl-C reaches the sweep, which stops each child
+                    )
+                except OSError as exc:  # a row that says so, not the sweep's end
+                    log.write(f"cannot start the engine: {exc}\n".encode())
+                    return
                 if self.on_start is not None:
                     self.on_start(job, process.pid)
                 try:
@@ -344,7 +348,8 @@ def table_csv(ranked: Sequence[Outcome]) -> str:
 
 def table_json(ranked: Sequence[Outcome], key: str) -> str:
     rows = [dict(o.to_builtins(), rank=n) for n, o in enumerate(ranked, start=1)]
-    for row in rows:  # wall-clock values would make two sweeps' files differ
-        row["figures"] = {k: v for k, v in row["figures"].items() if k != "run_id"}
+    for row in rows:  # wall-clock values would make two sweeps' files differ; the trade
+        # lists would make the file grow with the runs (each database keeps them)
+        row["figures"] = {k: v for k, v in row["figures"].items() if k not in {"run_id", "trades"}}
         row["db"] = Path(row["db"]).name
     return json.dumps({"rank_by": key, "rows": rows}, sort_keys=True, indent=1) + "\n"
