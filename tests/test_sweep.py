@@ -99,6 +99,12 @@ def _wait_for_text(path: Path, needle: str, timeout: float) -> None:
         threading.Event().wait(0.05)
 
 
+def _started(lines: list[str]) -> list[tuple[int, int]]:
+    """``(combination, pid)`` of every "started combination" line of the sweep."""
+    found = (re.search(r"started combination (\d+) .* pid (\d+)", line) for line in lines)
+    return [(int(m.group(1)), int(m.group(2))) for m in found if m]
+
+
 def test_sigint_stops_every_child_cleanly(tmp_path: Path) -> None:
     out = tmp_path / "sweep"
     proc = subprocess.Popen(
@@ -109,32 +115,38 @@ def test_sigint_stops_every_child_cleanly(tmp_path: Path) -> None:
     )
     try:
         assert proc.stderr is not None
-        pids = []
-        while len(pids) < 2:  # two jobs at once
+        seen: list[str] = []
+        while sum("started combination" in line for line in seen) < 2:  # two jobs at once
             line = proc.stderr.readline()
             assert line, f"sweep ended early ({proc.wait(5)})"
-            found = re.search(r"started combination (\d+) .* pid (\d+)", line)
-            if found:
-                pids.append((int(found.group(1)), int(found.group(2))))
-        for index, _ in pids:  # each child has its signal handlers in place
+            seen.append(line)
+        for index, _ in _started(seen):  # each child has its signal handlers in place
             _wait_for_text(out / f"c{index:04d}.log", '"pipeline_started"', 60)
         proc.send_signal(signal.SIGINT)
         code = proc.wait(timeout=90)
-        rest = proc.stderr.read()
+        seen += proc.stderr.read().splitlines(keepends=True)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert code == 13, rest[-2000:]
-    assert "stopping every child" in rest
-    for index, pid in pids:
+    text = "".join(seen)
+    assert code == 13, text[-2000:]
+    stopping = [n for n, line in enumerate(seen) if "stopping every child" in line]
+    assert stopping, text[-2000:]
+    started = _started(seen)
+    assert len(started) >= 2
+    # no child starts once the sweep is stopping
+    assert max(n for n, line in enumerate(seen) if "started combination" in line) < stopping[0]
+    for index, pid in started:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)  # the child is gone (and was reaped)
         conn = sqlite3.connect(out / f"c{index:04d}.db")
         ended, clean = conn.execute("SELECT ended_wall_ns, clean_shutdown FROM runs").fetchone()
         conn.close()
         assert ended is not None and clean == 1  # the engine drained and recorded its end
-    assert not (out / "c0003.db").exists()  # the third never started
+    started_ids = {index for index, _ in started}
+    for index in {1, 2, 3} - started_ids:
+        assert not (out / f"c{index:04d}.db").exists()  # never started
     assert not (out / "sweep.json").exists()
 
 
