@@ -174,6 +174,12 @@ def test_grid_arguments_are_admitted_once_or_refused_naming_the_flag(tmp_path: P
                           "--out", str(tmp_path / "o")])
     assert refused.returncode == 12
     assert refused.stderr.strip().endswith("--grid strategy.typo: no such configuration key")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[strategy]\nfast = 0\n")
+    refused = run_engine(["sweep", str(REAL_CAPTURE), "--config", str(bad), "--grid",
+                          "strategy.slow=30", "--out", str(tmp_path / "o2")])
+    assert refused.returncode == 12 and "strategy.fast" in refused.stderr
+    assert not (tmp_path / "o2").exists()  # refused before anything is written
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("")
     refused = run_engine(["sweep", str(REAL_CAPTURE), "--grid", "strategy.fast=3",

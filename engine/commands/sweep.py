@@ -20,6 +20,7 @@ from pathlib import Path
 
 import trio
 
+from engine.config.load import load_config
 from engine.exits import ConfigError, ExitCode
 from engine.runtime import sweep
 
@@ -95,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
     grid = sweep.parse_grid(args.grid)
     captures = [str(Path(c).resolve()) for c in args.captures]
     config = str(Path(args.config).resolve()) if args.config is not None else None
+    load_config(config)  # the base configuration itself: exit 12 naming its key, once
     out = _out_dir(args.out)
     jobs = sweep.plan(captures, grid, out, config=config)
     outcomes, stopped = trio.run(_main, jobs, parallel)
