@@ -17,8 +17,8 @@ from typing import Final
 
 from engine.exits import ConfigError
 from engine.store.connection import open_readonly
-from engine.store.report import build_report
 from engine.store.pictures import write_html
+from engine.store.report import build_report
 from engine.store.schema import DIGEST_TABLES
 
 
