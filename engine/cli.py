@@ -28,6 +28,7 @@ from engine.commands import (
     replay,
     report,
     run,
+    sweep,
 )
 from engine.exits import ConfigError, ExitCode
 from engine.runtime.console import one_line
@@ -45,6 +46,7 @@ COMMANDS: Final[tuple[ModuleType, ...]] = (
     health,
     report,
     record,
+    sweep,
 )
 """Every subcommand, in ``--help`` order: each has ``add_parser`` and ``run``."""
 

@@ -70,6 +70,9 @@ from engine.dashboard.queries.runs import (
 )
 from engine.dashboard.queries.runs import heartbeats as query_heartbeats
 from engine.dashboard.queries.runs import runs as query_runs
+from engine.exits import ConfigError
+from engine.store.pictures import PAGE_POLICY, render_html
+from engine.store.report import run_report, select_run
 
 T = TypeVar("T")
 
@@ -321,6 +324,24 @@ def build_app(
         limit = p.required_int("limit", 20, 1, MAX_LIMIT)
         return _json({"runs": await dash.read(lambda c: query_runs(c, limit))})
 
+    async def report_page(request: Request) -> Response:
+        """One run's pictures: the page ``report --html`` writes (docs/report.md)."""
+        p = Params(request.query_params, ("run_id",))
+        run_id = p.pattern("run_id", RUN_ID_RE, "a run id")
+
+        def read(conn: Any) -> str | None:
+            try:
+                run = select_run(conn, run_id)
+            except ConfigError:
+                return None
+            return None if run is None else render_html(run_report(conn, run))
+
+        page = await dash.read(read)
+        if page is None:
+            raise HTTPException(404, f"no run {run_id!r}")
+        headers = {"Cache-Control": "no-store", "Content-Security-Policy": PAGE_POLICY}
+        return Response(page, media_type="text/html; charset=utf-8", headers=headers)
+
     async def heartbeats(request: Request) -> Response:
         p = Params(request.query_params, ("limit", "run_id", "since_wall_ns"))
         limit = p.required_int("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
@@ -402,6 +423,7 @@ def build_app(
         Route("/metrics", metrics, methods=["GET"]),
         Route("/api/status", status, methods=["GET"]),
         Route("/api/runs", runs, methods=["GET"]),
+        Route("/report", report_page, methods=["GET"]),
         Route("/api/heartbeats", heartbeats, methods=["GET"]),
         Route("/api/symbols", symbols, methods=["GET"]),
         Route("/api/prices", prices, methods=["GET"]),

@@ -24,18 +24,29 @@ from collections import Counter
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from engine import logs
 from engine.core.events import Fill, TradingState
 from engine.core.ledger import Ledger
 from engine.core.sizing import conserves
-from engine.exits import ExitCode
+from engine.exits import ConfigError, ExitCode
 from engine.store.connection import open_readonly
 from engine.store.digest import digest
+from engine.store.figures import (
+    SAMPLE_NS,
+    Figures,
+    Money,
+    PricePoint,
+    figures_builtins,
+    money_for,
+    run_figures,
+    trip_builtins,
+)
 from engine.store.restore import load_marks
 from engine.store.rows import (
     count_by,
+    has_column,
     has_table,
     record_of,
     row_count,
@@ -80,6 +91,8 @@ class Report:
     runs_total: int = 0
     runs: list[RunRecord] = field(default_factory=list)
     """The latest ``MAX_REPORTED_RUNS`` runs, oldest first."""
+    run: RunFigures | None = None
+    """The trader's figures of one run (``build_report(conn, run=...)``; the latest by default)."""
 
     @property
     def ok(self) -> bool:
@@ -107,10 +120,13 @@ class Report:
             "modes": self.modes,
             "runs_total": self.runs_total,
             "runs": [r.to_builtins() for r in self.runs],
+            "run": self.run.to_builtins() if self.run is not None else None,
         }
 
-    def to_text(self) -> str:
+    def to_text(self, *, trades: bool = False) -> str:
+        head = [] if self.run is None else [*self.run.text_lines(trades=trades), "", "audit"]
         lines = [
+            *head,
             f"mode              {', '.join(self.modes) or 'none recorded'}",
             f"trading state     {self.trading_state}",
             "positions         "
@@ -226,8 +242,267 @@ def _check_orders(conn: sqlite3.Connection, report: Report, filled: dict[str, De
     report.orders_by_state = dict(sorted(states.items()))
 
 
-def build_report(conn: sqlite3.Connection) -> Report:
-    """Everything the operator needs from the database at ``conn`` (read-only)."""
+# -------------------------------------------------------------- one run's trader figures
+
+MAX_PRICE_POINTS: Final = 2_000
+"""Price path resolution: the last trade of each symbol in each of at most this many
+intervals of the run (whole seconds, at least one); see docs/report.md."""
+
+NS_PER_S: Final = 1_000_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class RunFigures:
+    """One run as a trader reads it (docs/report.md defines every figure)."""
+
+    run: RunRecord
+    strategy_params: dict[str, Any]
+    symbols: list[str]
+    ticks: int
+    figures: Figures
+    money: Money
+    prices: list[PricePoint]
+    interval_ns: int
+    fills: list[Fill]
+
+    def to_builtins(self) -> dict[str, Any]:
+        fig = figures_builtins(self.figures, self.money)
+        return {
+            "run_id": self.run.run_id,
+            "command": self.run.command,
+            "mode": self.run.mode,
+            "strategy": self.run.strategy_kind,
+            "strategy_params": self.strategy_params,
+            "symbols": self.symbols,
+            "ticks": self.ticks,
+            "sampling_s": SAMPLE_NS // NS_PER_S,
+            "price_interval_s": self.interval_ns // NS_PER_S,
+            **fig,
+            "trades": [trip_builtins(t, self.money) for t in self.figures.trips],
+        }
+
+    def text_lines(self, *, trades: bool = False) -> list[str]:
+        d = self.to_builtins()
+        params = " ".join(f"{k}={v}" for k, v in sorted(self.strategy_params.items()))
+        cash = d["starting_cash"]
+        net_pct = f" ({d['net_pnl_pct']} % of starting cash)" if d["net_pnl_pct"] else ""
+        fee_share = (
+            f" ({d['fees_pct_of_gross']} % of gross PnL {d['gross_pnl']})"
+            if d["fees_pct_of_gross"]
+            else f" ({d['fees_pct_of_loss']} % of the loss; gross PnL {d['gross_pnl']})"
+            if d["fees_pct_of_loss"]
+            else f" (gross PnL {d['gross_pnl']})"
+        )
+        dd_pct = f" ({d['max_drawdown_pct']} %)" if d["max_drawdown_pct"] else ""
+        dd_for = d["max_drawdown_duration_s"]
+        lines = [
+            f"run               {self.run.run_id} ({self.run.command or '?'},"
+            f" {self.run.mode or '?'})",
+            f"strategy          {self.run.strategy_kind or '?'} {params}".rstrip(),
+            f"data              {_wall(self.figures.start_ns)} -> {_wall(self.figures.end_ns)}"
+            f" ({duration_text(d['duration_s'])}), {self.ticks} ticks,"
+            f" {', '.join(self.symbols) or 'no symbol'}",
+            f"starting equity   {d['starting_equity']}"
+            + ("" if cash else " (no [execution] starting_cash: equity is PnL)"),
+            f"final equity      {d['final_equity']}",
+            f"net PnL           {d['net_pnl']}{net_pct}",
+            f"fees              {d['fees']}{fee_share}",
+            f"round trips       {d['round_trips']} closed, {d['open_round_trips']} open:"
+            f" {d['wins']} wins, {d['losses']} losses, win rate {_or(d['win_rate_pct'], ' %')}",
+            f"avg win / loss    {_or(d['avg_win'])} / {_or(d['avg_loss'])}",
+            f"best / worst      {_or(d['best'])} / {_or(d['worst'])}",
+            f"profit factor     {_or(d['profit_factor'])}",
+            f"expectancy        {_or(d['expectancy'])} per round trip",
+            f"max drawdown      {d['max_drawdown']}{dd_pct}"
+            + (f", lasting {duration_text(dd_for)}" if dd_for is not None else ""),
+            f"sharpe / sortino  {_or(d['sharpe_per_minute'])} / {_or(d['sortino_per_minute'])}"
+            f" per 1-minute sample ({d['samples']} samples; annualised Sharpe"
+            f" {_or(d['sharpe_annualised'])})",
+            f"exposure          {_or(d['exposure_pct'], ' %')} of the run in a position",
+            "per symbol",
+        ]
+        for name, s in d["symbols"].items():
+            lines.append(
+                f"  {name:<12} {s['fills']} fills, {s['round_trips']} round trips"
+                f" ({s['wins']} won, {s['losses']} lost), net {s['net_pnl']}, fees {s['fees']},"
+                f" position {s['position']}, last {_or(s['last_price'])},"
+                f" exposure {_or(s['exposure_pct'], ' %')}"
+            )
+        if trades:
+            lines.append("round trips (entry -> exit, average prices, PnL net of fees)")
+            lines.extend(trip_line(t) for t in d["trades"])
+        return lines
+
+
+def _or(value: object, suffix: str = "") -> str:
+    return "-" if value is None else f"{value}{suffix}"
+
+
+def duration_text(seconds: int | None) -> str:
+    """``346`` -> ``"5 min 46 s"``; days and hours when the run is long."""
+    if seconds is None:
+        return "-"
+    days, rest = divmod(seconds, 86_400)
+    hours, rest = divmod(rest, 3_600)
+    minutes, secs = divmod(rest, 60)
+    parts = [(days, "d"), (hours, "h"), (minutes, "min"), (secs, "s")]
+    shown = [f"{n} {unit}" for n, unit in parts if n]
+    return " ".join(shown) or "0 s"
+
+
+def trip_line(t: dict[str, Any]) -> str:
+    exit_at = _wall(t["exit_ns"]) if t["closed"] else "open"
+    return (
+        f"  {t['symbol']:<12} {_wall(t['entry_ns'])} -> {exit_at}  qty {t['qty']}"
+        f"  {_or(t['entry_price'])} -> {_or(t['exit_price'])}  fees {t['fees']}"
+        f"  PnL {t['pnl']}"
+    )
+
+
+def select_run(conn: sqlite3.Connection, wanted: str | None) -> RunRecord | None:
+    """Run ``wanted`` (its id, or its number: 1 the first, -1 the latest); the latest if None.
+
+    *Error handling:* ``ConfigError`` naming ``--run`` when no such run exists.
+    """
+    if wanted is None:
+        runs = load_runs(conn, 1)
+        return runs[0] if runs else None
+    runs = load_runs(conn, 1, run_id=wanted)
+    if not runs and wanted.lstrip("-").isdigit() and len(wanted) <= 9:
+        number = int(wanted)
+        total = count_runs(conn)
+        index = number - 1 if number > 0 else total + number
+        if 0 <= index < total:
+            runs = load_runs(conn, total - index)[:1]
+    if not runs:
+        raise ConfigError(f"--run: no run {wanted!r} in this database")
+    return runs[0]
+
+
+def _json_object(text: object) -> dict[str, Any]:
+    try:
+        value = json.loads(text) if isinstance(text, str) else None
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _run_columns(
+    conn: sqlite3.Connection, run_id: str
+) -> tuple[int, dict[str, Any], dict[str, Any]]:
+    """The run's rowid, recorded configuration and strategy parameters."""
+    recorded = has_column(conn, "runs", "strategy_params_json")
+    params_col = "strategy_params_json" if recorded else "NULL"
+    row = conn.execute(
+        f"SELECT rowid, config_json, {params_col} FROM runs WHERE run_id = ?", (run_id,)
+    ).fetchone()
+    return int(row[0]), _json_object(row[1]), _json_object(row[2])
+
+
+def starting_cash_of(config: dict[str, Any]) -> Decimal | None:
+    """``[execution] starting_cash`` from a run's recorded configuration (``None``: unset)."""
+    execution = config.get("execution")
+    value = execution.get("starting_cash") if isinstance(execution, dict) else None
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        cash = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    return cash if cash.is_finite() and cash > 0 else None
+
+
+def _fills(conn: sqlite3.Connection, where: str, args: tuple[object, ...]) -> list[Fill]:
+    rows = select_rows(conn, Fill, f"WHERE {where} ORDER BY rowid", args)
+    return [f for f in (_fill_from_row(r) for r in rows) if f is not None]
+
+
+def _event_range(conn: sqlite3.Connection, run: RunRecord, fills: list[Fill]) -> tuple[int, int]:
+    first, last = run.first_event_ns, run.last_event_ns
+    if first is None or last is None:
+        lo, hi = conn.execute(
+            "SELECT MIN(ts_event), MAX(ts_event) FROM ticks WHERE run_id = ?", (run.run_id,)
+        ).fetchone()
+        first = first if first is not None else lo
+        last = last if last is not None else hi
+    stamps = [f.ts_event for f in fills]
+    first = first if first is not None else min(stamps, default=0)
+    last = last if last is not None else max(stamps, default=first)
+    return int(first), max(int(first), int(last))
+
+
+def price_path(
+    conn: sqlite3.Connection, start_ns: int, end_ns: int, interval_ns: int
+) -> list[PricePoint]:
+    """The last trade of each symbol in each ``interval_ns`` of ``[start_ns, end_ns]``
+    (SQLite's bare column beside ``MAX``: the row holding the maximum; an index range scan)."""
+    rows = conn.execute(
+        "SELECT symbol, MAX(ts_event), price FROM ticks WHERE ts_event BETWEEN ? AND ?"
+        " GROUP BY symbol, ts_event / ? ORDER BY 2, 1",
+        (start_ns, end_ns, interval_ns),
+    )
+    points: list[PricePoint] = []
+    for symbol, ts, price in rows:
+        try:
+            points.append(PricePoint(str(symbol), int(ts), Decimal(price)))
+        except (InvalidOperation, TypeError, ValueError):
+            continue
+    return points
+
+
+def _signal_prices(conn: sqlite3.Connection, run_id: str) -> list[Decimal]:
+    prices = []
+    for (text,) in conn.execute("SELECT price FROM signals WHERE run_id = ?", (run_id,)):
+        try:
+            prices.append(Decimal(text))
+        except (InvalidOperation, TypeError):
+            continue
+    return prices
+
+
+def run_report(conn: sqlite3.Connection, run: RunRecord) -> RunFigures:
+    """The figures of ``run``: its fills, booked after those of the runs before it."""
+    rowid, config, params = _run_columns(conn, run.run_id)
+    fills = _fills(conn, "run_id = ?", (run.run_id,))
+    opening_fills = _fills(
+        conn, "run_id IN (SELECT run_id FROM runs WHERE rowid < ?)", (rowid,)
+    )
+    opening = Ledger()
+    for fill in opening_fills:
+        opening.apply(fill)
+    start, end = _event_range(conn, run, fills)
+    interval = max(NS_PER_S, -(-(end - start) // MAX_PRICE_POINTS) // NS_PER_S * NS_PER_S)
+    prices = price_path(conn, start, end, interval)
+    figures = run_figures(
+        fills,
+        prices,
+        start_ns=start,
+        end_ns=end,
+        starting_cash=starting_cash_of(config),
+        opening={s: q for s, q in opening.positions().items() if q != 0},
+        opening_cash=opening.cash,
+    )
+    # Trade prices give the instrument's precision (a PAPER fill's price carries slippage);
+    # a run that stored no ticks still stored its signals, each at a trade's price.
+    traded = [p.price for p in prices] or _signal_prices(conn, run.run_id)
+    money = money_for(traded or [f.price for f in fills], [f.qty for f in fills])
+    processed = _ticks_processed(conn, run.run_id)
+    return RunFigures(
+        run=run,
+        strategy_params=params,
+        symbols=sorted({p.symbol for p in prices} | {f.symbol for f in fills}),
+        ticks=processed if processed is not None else run.counts.get("ticks", 0),
+        figures=figures,
+        money=money,
+        prices=prices,
+        interval_ns=interval,
+        fills=fills,
+    )
+
+
+def build_report(conn: sqlite3.Connection, run: str | None = None) -> Report:
+    """Everything the operator needs from the database at ``conn`` (read-only), with the
+    figures of run ``run`` (``select_run``: the latest by default)."""
     report = Report()
     report.modes = previous_modes(conn)
     report.runs_total = count_runs(conn)
@@ -252,6 +527,9 @@ def build_report(conn: sqlite3.Connection) -> Report:
         ).fetchone()
         if last is not None:
             report.trading_state = last[0]
+    chosen = select_run(conn, run)
+    if chosen is not None:
+        report.run = run_report(conn, chosen)
     return report
 
 

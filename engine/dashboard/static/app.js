@@ -246,19 +246,31 @@ function renderLists(signals, vetoes, orders, fills) {
     td(fmtNum(f.cash_delta, 4), signClass(f.cash_delta))]);
 }
 
+function renderRuns(data) {
+  fillTable("#runs", data.runs, (r) => {
+    const link = el("td");
+    link.append(el("a", { href: "/report?run_id=" + encodeURIComponent(r.run_id), "data-run": r.run_id },
+      "report"));
+    return [td(r.run_id), td(r.command), td(r.mode), td(fmtTime(r.started_wall_ns)),
+      td(r.exit_code === null ? "running" : r.exit_code), link];
+  });
+}
+
 async function refresh() {
   const errors = [];
   const guard = (p) => p.catch((e) => { errors.push(e.message); return null; });
   const q = `limit=${LIST_LIMIT}`;
-  const [status, portfolio, symbols, equity, signals, vetoes, orders, fills] = await Promise.all([
+  const [status, portfolio, symbols, equity, signals, vetoes, orders, fills, runs] = await Promise.all([
     guard(getJSON("/api/status")), guard(getJSON("/api/portfolio")), guard(getJSON("/api/symbols")),
     guard(getJSON("/api/equity?points=400")), guard(getJSON("/api/signals?" + q)),
     guard(getJSON("/api/vetoes?" + q)), guard(getJSON("/api/orders?" + q)), guard(getJSON("/api/fills?" + q)),
+    guard(getJSON("/api/runs?" + q)),
   ]);
   if (status) renderStatus(status);
   if (portfolio) renderPortfolio(portfolio);
   if (equity) renderEquity(equity);
   if (signals && vetoes && orders && fills) renderLists(signals, vetoes, orders, fills);
+  if (runs) renderRuns(runs);
   if (symbols) {
     const charts = await Promise.all(symbols.symbols.slice(0, MAX_CHART_SYMBOLS).map(
       (s) => guard(getJSON("/api/prices?points=600&symbol=" + encodeURIComponent(s.symbol)))));
