@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 
@@ -14,6 +14,7 @@ import pytest
 import trio
 
 from engine import logs
+from engine.adapters.backoff import DEFAULT_POLICY
 from engine.adapters.binance_spot.credentials import Credentials, Secret
 from engine.adapters.binance_spot.execution import (
     BinanceExecution,
@@ -87,8 +88,8 @@ async def venue(nursery: trio.Nursery) -> AsyncIterator[Venue]:
             wall_ms=lambda: time.time_ns() // 1_000_000, timeout_s=REQUEST_TIMEOUT_S,
         )  # fmt: skip
         live = BinanceExecution(
-            rest=rest, credentials=credentials(), policy=LivePolicy(initial_backoff_s=0.01),
-            sleep=sleep,
+            rest=rest, credentials=credentials(),
+            policy=LivePolicy(backoff=replace(DEFAULT_POLICY, initial_s=0.01)), sleep=sleep,
         )  # fmt: skip
         yield Venue(fake, live, sleeps)
 

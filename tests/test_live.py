@@ -14,6 +14,7 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ import pytest
 import trio
 
 from engine import logs
+from engine.adapters.backoff import DEFAULT_POLICY
 from engine.adapters.binance_spot.credentials import Credentials, Secret
 from engine.adapters.binance_spot.signing import client_order_id
 from engine.adapters.binance_spot.user_stream import StreamPolicy
@@ -161,7 +163,7 @@ class Engine:
         self.venue = LiveVenue(
             config=self.config, core=self.execution, credentials=credentials(),
             counters=self.counters, restored=restored,
-            stream_policy=StreamPolicy(initial_backoff_s=0.01, max_backoff_s=0.05),
+            stream_policy=StreamPolicy(backoff=replace(DEFAULT_POLICY, initial_s=0.01, max_s=0.05)),
         )  # fmt: skip
         self.code: ExitCode | None = None
 

@@ -174,15 +174,7 @@ class WebSocketStream:
         )
         self._disconnect_timeout = min(section.pong_timeout_s, DISCONNECT_TIMEOUT_S)
         self._trade_decoder: Decoder = decoder_for(section.venue.value)
-        self._backoff = Backoff(
-            BackoffPolicy(
-                initial_s=section.initial_backoff_s,
-                max_s=section.max_backoff_s,
-                factor=section.backoff_factor,
-                seed=section.backoff_seed,
-                healthy_after_s=healthy_after_s,
-            )
-        )
+        self._backoff = Backoff(BackoffPolicy.of(section, healthy_after_s=healthy_after_s))
         self._budget = ReconnectBudget(
             max_failures=section.max_reconnect_failures, max_downtime_s=section.max_downtime_s
         )
