@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
@@ -342,10 +341,8 @@ async def test_unreachable_venue_not_sent_gives_up(nursery: trio.Nursery) -> Non
 
 
 async def test_secret_never_in_records_logs_or_database(venue: Venue, tmp_path: Path) -> None:
-    out = io.StringIO()
-    logs.set_stream(out)
     records: list[Record] = []
-    try:
+    with logs.capture() as out:
         venue.fake.new_order_plan.extend(
             [Behaviour.TIMEOUT_THEN_FILLED, Behaviour.REJECT, Behaviour.DROP, Behaviour.PARTIAL]
         )
@@ -354,10 +351,8 @@ async def test_secret_never_in_records_logs_or_database(venue: Venue, tmp_path: 
             for n in range(1, 5):
                 records += await venue.place(make_order(n))
             records += await venue.live.cancel(make_order(4).order_id)
-    finally:
-        logs.set_stream(None)
     assert failures(records)  # the scenario did exercise the failure paths
-    everything = out.getvalue() + "".join(repr(r) for r in records)
+    everything = out.text() + "".join(repr(r) for r in records)
     assert API_SECRET not in everything
     assert API_KEY not in everything
     store = SqliteStore.open(tmp_path / "live.db")

@@ -15,6 +15,7 @@ SQLite on a frozen disk cannot be cancelled, and must not keep the process alive
 
 from __future__ import annotations
 
+import contextvars
 import math
 import os
 import signal
@@ -63,7 +64,9 @@ class HardDeadline:
             if self._timer is not None:
                 self._timer.cancel()
             self._at = at
-            self._timer = threading.Timer(seconds, self._fire, args=(seconds, why))
+            # the timer thread logs with the context of the arming task (engine.logs)
+            context = contextvars.copy_context()
+            self._timer = threading.Timer(seconds, context.run, args=(self._fire, seconds, why))
             self._timer.daemon = True
             self._timer.start()
 

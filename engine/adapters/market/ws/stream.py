@@ -189,6 +189,11 @@ class WebSocketStream:
         forwarder = self.forwarder = TickForwarder(
             send, self.counters, LIVE_PENDING_TICKS, self.progress
         )
+        # every line the feed's tasks log names the venue (engine.logs.bind)
+        with logs.bind(venue=self.section.venue.value):
+            await self._stream(forwarder)
+
+    async def _stream(self, forwarder: TickForwarder) -> None:
         failure: Exception | None = None
         async with self._recording():
             try:
@@ -225,7 +230,6 @@ class WebSocketStream:
                 if spent is not None:
                     logs.error(
                         "ws_give_up",
-                        venue=self.section.venue.value,
                         url=self.url,
                         reason=spent,
                         last_error=last_reason,
@@ -240,7 +244,6 @@ class WebSocketStream:
                 counters.reconnects += 1
                 logs.warning(
                     "ws_reconnect",
-                    venue=self.section.venue.value,
                     attempt=self.stats.attempts + 1,
                     delay_s=round(delay, 3),
                     reason=last_reason,
@@ -250,7 +253,7 @@ class WebSocketStream:
                 self.progress.bump()
                 await trio.sleep(delay)
             else:
-                logs.info("ws_connect", venue=self.section.venue.value, url=self.url)
+                logs.info("ws_connect", url=self.url)
             self.stats.attempts += 1
             session = await self._run_session()
             now = trio.current_time()
@@ -341,7 +344,6 @@ class WebSocketStream:
         self.counters.backoff_ms = 0
         logs.info(
             "ws_connected",
-            venue=self.section.venue.value,
             url=self.url,
             attempt=self.stats.attempts,
             subscribe=self._subscribe is not None,
@@ -355,7 +357,6 @@ class WebSocketStream:
         if connected:
             logs.warning(
                 "ws_disconnected",
-                venue=self.section.venue.value,
                 reason=session.end_reason or "closed",
                 teardown_error=session.teardown_error,
                 up_s=round(now - session.opened_at, 3),
@@ -367,7 +368,6 @@ class WebSocketStream:
         else:
             logs.warning(
                 "ws_connect_failed",
-                venue=self.section.venue.value,
                 url=self.url,
                 attempt=self.stats.attempts,
                 reason=session.end_reason or "unknown",
