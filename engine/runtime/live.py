@@ -1,43 +1,11 @@
 """The LIVE execution path: the pure core decides, this shell talks to the venue.
 
-Started by the runtime only in ``mode = "live"``, after gate G1 passed
-(``engine.app``); nothing here is imported in SHADOW or PAPER (I1).
-
-::
-
-    execution task --records--> persistence (WriteAhead) ---- "order X is durable" ----.
-         |                          ^                                                  v
-         '--intents (never waits)---+--> sender: submit / cancel ----> Binance REST   |
-                                    |        ^ waits for ------------------------------'
-                                    '-- forwarder <-- venue records <-- user stream (WebSocket API)
-
-* **Decisions stay in the core.** ``Execution`` (LIVE mode) runs the same risk
-  chain and ledger as SHADOW/PAPER; an approved order is returned as ``Order`` +
-  SUBMITTED like any record, and the *intent* to send it waits in the core's
-  outbox. After the execution task queued a batch's records for persistence, it
-  calls ``dispatch``: the intents go to the sender's own bounded channel with
-  ``send_nowait`` -- the strategy/execution loop never waits on the network.
-* **Write-ahead.** The sender submits an order only after persistence has
-  *committed* its SUBMITTED record (``WriteAhead.wait_durable``), so a crash
-  at any point leaves the order in the database first; a restart then
-  reconciles it with the venue (``BinanceExecution.reconcile``: found -> booked,
-  never placed -> DENIED) and never sends it again.
-* **Venue results flow back through the core.** Whatever the adapter returns --
-  from a submit, a cancel or the user-data stream -- goes to the forwarder,
-  which applies it to the core (``Execution.apply_venue``: positions, open
-  orders and exposure stay right, I2/I4) and then queues it for persistence.
-  Every ``VenueFailure`` is logged by the adapter and persisted here (L4).
-* **User stream** runs as its own task; trading starts only after its first
-  subscription and the reconciliation of any orders a previous run left open.
-* **Drain.** When the execution task ends (SIGINT/SIGTERM, or the source ran
-  out) the intent channel closes. Submits still queued behind a signal are not
-  sent (DENIED "engine stopping"); then every order still open at the venue is
-  cancelled, bounded by ``DRAIN_CANCEL_SHARE`` of ``drain_timeout_s``; then the
-  stream stops, the forwarder flushes, and only then is the HTTP client closed.
-
-Sends are sequential, in intent order (a cancel never overtakes the submit of
-its order); a submit that is retrying (rate limit, unknown outcome) delays the
-intents behind it, never the pipeline.
+Why a shell around the core rather than LIVE logic in it: the core stays pure and
+identical across modes; this module only moves intents to the venue (after their
+SUBMITTED records are durable) and the venue's answers back through the core.
+Started only in ``mode = "live"`` after gate G1; never imported in SHADOW or PAPER
+(I1). The picture, the write-ahead rule, start and drain: docs/architecture.md
+("The LIVE path").
 """
 
 from __future__ import annotations
