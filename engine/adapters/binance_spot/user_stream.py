@@ -53,6 +53,7 @@ from engine.adapters.binance_spot.wire import (
     execution_report_decoder,
     stream_decoder,
 )
+from engine.adapters.market.ws.deadlines import ConnectionDeadlines
 from engine.adapters.market.ws.failures import CONNECTION_ERRORS, DISCONNECT_TIMEOUT_S
 from engine.core.events import FailureKind, Record
 from engine.exits import ConfigError, NetworkBudgetExhausted
@@ -147,18 +148,15 @@ async def run_user_stream(
         subscribed_at: float | None = None
         reason = ""
         try:
-            # trio-websocket's connect_timeout raises, then waits for its reader task,
-            # which waits forever for a peer that accepted TCP and never answers the
-            # upgrade: our own deadline bounds the handshake, lifted once connected.
-            deadline = trio.current_time() + policy.connect_timeout_s
-            with trio.CancelScope(deadline=deadline) as connecting:
+            connecting = ConnectionDeadlines(policy.connect_timeout_s, policy.disconnect_timeout_s)
+            with connecting.scope:
                 async with open_websocket_url(
                     url,
                     message_queue_size=MESSAGE_QUEUE,
                     connect_timeout=policy.connect_timeout_s,
                     disconnect_timeout=policy.disconnect_timeout_s,
                 ) as ws:
-                    connecting.deadline = math.inf
+                    connecting.opened()
                     await _subscribe(ws, credentials, wall_ms, f"sub-{attempt}", policy)
                     subscribed_at = trio.current_time()
                     budget.delivered(subscribed_at)
@@ -170,7 +168,7 @@ async def run_user_stream(
                         ready.started()
                         ready = None
                     await _read(execution, send, ws, policy)
-            if connecting.cancelled_caught:
+            if connecting.handshake_timed_out:
                 raise StreamFailure(f"no handshake reply within {policy.connect_timeout_s:g} s")
         except* _LOST as group:
             reason = "; ".join(_describe(e) for e in _leaves(group))

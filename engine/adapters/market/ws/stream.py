@@ -50,7 +50,6 @@ tick channel or a bug leave ``stream``.
 
 from __future__ import annotations
 
-import math
 import time
 import urllib.parse
 from collections.abc import AsyncIterator, Callable
@@ -67,6 +66,7 @@ from engine.adapters.market.dedup import TradeDedup
 from engine.adapters.market.progress import Progress
 from engine.adapters.market.recorder import CaptureRecorder, open_capture_recorder
 from engine.adapters.market.venues import decoder_for
+from engine.adapters.market.ws.deadlines import ConnectionDeadlines
 from engine.adapters.market.ws.endpoints import feed_url, subscribe_frame
 from engine.adapters.market.ws.failures import (
     DISCONNECT_TIMEOUT_S,
@@ -276,11 +276,8 @@ class WebSocketStream:
         session = Session(opened_at=now, last_rx=now)
         section = self.section
         fatal: Exception | None = None
-        connected = False
-        # Our own bound on the handshake (trio-websocket's connect_timeout raises, then
-        # waits for its reader task, which waits for a peer that never answers), lifted
-        # once connected and set again, to the close bound, once the session ended.
-        with trio.CancelScope(deadline=now + section.connect_timeout_s) as bounded:
+        bounded = ConnectionDeadlines(section.connect_timeout_s, self._disconnect_timeout)
+        with bounded.scope:
             try:
                 async with trio_websocket.open_websocket_url(
                     self.url,
@@ -289,8 +286,7 @@ class WebSocketStream:
                     connect_timeout=section.connect_timeout_s,
                     disconnect_timeout=self._disconnect_timeout,
                 ) as ws:
-                    bounded.deadline = math.inf
-                    connected = True
+                    bounded.opened()
                     self._on_connected(session)
                     async with trio.open_nursery() as nursery:
                         scope = nursery.cancel_scope
@@ -306,7 +302,7 @@ class WebSocketStream:
                                 fatal = exc
                             session.end_reason = session.end_reason or lost
                         scope.cancel()
-                    bounded.deadline = trio.current_time() + self._disconnect_timeout
+                    bounded.closing()
                     raise _SessionOver
             except _SessionOver as over:
                 hidden = over.__context__  # what the library's own tasks raised meanwhile
@@ -320,9 +316,9 @@ class WebSocketStream:
                     session.end_reason = reason
                 else:
                     session.teardown_error = reason
-        if bounded.cancelled_caught and not connected:
+        if bounded.handshake_timed_out:
             session.end_reason = "connect timed out"
-        elif bounded.cancelled_caught:
+        elif bounded.close_timed_out:
             self.stats.teardown_timeouts += 1
             session.teardown_error = (
                 f"close not finished within {self._disconnect_timeout:g}s: connection abandoned"
