@@ -109,6 +109,11 @@ async def test_stream_drop_then_resend_no_duplicate_tick(log_lines: Captured) ->
     [lost] = log_lines.events("ws_disconnected")
     assert lost["reason"].startswith("closed 1006")
     assert len(log_lines.events("ws_connected")) == 2
+    # the stream binds its venue once (logs.bind): every line its tasks log names it
+    feed_lines = [line for line in log_lines.lines if line["event"].startswith("ws_")]
+    assert len(feed_lines) >= 4
+    assert {line["venue"] for line in feed_lines} == {"binance"}
+    assert [k for k in lost][:4] == ["ts", "level", "event", "venue"]
 
 
 async def test_stream_trades_missed_while_away_gap_counted_and_logged(

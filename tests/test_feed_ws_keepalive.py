@@ -130,8 +130,8 @@ async def test_keepalive_ping_finds_connection_closing_ends_the_session(
 ) -> None:
     # Before issue 10 the keepalive just returned here, leaving a reader stuck on a
     # close that never completes with nobody watching the session.
-    keepalive = Keepalive(venue="binance", interval_s=5.0, pong_timeout_s=2.0,
-                          stats=LinkStats(), progress=Progress())
+    keepalive = Keepalive(interval_s=5.0, pong_timeout_s=2.0, stats=LinkStats(),
+                          progress=Progress())
     session = LinkSession(opened_at=trio.current_time(), last_rx=trio.current_time())
     with trio.CancelScope() as scope:
         await keepalive.run(_ClosingSocket(), session, scope)  # type: ignore[arg-type]

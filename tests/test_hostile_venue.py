@@ -248,9 +248,7 @@ async def test_hostile_last_tick_wall_time_recorded_for_liveness() -> None:
 
 
 def _watch(max_downtime_s: float = 10.0) -> SilenceWatch:
-    return SilenceWatch(
-        venue="binance", max_downtime_s=max_downtime_s, stats=LinkStats(), progress=Progress()
-    )
+    return SilenceWatch(max_downtime_s=max_downtime_s, stats=LinkStats(), progress=Progress())
 
 
 def test_silence_deadline_fresh_session_half_the_budget_or_what_is_left() -> None:

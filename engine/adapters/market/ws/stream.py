@@ -160,14 +160,12 @@ class WebSocketStream:
         self._intake = FrameIntake(section, counters, self._dedup)
         self._subscribe = subscribe_frame(section)
         self._keepalive = Keepalive(
-            venue=section.venue.value,
             interval_s=section.keepalive_interval_s,
             pong_timeout_s=section.pong_timeout_s,
             stats=self.stats,
             progress=self.progress,
         )
         self._silence = SilenceWatch(
-            venue=section.venue.value,
             max_downtime_s=section.max_downtime_s,
             stats=self.stats,
             progress=self.progress,
