@@ -1,8 +1,9 @@
 """Shutdown control: the first signal starts the drain, a second one or the deadline forces it.
 
 The drain itself needs no code here: cancelling ingest's scope closes its channel
-and the close propagates down the pipeline (docs/architecture.md, "Shutdown: the drain"). What lives
-here is *when* that starts and what happens when it does not finish in time.
+and the close propagates down the pipeline (docs/architecture.md, "Shutdown: the
+drain"). What lives here is *when* that starts and what happens when it does not
+finish in time.
 
 Three things start a drain: a signal, the source ending (replay finished, or
 failed), and a fault the engine must stop on without losing what it accepted
