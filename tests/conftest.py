@@ -7,13 +7,10 @@ from collections.abc import Iterator
 import pytest
 
 from engine import logs
-from tests.fake_exchange import LogLines
 
 
 @pytest.fixture
-def log_lines() -> Iterator[LogLines]:
-    """The engine's JSON log lines, captured in memory for the test."""
-    sink = LogLines()
-    logs.set_stream(sink)
-    yield sink
-    logs.set_stream(None)
+def log_lines() -> Iterator[logs.Captured]:
+    """The engine's JSON log lines, captured in memory for the test (``logs.capture``)."""
+    with logs.capture() as captured:
+        yield captured

@@ -33,7 +33,6 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import gzip
-import io
 import json
 import re
 import time
@@ -520,19 +519,3 @@ async def until(progress: Progress, predicate: Callable[[], bool]) -> None:
     """Wait for ``predicate`` to hold, re-checked whenever ``progress`` is bumped."""
     with trio.fail_after(WAIT_S):
         await progress.wait_until(predicate)
-
-
-class LogLines(io.TextIOBase):
-    """Collects the engine's JSON log lines (``engine.logs.set_stream``)."""
-
-    def __init__(self) -> None:
-        self.lines: list[dict[str, Any]] = []
-
-    def write(self, text: str) -> int:
-        for part in text.splitlines():
-            if part.strip():
-                self.lines.append(json.loads(part))
-        return len(text)
-
-    def events(self, name: str) -> list[dict[str, Any]]:
-        return [line for line in self.lines if line.get("event") == name]

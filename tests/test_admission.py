@@ -36,9 +36,9 @@ from engine.adapters.market.ws.intake import FrameIntake
 from engine.config.schema import IngestSection, Source, Venue
 from engine.core.events import Tick
 from engine.counters import Counters
+from engine.logs import Captured
 from engine.ports import TickBatch
 from tests.engine_process import REAL_CAPTURE, run_engine
-from tests.fake_exchange import LogLines
 
 NOW_MS = 1_796_000_000_000  # a receive time in 2026, for frames stamped "now"
 NOW_NS = NOW_MS * 1_000_000
@@ -341,7 +341,7 @@ def test_every_refusal_reason_is_a_heartbeat_counter() -> None:
     assert all(f"refused_{r.value}" in snapshot for r in Refusal)
 
 
-def test_refusals_sampled_in_the_log_all_counted(log_lines: LogLines) -> None:
+def test_refusals_sampled_in_the_log_all_counted(log_lines: Captured) -> None:
     take, counters = intake()
     for i in range(2 * REFUSAL_LOG_EVERY):
         take.accept(binance_frame(i, s="ETHUSDT"), NOW_NS, 0.0)

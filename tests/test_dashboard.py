@@ -20,11 +20,11 @@ from engine.dashboard.app import (
     build_app,
 )
 from engine.dashboard.db import ReadOnlyDatabase
+from engine.logs import Captured
 from engine.store.report import build_report
 from engine.store.rows import columns_of
 from tests.dashboard_support import asgi_get, http_get, replay_database, serve_dashboard
 from tests.engine_process import EngineProcess, run_engine
-from tests.fake_exchange import LogLines
 
 TRADES = 9757
 
@@ -374,7 +374,7 @@ async def test_host_header_bound_name_and_allow_list_answered_others_refused(
 
 
 async def test_host_refusals_counted_and_sampled_in_the_log(
-    replay_db: Path, log_lines: LogLines
+    replay_db: Path, log_lines: Captured
 ) -> None:
     app = build_app(str(replay_db))
     for i in range(REFUSAL_LOG_FIRST + 5):

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import io
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pytest
 import trio
 
 from engine import logs
+from engine.adapters.backoff import DEFAULT_POLICY
 from engine.adapters.binance_spot.credentials import Credentials, Secret
 from engine.adapters.binance_spot.execution import (
     BinanceExecution,
@@ -87,8 +87,8 @@ async def venue(nursery: trio.Nursery) -> AsyncIterator[Venue]:
             wall_ms=lambda: time.time_ns() // 1_000_000, timeout_s=REQUEST_TIMEOUT_S,
         )  # fmt: skip
         live = BinanceExecution(
-            rest=rest, credentials=credentials(), policy=LivePolicy(initial_backoff_s=0.01),
-            sleep=sleep,
+            rest=rest, credentials=credentials(),
+            policy=LivePolicy(backoff=replace(DEFAULT_POLICY, initial_s=0.01)), sleep=sleep,
         )  # fmt: skip
         yield Venue(fake, live, sleeps)
 
@@ -341,10 +341,8 @@ async def test_unreachable_venue_not_sent_gives_up(nursery: trio.Nursery) -> Non
 
 
 async def test_secret_never_in_records_logs_or_database(venue: Venue, tmp_path: Path) -> None:
-    out = io.StringIO()
-    logs.set_stream(out)
     records: list[Record] = []
-    try:
+    with logs.capture() as out:
         venue.fake.new_order_plan.extend(
             [Behaviour.TIMEOUT_THEN_FILLED, Behaviour.REJECT, Behaviour.DROP, Behaviour.PARTIAL]
         )
@@ -353,10 +351,8 @@ async def test_secret_never_in_records_logs_or_database(venue: Venue, tmp_path: 
             for n in range(1, 5):
                 records += await venue.place(make_order(n))
             records += await venue.live.cancel(make_order(4).order_id)
-    finally:
-        logs.set_stream(None)
     assert failures(records)  # the scenario did exercise the failure paths
-    everything = out.getvalue() + "".join(repr(r) for r in records)
+    everything = out.text() + "".join(repr(r) for r in records)
     assert API_SECRET not in everything
     assert API_KEY not in everything
     store = SqliteStore.open(tmp_path / "live.db")

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 
 import httpx
 import pytest
 import trio
 
+from engine.adapters.backoff import DEFAULT_POLICY
 from engine.adapters.binance_spot.credentials import Credentials, Secret
 from engine.adapters.binance_spot.execution import BinanceExecution
 from engine.adapters.binance_spot.rest import BinanceRest
@@ -34,7 +35,7 @@ from engine.exits import ConfigError, NetworkBudgetExhausted
 from tests.fake_binance_rest import API_KEY, API_SECRET, FakeBinance
 
 GUARD_S = 10.0
-FAST = StreamPolicy(initial_backoff_s=0.01, max_backoff_s=0.05, max_failures=3)
+FAST = StreamPolicy(backoff=replace(DEFAULT_POLICY, initial_s=0.01, max_s=0.05), max_failures=3)
 ORDER = Order(
     order_id="ord:sig:binance:BTCUSDT:1", signal_id="sig:binance:BTCUSDT:1", mode="live",
     symbol="BTCUSDT", side=Side.BUY, order_type=OrderType.LIMIT, qty=Decimal("0.002"),

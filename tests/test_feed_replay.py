@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import io
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -53,23 +51,10 @@ def write(path: Path, lines: list[tuple[int, bytes]], *, compress: bool = False)
     return path
 
 
-class LogCapture:
-    def __init__(self) -> None:
-        self.buffer = io.StringIO()
-
-    def events(self, name: str) -> list[dict[str, object]]:
-        lines = [json.loads(ln) for ln in self.buffer.getvalue().splitlines()]
-        return [ln for ln in lines if ln["event"] == name]
-
-
 @pytest.fixture
-def logged() -> Iterator[LogCapture]:
-    capture = LogCapture()
-    logs.set_stream(capture.buffer)
-    try:
-        yield capture
-    finally:
-        logs.set_stream(None)
+def logged() -> Iterator[logs.Captured]:
+    with logs.capture() as captured:
+        yield captured
 
 
 async def collect(source: MarketDataStream, buffer: int = 4) -> list[TickBatch]:
@@ -91,7 +76,7 @@ def snapshot(c: Counters) -> tuple[int, int, int, int]:
     return (c.ingest_received, c.ingest_processed, c.skipped_messages, c.parse_errors)
 
 
-async def test_replay_real_capture_yields_all_9757_ticks_contiguous(logged: LogCapture) -> None:
+async def test_replay_real_capture_yields_all_9757_ticks_contiguous(logged: logs.Captured) -> None:
     counters = Counters()
     batches = await collect(ReplayStream([BINANCE], counters))
     ticks = [t for b in batches for t in b]
@@ -126,7 +111,7 @@ async def test_replay_files_in_given_order_each_flushing_its_last_batch(tmp_path
 
 
 async def test_replay_malformed_lines_counted_sampled_and_replay_goes_on(
-    tmp_path: Path, logged: LogCapture
+    tmp_path: Path, logged: logs.Captured
 ) -> None:
     lines = [
         b"%d %s" % (R0, trade(1)),
@@ -151,7 +136,7 @@ async def test_replay_malformed_lines_counted_sampled_and_replay_goes_on(
 
 
 async def test_replay_malformed_log_bounded_first_10_then_every_1000th(
-    tmp_path: Path, logged: LogCapture
+    tmp_path: Path, logged: logs.Captured
 ) -> None:
     path = tmp_path / "bad.txt"
     path.write_bytes(b"%d %s\n" % (R0, trade(1)) + b"%d {oops\n" % R0 * 2_500)
@@ -191,7 +176,7 @@ async def test_replay_missing_file_raises_config_error(tmp_path: Path) -> None:
 
 
 async def test_replay_truncated_gzip_counts_one_error_and_goes_on(
-    tmp_path: Path, logged: LogCapture
+    tmp_path: Path, logged: logs.Captured
 ) -> None:
     lines = [(R0 + i, trade(i)) for i in range(1, 2001)]
     packed = gzip.compress(b"".join(format_capture_line(ts, raw) for ts, raw in lines))
@@ -305,7 +290,7 @@ def test_replay_stream_rejects_bad_arguments() -> None:
 
 
 async def test_replay_decoder_raising_other_value_error_counted_as_malformed(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, logged: LogCapture
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, logged: logs.Captured
 ) -> None:
     real = DECODERS["binance"]
 

@@ -15,10 +15,10 @@ from engine.adapters.market.ws.stream import WebSocketStream
 from engine.config.schema import IngestSection, Source, Venue
 from engine.counters import Counters
 from engine.exits import ConfigError, NetworkBudgetExhausted, ParseRateExceeded
+from engine.logs import Captured
 from engine.ports import TickBatch
 from tests.fake_exchange import (
     End,
-    LogLines,
     Session,
     binance_tape,
     coinbase_products,
@@ -93,7 +93,7 @@ async def test_stream_coinbase_subscribes_matches_ticks_flow_tickers_never_ticks
     assert stream.counters.duplicates == 0
 
 
-async def test_stream_drop_then_resend_no_duplicate_tick(log_lines: LogLines) -> None:
+async def test_stream_drop_then_resend_no_duplicate_tick(log_lines: Captured) -> None:
     sessions = [Session(frames=50, then=End.ABORT), Session(resend=10, frames=50)]
     async with (
         open_fake_exchange("binance", sessions) as fake,
@@ -109,10 +109,15 @@ async def test_stream_drop_then_resend_no_duplicate_tick(log_lines: LogLines) ->
     [lost] = log_lines.events("ws_disconnected")
     assert lost["reason"].startswith("closed 1006")
     assert len(log_lines.events("ws_connected")) == 2
+    # the stream binds its venue once (logs.bind): every line its tasks log names it
+    feed_lines = [line for line in log_lines.lines if line["event"].startswith("ws_")]
+    assert len(feed_lines) >= 4
+    assert {line["venue"] for line in feed_lines} == {"binance"}
+    assert [k for k in lost][:4] == ["ts", "level", "event", "venue"]
 
 
 async def test_stream_trades_missed_while_away_gap_counted_and_logged(
-    log_lines: LogLines,
+    log_lines: Captured,
 ) -> None:
     sessions = [Session(frames=20, then=End.CLOSE), Session(skip=5, frames=20)]
     async with (
@@ -130,7 +135,7 @@ async def test_stream_trades_missed_while_away_gap_counted_and_logged(
 
 
 async def test_stream_refused_handshakes_retried_with_the_backoff_schedule(
-    log_lines: LogLines,
+    log_lines: Captured,
 ) -> None:
     sessions = [Session(reject=503)] * 3 + [Session(frames=10)]
     async with open_fake_exchange("binance", sessions) as fake:
@@ -149,7 +154,7 @@ async def test_stream_refused_handshakes_retried_with_the_backoff_schedule(
 
 
 async def test_stream_consecutive_failures_spend_budget_network_exit(
-    log_lines: LogLines,
+    log_lines: Captured,
 ) -> None:
     async with open_fake_exchange("binance", [Session(reject=503)]) as fake:
         stream = WebSocketStream(ingest_section(fake, max_reconnect_failures=3), Counters())
@@ -194,7 +199,7 @@ async def test_stream_nothing_listening_connect_failures_counted() -> None:
 
 
 async def test_stream_malformed_frames_counted_every_good_trade_delivered(
-    log_lines: LogLines,
+    log_lines: Captured,
 ) -> None:
     async with (
         open_fake_exchange("binance", [Session(frames=60, malformed_every=5)]) as fake,
@@ -233,7 +238,7 @@ async def test_stream_parse_errors_above_rate_parse_exit() -> None:
 
 
 async def test_stream_frame_above_max_message_size_is_parse_error_then_reconnect(
-    log_lines: LogLines,
+    log_lines: Captured,
 ) -> None:
     sessions = [Session(frames=10, oversize_after=10), Session(frames=10)]
     async with open_fake_exchange("binance", sessions, max_message_size=4096) as fake:
@@ -256,7 +261,7 @@ def test_stream_no_symbols_is_a_config_error_exit_12() -> None:
 
 
 async def test_stream_coinbase_unknown_product_refused_config_exit_12_no_reconnect(
-    log_lines: LogLines,
+    log_lines: Captured,
 ) -> None:
     async with open_fake_exchange("coinbase") as fake:
         section = ingest_section(fake, symbols=("BTC-XYZ",))
@@ -272,7 +277,7 @@ async def test_stream_coinbase_unknown_product_refused_config_exit_12_no_reconne
 
 
 async def test_stream_coinbase_transient_venue_error_reconnects_then_ticks_flow(
-    log_lines: LogLines,
+    log_lines: Captured,
 ) -> None:
     sessions = [Session(venue_error="Internal server error, try again"), Session()]
     async with (

@@ -18,11 +18,11 @@ from engine.adapters.market.ws.session import Session as LinkSession
 from engine.adapters.market.ws.stream import WebSocketStream
 from engine.counters import Counters
 from engine.exits import NetworkBudgetExhausted
+from engine.logs import Captured
 from engine.ports import TickBatch
 from tests.fake_exchange import (
     WAIT_S,
     End,
-    LogLines,
     Session,
     binance_tape,
     ingest_section,
@@ -48,7 +48,7 @@ async def test_keepalive_silent_feed_answering_pings_keeps_connection() -> None:
 
 
 async def test_keepalive_quiet_feed_answering_pings_proves_nothing_budget_spent(
-    log_lines: LogLines,
+    log_lines: Captured,
 ) -> None:
     # Pongs keep a quiet connection open, but they are no market data: the silence
     # watch replaces the connection and the budget runs out (exit 10), however
@@ -70,7 +70,7 @@ async def test_keepalive_quiet_feed_answering_pings_proves_nothing_budget_spent(
     assert log_lines.events("ws_no_market_data")
 
 
-async def test_keepalive_silent_and_deaf_feed_forces_reconnect(log_lines: LogLines) -> None:
+async def test_keepalive_silent_and_deaf_feed_forces_reconnect(log_lines: Captured) -> None:
     sessions = [Session(frames=5, then=End.DEAF), Session(frames=5)]
     async with open_fake_exchange("binance", sessions) as fake:
         section = ingest_section(fake, keepalive_interval_s=0.02, pong_timeout_s=0.2)
@@ -101,7 +101,7 @@ async def test_keepalive_feed_that_keeps_delivering_never_pinged_to_death() -> N
 
 
 async def test_keepalive_server_pings_while_we_close_survives_issue_184(
-    log_lines: LogLines,
+    log_lines: Captured,
 ) -> None:
     # trio-websocket #184: after our pong timeout we close; a ping from the server
     # arriving while we close makes the library try to pong in CLOSING state and
@@ -130,8 +130,8 @@ async def test_keepalive_ping_finds_connection_closing_ends_the_session(
 ) -> None:
     # Before issue 10 the keepalive just returned here, leaving a reader stuck on a
     # close that never completes with nobody watching the session.
-    keepalive = Keepalive(venue="binance", interval_s=5.0, pong_timeout_s=2.0,
-                          stats=LinkStats(), progress=Progress())
+    keepalive = Keepalive(interval_s=5.0, pong_timeout_s=2.0, stats=LinkStats(),
+                          progress=Progress())
     session = LinkSession(opened_at=trio.current_time(), last_rx=trio.current_time())
     with trio.CancelScope() as scope:
         await keepalive.run(_ClosingSocket(), session, scope)  # type: ignore[arg-type]

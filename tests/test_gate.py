@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import time
 from decimal import Decimal
@@ -253,15 +252,9 @@ def test_enforce_non_live_mode_returns_without_looking(tmp_path: Path) -> None:
 
 def test_enforce_live_without_gate_raises_config_error_and_logs(tmp_path: Path) -> None:
     config = Config(engine=EngineSection(mode=Mode.LIVE, proof_path=f"{tmp_path}/proof.json"))
-    out = io.StringIO()
-    logs.set_stream(out)
-    try:
-        with pytest.raises(ConfigError, match="G1"):
-            gate.enforce(config, environ={}, arm_flag=False)
-    finally:
-        logs.set_stream(None)
-    lines = [msgspec.json.decode(line) for line in out.getvalue().splitlines()]
-    refused = [line for line in lines if line["event"] == "live_gate_refused"]
+    with logs.capture() as out, pytest.raises(ConfigError, match="G1"):
+        gate.enforce(config, environ={}, arm_flag=False)
+    refused = out.events("live_gate_refused")
     assert [r["condition"] for r in refused] == ["armed", "bundle_present"]
     assert all(r["remedy"] for r in refused)
 
@@ -283,16 +276,13 @@ def live_config_with_bundle(tmp_path: Path, libraries: list[str] | None = None) 
 
 def enforce_logged(config: Config) -> str:
     """``enforce`` while capturing the log; its lines, then re-raise what it raised."""
-    out = io.StringIO()
-    logs.set_stream(out)
-    try:
-        gate.enforce(config, environ=ARMED, arm_flag=False)
-    except ConfigError as exc:
-        exc.add_note(out.getvalue())
-        raise
-    finally:
-        logs.set_stream(None)
-    return out.getvalue()
+    with logs.capture() as out:
+        try:
+            gate.enforce(config, environ=ARMED, arm_flag=False)
+        except ConfigError as exc:
+            exc.add_note(out.text())
+            raise
+    return out.text()
 
 
 def test_enforce_live_with_valid_bundle_passes(tmp_path: Path) -> None:
@@ -313,11 +303,7 @@ def test_enforce_live_with_bundle_of_other_libraries_refuses(tmp_path: Path) -> 
 
 def test_current_verdict_nul_in_proof_path_is_bundle_missing_not_a_crash() -> None:
     config = Config(engine=EngineSection(mode=Mode.LIVE, proof_path="var/pro\x00of.json"))
-    out = io.StringIO()
-    logs.set_stream(out)
-    try:
+    with logs.capture() as out:
         verdict = gate.current_verdict(config, environ=ARMED, arm_flag=False)
-    finally:
-        logs.set_stream(None)
     assert conditions(verdict) == [Condition.BUNDLE_PRESENT]
-    assert '"proof_unreadable"' in out.getvalue()
+    assert '"proof_unreadable"' in out.text()

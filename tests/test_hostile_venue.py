@@ -29,11 +29,11 @@ from engine.adapters.market.ws.stream import WebSocketStream
 from engine.config.schema import IngestSection
 from engine.counters import Counters
 from engine.exits import ConfigError, NetworkBudgetExhausted, ParseRateExceeded
+from engine.logs import Captured
 from engine.ports import TickBatch
 from tests.fake_exchange import (
     WAIT_S,
     End,
-    LogLines,
     binance_tape,
     coinbase_tape,
     ingest_section,
@@ -84,7 +84,7 @@ async def _run_to_end(stream: WebSocketStream) -> BaseException:
     ids=["invalid-utf8-text", "ping-200-bytes"],
 )
 async def test_hostile_protocol_violation_then_tcp_held_open_reconnects_at_once(
-    violation: bytes, close_code: str, log_lines: LogLines
+    violation: bytes, close_code: str, log_lines: Captured
 ) -> None:
     # The peer breaks RFC 6455, then keeps TCP open and never answers the close:
     # trio-websocket's reader waits for a TCP close that never comes (the stall).
@@ -126,7 +126,7 @@ async def test_hostile_protocol_violation_forever_spends_the_budget() -> None:
     [Handshake.BAD_ACCEPT, Handshake.NO_UPGRADE, Handshake.HUGE_HEADERS, Handshake.GARBAGE],
 )
 async def test_hostile_bad_handshake_is_a_failed_attempt_then_reconnect(
-    handshake: Handshake, log_lines: LogLines
+    handshake: Handshake, log_lines: Captured
 ) -> None:
     plays = [Play(handshake=handshake), Play(frames=trade_frames(5))]
     async with (
@@ -151,7 +151,7 @@ async def test_hostile_bad_handshake_forever_spends_the_budget() -> None:
 
 @pytest.mark.parametrize("reply", [b"", b"HTTP/1.1 101 Switching Protocols\r\n"])
 async def test_hostile_venue_that_never_completes_the_upgrade_reply_is_bounded(
-    reply: bytes, log_lines: LogLines
+    reply: bytes, log_lines: Captured
 ) -> None:
     # TCP accepted, the request read, then no (complete) reply, TCP held open:
     # trio-websocket's connect_timeout raises, then waits for its reader task --
@@ -165,7 +165,7 @@ async def test_hostile_venue_that_never_completes_the_upgrade_reply_is_bounded(
 
 
 async def test_hostile_coinbase_ack_then_drop_forever_spends_the_budget(
-    log_lines: LogLines,
+    log_lines: Captured,
 ) -> None:
     # Each connection acknowledges the subscribe and drops: frames arrive, but no
     # market data, so no attempt "worked" and the failures add up.
@@ -190,7 +190,7 @@ async def test_hostile_record_only_ack_then_drop_forever_spends_the_budget() -> 
 
 
 async def test_hostile_coinbase_error_mid_stream_saying_invalid_reconnects_not_exit_12(
-    log_lines: LogLines,
+    log_lines: Captured,
 ) -> None:
     scripts = [
         Script(frames=20, error_after_frames="invalid signature on the internal relay"),
@@ -248,9 +248,7 @@ async def test_hostile_last_tick_wall_time_recorded_for_liveness() -> None:
 
 
 def _watch(max_downtime_s: float = 10.0) -> SilenceWatch:
-    return SilenceWatch(
-        venue="binance", max_downtime_s=max_downtime_s, stats=LinkStats(), progress=Progress()
-    )
+    return SilenceWatch(max_downtime_s=max_downtime_s, stats=LinkStats(), progress=Progress())
 
 
 def test_silence_deadline_fresh_session_half_the_budget_or_what_is_left() -> None:
@@ -263,7 +261,7 @@ def test_silence_deadline_fresh_session_half_the_budget_or_what_is_left() -> Non
 
 
 async def test_silence_watch_ends_session_without_ticks_exactly_on_time(
-    autojump_clock: trio.testing.MockClock, log_lines: LogLines
+    autojump_clock: trio.testing.MockClock, log_lines: Captured
 ) -> None:
     watch = _watch(10.0)
     session = Session(opened_at=trio.current_time(), last_rx=trio.current_time())

@@ -8,12 +8,12 @@ own log lines (a ``Progress`` bumped per line), never sleeps.
 
 from __future__ import annotations
 
-import io
 import json
 import sqlite3
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ import pytest
 import trio
 
 from engine import logs
+from engine.adapters.backoff import DEFAULT_POLICY
 from engine.adapters.binance_spot.credentials import Credentials, Secret
 from engine.adapters.binance_spot.signing import client_order_id
 from engine.adapters.binance_spot.user_stream import StreamPolicy
@@ -58,29 +59,15 @@ UP, DOWN = "50010", "50000"
 """With fast=1, slow=2 and one-trade bars: a rise is an UP regime, a fall DOWN."""
 
 
-class LogProgress(io.TextIOBase):
-    """The engine's JSON log lines, with a ``Progress`` to wait on (Trio thread only)."""
+@dataclass
+class LogProgress:
+    """The captured log (``logs.capture``) with a ``Progress`` bumped by each Trio-thread line."""
 
-    def __init__(self) -> None:
-        self.lines: list[dict[str, Any]] = []
-        self.progress = Progress()
-
-    def write(self, text: str) -> int:
-        for part in text.splitlines():
-            if part.strip():
-                self.lines.append(json.loads(part))
-        try:
-            trio.lowlevel.current_task()
-        except RuntimeError:  # a line from the writer thread: the next Trio line wakes us
-            return len(text)
-        self.progress.bump()
-        return len(text)
+    captured: logs.Captured
+    progress: Progress
 
     def has(self, event: str, **fields: object) -> bool:
-        return any(
-            line.get("event") == event and all(line.get(k) == v for k, v in fields.items())
-            for line in self.lines
-        )
+        return self.captured.has(event, **fields)
 
     async def until(self, predicate: Callable[[], bool]) -> None:
         with trio.fail_after(GUARD_S):
@@ -161,7 +148,7 @@ class Engine:
         self.venue = LiveVenue(
             config=self.config, core=self.execution, credentials=credentials(),
             counters=self.counters, restored=restored,
-            stream_policy=StreamPolicy(initial_backoff_s=0.01, max_backoff_s=0.05),
+            stream_policy=StreamPolicy(backoff=replace(DEFAULT_POLICY, initial_s=0.01, max_s=0.05)),
         )  # fmt: skip
         self.code: ExitCode | None = None
 
@@ -193,11 +180,18 @@ class Engine:
 
 
 @pytest.fixture
-def log() -> AsyncIterator[LogProgress]:
-    stream = LogProgress()
-    logs.set_stream(stream)
-    yield stream  # type: ignore[misc]
-    logs.set_stream(None)
+def log() -> Iterator[LogProgress]:
+    progress = Progress()
+
+    def woke(_line: dict[str, Any]) -> None:
+        try:
+            trio.lowlevel.current_task()
+        except RuntimeError:  # a line from the writer thread: the next Trio line wakes us
+            return
+        progress.bump()
+
+    with logs.capture(woke) as captured:
+        yield LogProgress(captured, progress)
 
 
 async def test_live_pipeline_trades_through_the_venue_and_drain_cancels_resting(

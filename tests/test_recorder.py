@@ -18,8 +18,9 @@ from hypothesis import strategies as st
 from engine.adapters.market.capture import iter_capture
 from engine.adapters.market.recorder import CaptureRecorder, open_capture_recorder
 from engine.exits import ConfigError
+from engine.logs import Captured
 from tests.engine_process import LogLine, parse_logs, run_engine
-from tests.fake_exchange import LogLines, Session, open_fake_exchange
+from tests.fake_exchange import Session, open_fake_exchange
 
 FRAMES = [
     (1723161254087896568, b'{"stream":"btcusdt@trade","data":{"e":"trade","t":1}}'),
@@ -183,7 +184,7 @@ async def test_record_venue_that_sends_frames_with_duration_exits_0(tmp_path: Pa
 
 
 async def test_recorder_stalled_disk_memory_bounded_in_bytes_drops_counted(
-    tmp_path: Path, log_lines: LogLines
+    tmp_path: Path, log_lines: Captured
 ) -> None:
     # A real stalled "disk": a FIFO nobody drains. The writer thread blocks in its
     # first write; 900 KB frames keep coming. What the recorder holds (pending plus

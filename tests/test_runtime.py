@@ -25,6 +25,7 @@ from engine.core.execution import Execution
 from engine.core.strategy import SmaCross
 from engine.counters import Counters
 from engine.exits import ExitCode, NetworkBudgetExhausted, Overload
+from engine.logs import Captured
 from engine.ports import TickBatch
 from engine.runtime.pipeline import (
     ENQUEUE_TIMEOUT_S,
@@ -37,7 +38,7 @@ from engine.runtime.sdnotify import Notifier
 from engine.runtime.state import RunState
 from engine.store.sqlite_store import SqliteStore
 from tests.engine_process import EngineProcess
-from tests.fake_exchange import LogLines, Session, open_fake_exchange
+from tests.fake_exchange import Session, open_fake_exchange
 
 
 def make_ticks(start: int, n: int) -> TickBatch:
@@ -213,7 +214,7 @@ def locked_wiring(
 
 
 async def test_run_engine_lock_past_enqueue_timeout_drains_everything_then_exits_13(
-    tmp_path: Path, log_lines: LogLines
+    tmp_path: Path, log_lines: Captured
 ) -> None:
     # The lock outlasts enqueue_timeout_s: the engine stops its intake (the source is
     # cancelled, its unsent batches were never accepted) but loses nothing it accepted:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import io
-import json
 import os
 import signal
 import socket
@@ -119,16 +117,12 @@ def test_notifier_watchdog_pid_ours_is_honoured(receiver: tuple[socket.socket, s
 
 
 def test_notifier_missing_socket_never_raises_and_warns_once(tmp_path: Path) -> None:
-    out = io.StringIO()
-    logs.set_stream(out)
-    try:
+    with logs.capture() as out:
         notifier = Notifier.from_env({"NOTIFY_SOCKET": str(tmp_path / "absent.sock")})
         notifier.ready()
         notifier.watchdog()
         notifier.stopping()
-    finally:
-        logs.set_stream(None)
-    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    lines = out.lines
     assert [line["event"] for line in lines] == ["sd_notify_failed"]
     assert lines[0]["level"] == "warning"
     assert notifier.failures == 3 and notifier.sent == 0

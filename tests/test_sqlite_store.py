@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import itertools
 import json
 import sqlite3
@@ -183,12 +182,8 @@ def test_write_records_locked_by_other_connection_waits_and_lands_complete(
     try:
         assert locked.wait(10)
         records = [tick(n) for n in range(1000, 1500)] + one_of_each(9)
-        log = io.StringIO()
-        logs.set_stream(log)
-        try:
+        with logs.capture() as log:
             result = store.write_records(records)
-        finally:
-            logs.set_stream(None)
     finally:
         release.set()
         holder.join()
@@ -198,21 +193,17 @@ def test_write_records_locked_by_other_connection_waits_and_lands_complete(
     assert counts["ticks"] == 501
     assert counts["fills"] == 1
     assert counts["runs"] == 1  # the other connection's write landed too
-    retries = [json.loads(line) for line in log.getvalue().splitlines()]
+    retries = log.lines
     assert [r["event"] for r in retries] == ["persist_lock_retry"] * 2
     assert "locked" in retries[0]["error"]
     store.close()
 
 
 def test_open_logs_store_opened_with_pragmas_and_migrations(tmp_path: Path) -> None:
-    log = io.StringIO()
-    logs.set_stream(log)
-    try:
+    with logs.capture() as log:
         SqliteStore.open(tmp_path / "e.db").close()
         SqliteStore.open(tmp_path / "e.db").close()
-    finally:
-        logs.set_stream(None)
-    first, second = (json.loads(line) for line in log.getvalue().splitlines())
+    first, second = log.lines
     assert first["event"] == "store_opened"
     assert first["pragmas"] == {"journal_mode": "wal", "synchronous": 1,
                                 "busy_timeout": 5000, "temp_store": 2}

@@ -16,12 +16,12 @@ from engine.core.execution import Execution
 from engine.core.strategy import SmaCross
 from engine.counters import Counters
 from engine.exits import ExitCode
+from engine.logs import Captured
 from engine.runtime.pipeline import Components, run_engine
 from engine.runtime.sdnotify import Notifier
 from engine.runtime.shutdown import HARD_STOP_GRACE_S, HardDeadline
 from engine.runtime.state import RunState
 from engine.store.sqlite_store import SqliteStore
-from tests.fake_exchange import LogLines
 from tests.test_runtime import ListSource, make_ticks
 
 
@@ -37,7 +37,7 @@ class Exits:
         self.called.set()
 
 
-def test_hard_deadline_fires_with_13_and_logs_why(log_lines: LogLines) -> None:
+def test_hard_deadline_fires_with_13_and_logs_why(log_lines: Captured) -> None:
     exits = Exits()
     deadline = HardDeadline(exit_process=exits)
     deadline.arm(0.01, "drain overran")

@@ -19,6 +19,8 @@ import random
 from dataclasses import dataclass
 from typing import Final
 
+from engine.config.schema import IngestSection
+
 JITTER_FRACTION: Final = 0.2
 """Each delay is drawn uniformly from ``[base * (1 - JITTER_FRACTION), base]``.
 Jitter only ever shortens the delay, so ``max_backoff_s`` stays a hard cap; with
@@ -32,7 +34,14 @@ connections keep growing it."""
 
 @dataclass(frozen=True, slots=True)
 class BackoffPolicy:
-    """The knobs of the schedule (``[ingest]`` keys of the same names)."""
+    """The knobs of the schedule (``[ingest]`` keys ``initial_backoff_s``,
+    ``max_backoff_s``, ``backoff_factor``, ``backoff_seed``).
+
+    The one copy of the backoff settings: the market feed builds its policy from
+    its section (``of``), the LIVE REST retries and user stream use ``DEFAULT_POLICY``
+    (the ``[ingest]`` defaults), so the numbers are written only in
+    ``engine.config.schema``.
+    """
 
     initial_s: float
     max_s: float
@@ -40,6 +49,23 @@ class BackoffPolicy:
     seed: int
     jitter: float = JITTER_FRACTION
     healthy_after_s: float = HEALTHY_AFTER_S
+
+    @classmethod
+    def of(
+        cls, section: IngestSection, *, healthy_after_s: float = HEALTHY_AFTER_S
+    ) -> BackoffPolicy:
+        """The policy a section configures."""
+        return cls(
+            initial_s=section.initial_backoff_s,
+            max_s=section.max_backoff_s,
+            factor=section.backoff_factor,
+            seed=section.backoff_seed,
+            healthy_after_s=healthy_after_s,
+        )
+
+
+DEFAULT_POLICY: Final = BackoffPolicy.of(IngestSection())
+"""The schedule of the ``[ingest]`` defaults: what the LIVE adapters pace by."""
 
 
 class Backoff:

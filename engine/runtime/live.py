@@ -1,11 +1,11 @@
 """The LIVE execution path: the pure core decides, this shell talks to the venue.
 
-Started by the runtime only in ``mode = "live"``, after gate G1 passed
-(``engine.app``); nothing here is imported in SHADOW or PAPER (I1). How the
-pieces fit -- intents out of the core, write-ahead before a submit, venue
-records back through ``Execution.apply_venue``, the drain -- is
-docs/architecture.md "The LIVE path" (one copy, so the two cannot drift); the
-core's side is docs/execution.md "LIVE".
+Why a shell around the core rather than LIVE logic in it: the core stays pure and
+identical across modes; this module only moves intents to the venue (after their
+SUBMITTED records are durable) and the venue's answers back through the core.
+Started only in ``mode = "live"`` after gate G1; never imported in SHADOW or PAPER
+(I1). The picture, the write-ahead rule, start and drain: docs/architecture.md
+("The LIVE path").
 """
 
 from __future__ import annotations

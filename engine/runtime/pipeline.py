@@ -1,24 +1,10 @@
 """The one nursery: four tasks, three bounded channels, one drain order, one exit code.
 
-::
-
-    source -> ingest --ticks--> strategy --decisions--> execution --records--> persistence -> SQLite
-
-* **ingest** runs the ``MarketDataStream`` inside its own cancel scope; the first
-  SIGINT/SIGTERM cancels only that scope.
-* **strategy** turns each tick batch into a decision batch (ticks with signals
-  interleaved) with the pure ``SmaCross``.
-* **execution** runs the pure ``OrderExecution`` over each decision batch and
-  forwards the batch plus every record it produced.
-* **persistence** batches records into the writer thread (``engine.store.task``).
-* **venue** (LIVE only, ``Components.venue``): ``engine.runtime.live.LiveVenue`` sends the
-  execution core's order intents to the exchange once their SUBMITTED records are
-  committed, and feeds the venue's answers back through the core into persistence.
-
-Each task owns its channel ends with ``async with``: when ingest ends (source
-exhausted, cancelled by a signal, or failed) its send side closes, strategy's
-``async for`` ends and closes the next channel, and so on down the pipeline.
-That *is* the drain; it needs no flags. See docs/architecture.md.
+Why one nursery and channels closing in order: the drain then needs no flags --
+when ingest ends its send side closes and each ``async for`` downstream ends in
+turn. The tasks, channel sizes, drain and exit precedence are described once, in
+docs/architecture.md ("Parts and arrows", "Channels, sizes and overload policy",
+"Shutdown: the drain", "Exit codes").
 """
 
 from __future__ import annotations

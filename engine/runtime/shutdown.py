@@ -1,8 +1,9 @@
 """Shutdown control: the first signal starts the drain, a second one or the deadline forces it.
 
 The drain itself needs no code here: cancelling ingest's scope closes its channel
-and the close propagates down the pipeline (see ``engine.runtime.pipeline``). What lives
-here is *when* that starts and what happens when it does not finish in time.
+and the close propagates down the pipeline (docs/architecture.md, "Shutdown: the
+drain"). What lives here is *when* that starts and what happens when it does not
+finish in time.
 
 Three things start a drain: a signal, the source ending (replay finished, or
 failed), and a fault the engine must stop on without losing what it accepted
@@ -15,6 +16,7 @@ SQLite on a frozen disk cannot be cancelled, and must not keep the process alive
 
 from __future__ import annotations
 
+import contextvars
 import math
 import os
 import signal
@@ -63,7 +65,9 @@ class HardDeadline:
             if self._timer is not None:
                 self._timer.cancel()
             self._at = at
-            self._timer = threading.Timer(seconds, self._fire, args=(seconds, why))
+            # the timer thread logs with the context of the arming task (engine.logs)
+            context = contextvars.copy_context()
+            self._timer = threading.Timer(seconds, context.run, args=(self._fire, seconds, why))
             self._timer.daemon = True
             self._timer.start()
 

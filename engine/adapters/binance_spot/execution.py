@@ -44,7 +44,7 @@ import httpx
 import trio
 
 from engine import logs
-from engine.adapters.backoff import Backoff, BackoffPolicy
+from engine.adapters.backoff import DEFAULT_POLICY, Backoff, BackoffPolicy
 from engine.adapters.binance_spot.credentials import Credentials, load_credentials
 from engine.adapters.binance_spot.failures import failure_id_for
 from engine.adapters.binance_spot.lifecycle import (
@@ -76,10 +76,8 @@ class LivePolicy:
     resolve_queries: int = 3
     """Queries to settle an unknown outcome; if none answers, the order is left SUBMITTED
     for ``reconcile`` -- never re-sent blind."""
-    initial_backoff_s: float = 0.5
-    max_backoff_s: float = 30.0
-    backoff_factor: float = 2.0
-    backoff_seed: int = 0
+    backoff: BackoffPolicy = DEFAULT_POLICY
+    """Pacing of re-sends and resolving queries (``engine.adapters.backoff``)."""
     max_retry_after_s: float = 120.0
     """A 429/418 asking to wait longer than this ends the attempt at once (an IP ban can last
     hours: better to give up the order than to act on a stale signal)."""
@@ -116,15 +114,7 @@ class BinanceExecution:
         self.failures = 0
 
     def _backoff(self) -> Backoff:
-        p = self._policy
-        return Backoff(
-            BackoffPolicy(
-                initial_s=p.initial_backoff_s,
-                max_s=p.max_backoff_s,
-                factor=p.backoff_factor,
-                seed=p.backoff_seed,
-            )
-        )
+        return Backoff(self._policy.backoff)
 
     # -- failures (L4) --------------------------------------------------------------
 

@@ -10,16 +10,25 @@ The loop: connect, subscribe, *then* ``reconcile`` (events sent while we were
 away are not replayed by the venue, so every open order is queried), then book
 each ``executionReport`` as it comes. Every record produced goes to ``send``
 (awaited: these records must never be dropped, S6). A lost connection is
-recorded as a failure and retried with the seeded backoff; ``max_failures``
-consecutive failed attempts end the task with ``NetworkBudgetExhausted``
-(exit 10). A subscription the venue refuses for the key or the signature is a
-configuration problem no restart fixes: ``ConfigError`` (exit 12).
+recorded as a failure and retried with the seeded backoff
+(``engine.adapters.backoff``, the same schedule as the market feed's);
+``max_failures`` consecutive attempts that delivered nothing end the task with
+``NetworkBudgetExhausted`` (exit 10). What a user stream *delivers* is a
+confirmed subscription (an account without orders may send no event for
+hours): that, and only that, restarts the count. A subscription the venue
+refuses for the key or the signature is a configuration problem no restart
+fixes: ``ConfigError`` (exit 12).
 
 *Keepalive.* The venue pings every 20 s and trio-websocket answers. We also
 ping after ``keepalive_s`` and treat a pong missing for ``pong_timeout_s`` as a
 dead connection. A malformed reply to the opening handshake (h11/wsproto
 protocol errors), or none within ``connect_timeout_s``, is a lost connection like
-any other, not a crash or a hang.
+any other, not a crash or a hang; the close is bounded as the feed's is
+(``ws.failures.DISCONNECT_TIMEOUT_S``), and which exceptions mean "lost" is the
+feed's list (``ws.failures.CONNECTION_ERRORS``) plus this stream's own
+(a refused subscription, a missing pong, a malformed frame). Why this loop and the
+feed's are two loops sharing these pieces: ``docs/architecture.md``
+("Reconnecting").
 """
 
 from __future__ import annotations
@@ -32,15 +41,10 @@ from typing import Final
 
 import msgspec
 import trio
-from trio_websocket import (
-    ConnectionClosed,
-    HandshakeError,
-    WebSocketConnection,
-    open_websocket_url,
-)
+from trio_websocket import WebSocketConnection, open_websocket_url
 
 from engine import logs
-from engine.adapters.backoff import Backoff, BackoffPolicy
+from engine.adapters.backoff import DEFAULT_POLICY, Backoff, BackoffPolicy, ReconnectBudget
 from engine.adapters.binance_spot.credentials import Credentials
 from engine.adapters.binance_spot.execution import BinanceExecution
 from engine.adapters.binance_spot.signing import ws_signed_params
@@ -49,7 +53,8 @@ from engine.adapters.binance_spot.wire import (
     execution_report_decoder,
     stream_decoder,
 )
-from engine.adapters.market.ws.failures import HANDSHAKE_PROTOCOL_ERRORS
+from engine.adapters.market.ws.deadlines import ConnectionDeadlines
+from engine.adapters.market.ws.failures import CONNECTION_ERRORS, DISCONNECT_TIMEOUT_S
 from engine.core.events import FailureKind, Record
 from engine.exits import ConfigError, NetworkBudgetExhausted
 
@@ -66,12 +71,14 @@ class StreamPolicy:
     subscribe_timeout_s: float = 10.0
     keepalive_s: float = 30.0
     pong_timeout_s: float = 10.0
-    initial_backoff_s: float = 0.5
-    max_backoff_s: float = 30.0
-    backoff_factor: float = 2.0
-    backoff_seed: int = 0
+    backoff: BackoffPolicy = DEFAULT_POLICY
     max_failures: int = 10
     """Consecutive failed connection attempts before giving up with exit 10."""
+
+    @property
+    def disconnect_timeout_s(self) -> float:
+        """The bound on closing a connection (as the market feed's)."""
+        return min(self.pong_timeout_s, DISCONNECT_TIMEOUT_S)
 
 
 class StreamFailure(Exception):
@@ -134,32 +141,25 @@ async def run_user_stream(
     ``task_status.started()`` fires after the first subscription and its
     reconciliation, so the caller knows the venue's view is in the book.
     """
-    backoff = Backoff(
-        BackoffPolicy(
-            initial_s=policy.initial_backoff_s,
-            max_s=policy.max_backoff_s,
-            factor=policy.backoff_factor,
-            seed=policy.backoff_seed,
-        )
-    )
+    backoff = Backoff(policy.backoff)
+    budget = ReconnectBudget(max_failures=policy.max_failures, max_downtime_s=math.inf)
     ready: trio.TaskStatus[None] | None = task_status
-    failures = 0
     for attempt in itertools.count(1):
         subscribed_at: float | None = None
         reason = ""
         try:
-            # trio-websocket's connect_timeout raises, then waits for its reader task,
-            # which waits forever for a peer that accepted TCP and never answers the
-            # upgrade: our own deadline bounds the handshake, lifted once connected.
-            deadline = trio.current_time() + policy.connect_timeout_s
-            with trio.CancelScope(deadline=deadline) as connecting:
+            connecting = ConnectionDeadlines(policy.connect_timeout_s, policy.disconnect_timeout_s)
+            with connecting.scope:
                 async with open_websocket_url(
-                    url, message_queue_size=MESSAGE_QUEUE, connect_timeout=policy.connect_timeout_s
+                    url,
+                    message_queue_size=MESSAGE_QUEUE,
+                    connect_timeout=policy.connect_timeout_s,
+                    disconnect_timeout=policy.disconnect_timeout_s,
                 ) as ws:
-                    connecting.deadline = math.inf
+                    connecting.opened()
                     await _subscribe(ws, credentials, wall_ms, f"sub-{attempt}", policy)
                     subscribed_at = trio.current_time()
-                    failures = 0
+                    budget.delivered(subscribed_at)
                     logs.info("live_user_stream_subscribed", attempt=attempt)
                     records = await execution.reconcile()
                     if records:
@@ -168,26 +168,25 @@ async def run_user_stream(
                         ready.started()
                         ready = None
                     await _read(execution, send, ws, policy)
-            if connecting.cancelled_caught:
+            if connecting.handshake_timed_out:
                 raise StreamFailure(f"no handshake reply within {policy.connect_timeout_s:g} s")
         except* _LOST as group:
             reason = "; ".join(_describe(e) for e in _leaves(group))
-        failures += 1
+        budget.failed()  # a lost subscription counts too: it restarts the count at one
         record = execution.failure(
             "user_stream", "", FailureKind.NETWORK, f"user stream lost: {reason}", attempt=attempt
         )
         await send.send([record])
-        if failures >= policy.max_failures:
+        if budget.exhausted(trio.current_time()) is not None:
             raise NetworkBudgetExhausted(
-                f"binance user stream: {failures} consecutive failed connections"
+                f"binance user stream: {budget.failures} consecutive failed connections"
             )
         backoff.connection_ended(subscribed_at, trio.current_time())
         await trio.sleep(backoff.next_delay())
 
 
 _LOST: Final = (
-    HandshakeError,
-    ConnectionClosed,
+    *CONNECTION_ERRORS,
     StreamFailure,
     trio.TooSlowError,
     msgspec.DecodeError,
@@ -195,8 +194,6 @@ _LOST: Final = (
     # invalid UTF-8 (a binary frame): a malformed frame, never a crash (docs/contract.md L3).
     RecursionError,
     UnicodeDecodeError,
-    OSError,
-    *HANDSHAKE_PROTOCOL_ERRORS,
 )
 
 

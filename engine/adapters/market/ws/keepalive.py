@@ -29,9 +29,10 @@ from engine.adapters.market.ws.session import LinkStats, Session
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Keepalive:
-    """The keepalive task of each session (``run``), with the stream's settings and stats."""
+    """The keepalive task of each session (``run``), with the stream's settings and stats.
 
-    venue: str
+    Its log lines name the venue through the stream's ``logs.bind``."""
+
     interval_s: float
     pong_timeout_s: float
     stats: LinkStats
@@ -79,7 +80,6 @@ class Keepalive:
             )
             logs.warning(
                 "ws_pong_timeout",
-                venue=self.venue,
                 keepalive_interval_s=interval,
                 pong_timeout_s=pong_timeout,
             )

@@ -37,9 +37,10 @@ SILENCE_FRACTION: Final = 0.5
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SilenceWatch:
-    """The silence watch task of each session (``run``), with the stream's settings."""
+    """The silence watch task of each session (``run``), with the stream's settings.
 
-    venue: str
+    Its log lines name the venue through the stream's ``logs.bind``."""
+
     max_downtime_s: float
     stats: LinkStats
     progress: Progress
@@ -75,7 +76,6 @@ class SilenceWatch:
             self.stats.silences += 1
             logs.warning(
                 "ws_no_market_data",
-                venue=self.venue,
                 quiet_s=round(quiet, 3),
                 downtime_s=round(now - feed_last_data(), 3),
                 frames=session.frames,

@@ -50,7 +50,6 @@ tick channel or a bug leave ``stream``.
 
 from __future__ import annotations
 
-import math
 import time
 import urllib.parse
 from collections.abc import AsyncIterator, Callable
@@ -67,6 +66,7 @@ from engine.adapters.market.dedup import TradeDedup
 from engine.adapters.market.progress import Progress
 from engine.adapters.market.recorder import CaptureRecorder, open_capture_recorder
 from engine.adapters.market.venues import decoder_for
+from engine.adapters.market.ws.deadlines import ConnectionDeadlines
 from engine.adapters.market.ws.endpoints import feed_url, subscribe_frame
 from engine.adapters.market.ws.failures import (
     DISCONNECT_TIMEOUT_S,
@@ -160,29 +160,19 @@ class WebSocketStream:
         self._intake = FrameIntake(section, counters, self._dedup)
         self._subscribe = subscribe_frame(section)
         self._keepalive = Keepalive(
-            venue=section.venue.value,
             interval_s=section.keepalive_interval_s,
             pong_timeout_s=section.pong_timeout_s,
             stats=self.stats,
             progress=self.progress,
         )
         self._silence = SilenceWatch(
-            venue=section.venue.value,
             max_downtime_s=section.max_downtime_s,
             stats=self.stats,
             progress=self.progress,
         )
         self._disconnect_timeout = min(section.pong_timeout_s, DISCONNECT_TIMEOUT_S)
         self._trade_decoder: Decoder = decoder_for(section.venue.value)
-        self._backoff = Backoff(
-            BackoffPolicy(
-                initial_s=section.initial_backoff_s,
-                max_s=section.max_backoff_s,
-                factor=section.backoff_factor,
-                seed=section.backoff_seed,
-                healthy_after_s=healthy_after_s,
-            )
-        )
+        self._backoff = Backoff(BackoffPolicy.of(section, healthy_after_s=healthy_after_s))
         self._budget = ReconnectBudget(
             max_failures=section.max_reconnect_failures, max_downtime_s=section.max_downtime_s
         )
@@ -197,6 +187,11 @@ class WebSocketStream:
         forwarder = self.forwarder = TickForwarder(
             send, self.counters, LIVE_PENDING_TICKS, self.progress
         )
+        # every line the feed's tasks log names the venue (engine.logs.bind)
+        with logs.bind(venue=self.section.venue.value):
+            await self._stream(forwarder)
+
+    async def _stream(self, forwarder: TickForwarder) -> None:
         failure: Exception | None = None
         async with self._recording():
             try:
@@ -233,7 +228,6 @@ class WebSocketStream:
                 if spent is not None:
                     logs.error(
                         "ws_give_up",
-                        venue=self.section.venue.value,
                         url=self.url,
                         reason=spent,
                         last_error=last_reason,
@@ -248,7 +242,6 @@ class WebSocketStream:
                 counters.reconnects += 1
                 logs.warning(
                     "ws_reconnect",
-                    venue=self.section.venue.value,
                     attempt=self.stats.attempts + 1,
                     delay_s=round(delay, 3),
                     reason=last_reason,
@@ -258,7 +251,7 @@ class WebSocketStream:
                 self.progress.bump()
                 await trio.sleep(delay)
             else:
-                logs.info("ws_connect", venue=self.section.venue.value, url=self.url)
+                logs.info("ws_connect", url=self.url)
             self.stats.attempts += 1
             session = await self._run_session()
             now = trio.current_time()
@@ -281,11 +274,8 @@ class WebSocketStream:
         session = Session(opened_at=now, last_rx=now)
         section = self.section
         fatal: Exception | None = None
-        connected = False
-        # Our own bound on the handshake (trio-websocket's connect_timeout raises, then
-        # waits for its reader task, which waits for a peer that never answers), lifted
-        # once connected and set again, to the close bound, once the session ended.
-        with trio.CancelScope(deadline=now + section.connect_timeout_s) as bounded:
+        bounded = ConnectionDeadlines(section.connect_timeout_s, self._disconnect_timeout)
+        with bounded.scope:
             try:
                 async with trio_websocket.open_websocket_url(
                     self.url,
@@ -294,8 +284,7 @@ class WebSocketStream:
                     connect_timeout=section.connect_timeout_s,
                     disconnect_timeout=self._disconnect_timeout,
                 ) as ws:
-                    bounded.deadline = math.inf
-                    connected = True
+                    bounded.opened()
                     self._on_connected(session)
                     async with trio.open_nursery() as nursery:
                         scope = nursery.cancel_scope
@@ -311,7 +300,7 @@ class WebSocketStream:
                                 fatal = exc
                             session.end_reason = session.end_reason or lost
                         scope.cancel()
-                    bounded.deadline = trio.current_time() + self._disconnect_timeout
+                    bounded.closing()
                     raise _SessionOver
             except _SessionOver as over:
                 hidden = over.__context__  # what the library's own tasks raised meanwhile
@@ -325,9 +314,9 @@ class WebSocketStream:
                     session.end_reason = reason
                 else:
                     session.teardown_error = reason
-        if bounded.cancelled_caught and not connected:
+        if bounded.handshake_timed_out:
             session.end_reason = "connect timed out"
-        elif bounded.cancelled_caught:
+        elif bounded.close_timed_out:
             self.stats.teardown_timeouts += 1
             session.teardown_error = (
                 f"close not finished within {self._disconnect_timeout:g}s: connection abandoned"
@@ -349,7 +338,6 @@ class WebSocketStream:
         self.counters.backoff_ms = 0
         logs.info(
             "ws_connected",
-            venue=self.section.venue.value,
             url=self.url,
             attempt=self.stats.attempts,
             subscribe=self._subscribe is not None,
@@ -363,7 +351,6 @@ class WebSocketStream:
         if connected:
             logs.warning(
                 "ws_disconnected",
-                venue=self.section.venue.value,
                 reason=session.end_reason or "closed",
                 teardown_error=session.teardown_error,
                 up_s=round(now - session.opened_at, 3),
@@ -375,7 +362,6 @@ class WebSocketStream:
         else:
             logs.warning(
                 "ws_connect_failed",
-                venue=self.section.venue.value,
                 url=self.url,
                 attempt=self.stats.attempts,
                 reason=session.end_reason or "unknown",
