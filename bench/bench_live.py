@@ -203,9 +203,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.serve:
         trio.run(serve, args.rate, args.frames)
         return
-    logs.set_stream(open(os.devnull, "w"))  # noqa: SIM115 -- the engine's logs are not the output
     rates = [float(r) for r in args.rates.split(",") if r.strip()]
-    print(json.dumps(bench(rates, args.seconds), indent=2))
+    with logs.capture(keep=False):  # the engine's logs are not the output
+        figures = bench(rates, args.seconds)
+    print(json.dumps(figures, indent=2))
 
 
 if __name__ == "__main__":
