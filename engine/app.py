@@ -8,7 +8,6 @@ import sys
 import time
 from collections.abc import Sequence
 from functools import partial
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -16,7 +15,7 @@ import trio
 
 from engine import __version__, logs
 from engine.adapters.market.admission import AdmissionSettings
-from engine.adapters.market.capture import sniff_capture
+from engine.adapters.market.capture import expand_captures, sniff_capture
 from engine.adapters.market.replay import ReplayStream
 from engine.config.load import admit_db_path, config_to_builtins
 from engine.config.schema import Config, Mode, Source
@@ -48,7 +47,7 @@ def build_source(
     """The market-data adapter named by the configuration (or the captures given)."""
     ingest = config.ingest
     if captures or ingest.source is Source.REPLAY:
-        paths = [Path(p) for p in (captures or ingest.captures)]
+        paths = expand_captures(captures or ingest.captures)
         if not paths:
             raise ConfigError("ingest.captures: replay source needs at least one capture file")
         for path in paths:
