@@ -78,7 +78,7 @@ from engine.core.live_orders import Intent, LiveOrders
 from engine.core.orders import OrderAction, WorkingOrder
 from engine.core.paper import NS_PER_S, PaperVenue, work_orders
 from engine.core.restored import RestoredState
-from engine.core.risk import DrawdownGuard, Limits, Proposal, evaluate
+from engine.core.risk import DrawdownGuard, Limits, Proposal, available_cash, evaluate
 from engine.core.sizing import ZERO, offset_price, qty_for_notional, slipped_price
 from engine.core.staleness import Lag, StalenessEstimator
 
@@ -138,7 +138,9 @@ class Execution:
             max_exposure_usd=config.risk.max_exposure_usd,
             max_symbol_exposure_usd=config.risk.max_symbol_exposure_usd,
             max_open_orders=config.risk.max_open_orders,
+            fee_bps=config.execution.fee_bps,
         )
+        self._starting_cash = None if self._live else config.execution.starting_cash
         self._venue: PaperVenue | None = None
         if mode == "paper":
             self._venue = PaperVenue.from_settings(
@@ -148,7 +150,7 @@ class Execution:
             )
         self._staleness = StalenessEstimator(config.risk.max_staleness_ms)
         self._guard = DrawdownGuard(config.risk.max_drawdown_usd)
-        self.ledger = Ledger()
+        self.ledger = Ledger() if self._starting_cash is None else Ledger(cash=self._starting_cash)
         self.marks: dict[str, Decimal] = {}
         self.open_orders: dict[str, WorkingOrder] = {}
         self._decided: set[str] = set()
@@ -384,6 +386,9 @@ class Execution:
             lag=lag,
             cause_id=signal.cause_id,
             sizing=sizing,
+            available_cash=None
+            if self._starting_cash is None
+            else available_cash(self.ledger.cash, self.open_orders.values(), self._exec.fee_bps),
         )
 
     # -- order records ----------------------------------------------------------
