@@ -145,8 +145,14 @@ def run_with(
     counters = Counters()
     source = build_source(config, counters, captures, speed)
     identity = identify_run(config, captures)
+    if not config.engine.store_ticks and identity.source_kind != "replay":
+        raise ConfigError(
+            "engine.store_ticks: false is for a replay only (its ticks are on disk already);"
+            f" this run's source is {identity.source_kind}"
+        )
     path = db_path or config.engine.db_path
     store = open_store(path, "--db" if db_path else "engine.db_path", config)
+    store.store_ticks = config.engine.store_ticks
     deadline = HardDeadline()
     try:
         check_continuation(store.connection, identity, str(path))

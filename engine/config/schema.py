@@ -122,6 +122,9 @@ class EngineSection(Section, frozen=True):
     proof_path: RequiredPath = "./var/proof.json"
     max_proof_age_h: Annotated[float, Range(0.01, 720.0, "h")] = 24.0
     progress: ProgressSetting = ProgressSetting.AUTO
+    store_ticks: bool = True
+    """``False``: a replay writes no ``ticks`` rows, only the ``tape`` (engine.store.tape);
+    signals, orders, fills and risk states are stored as ever. Replays only."""
 
 
 class IngestSection(Section, frozen=True):
