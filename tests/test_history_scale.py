@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 
 from engine.core.events import Tick
+from engine.runtime.console import progress_line, replay_done
 from engine.store.restore import load_marks, load_tape_islands, load_tape_watermarks
 from engine.store.tape import tape_rows
-from tests.engine_process import REAL_CAPTURE, EngineProcess, run_engine
+from tests.engine_process import REAL_CAPTURE, EngineProcess, parse_logs, run_engine
 
 ENV = {"ENGINE_ENGINE_MODE": "paper", "ENGINE_ENGINE_HEARTBEAT_INTERVAL_S": "0.2"}
 NO_TICKS = {**ENV, "ENGINE_ENGINE_STORE_TICKS": "false"}
@@ -105,3 +106,30 @@ def test_tape_rows_are_runs_of_consecutive_ids_in_arrival_order() -> None:
         ("binance", "A", 3, 3, 3000, "3"),  # the last to arrive: its price is A's mark
         ("binance", "B", 7, 8, 8000, "6"),
     ]
+
+
+def test_progress_bar_percent_and_eta_from_replay_bytes() -> None:
+    first = {"tick_count": 100, "replay_bytes_read": 250, "replay_bytes_total": 1000}
+    assert replay_done(None, first, 1.0) == "[#####...............]  25.0%"
+    later = {"tick_count": 300, "replay_bytes_read": 500, "replay_bytes_total": 1000}
+    # 250 bytes in 2 s: the remaining 500 take 4 s
+    assert replay_done(first, later, 2.0) == "[##########..........]  50.0% ETA 4 s"
+    assert replay_done(None, {"tick_count": 5}, 1.0) == ""  # not a replay: no bar
+    line = progress_line(first, later, 2.0, "ACTIVE")
+    assert line.startswith("[##########..........]  50.0% ETA 4 s | progress: 300 ticks")
+    assert "100.0/s" in line
+
+
+def test_progress_bar_real_replay_advances_and_reads_every_byte(tmp_path: Path) -> None:
+    done = run_engine(
+        ["replay", str(REAL_CAPTURE), "--db", str(tmp_path / "p.db"), "--speed", "60"],
+        env={"ENGINE_ENGINE_PROGRESS": "always", "ENGINE_ENGINE_HEARTBEAT_INTERVAL_S": "0.5"},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    bars = [ln for ln in done.stderr.splitlines() if ln.startswith("[")]
+    assert len(bars) >= 3, done.stderr[-2000:]
+    percents = [float(ln.split("%")[0].split("]")[1]) for ln in bars]
+    assert percents == sorted(percents) and percents[0] < 50 < percents[-1]
+    assert any(" ETA " in ln and "/s" in ln for ln in bars[1:-1])
+    final = next(ln for ln in parse_logs(done.stdout) if ln.get("event") == "clean_shutdown")
+    assert final["replay_bytes_read"] == final["replay_bytes_total"] == REAL_CAPTURE.stat().st_size

@@ -116,6 +116,12 @@ def open_capture(path: Path) -> io.BufferedIOBase:
     return GzipReader(raw) if magic[: len(GZIP_MAGIC)] == GZIP_MAGIC else raw
 
 
+def stored_position(stream: io.BufferedIOBase) -> int:
+    """How far into the file *as stored* ``stream`` (from ``open_capture``) has read."""
+    raw = stream._raw if isinstance(stream, GzipReader | ZipMember) else stream
+    return raw.tell()
+
+
 class ZipMember(io.BufferedIOBase):
     """The one file inside a zip (a Binance dump), read forward; closes the zip too.
 

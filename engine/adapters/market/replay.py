@@ -72,6 +72,7 @@ from engine.adapters.market.capture import (
     read_capture_blocks,
     read_line_blocks,
     sniffed_format,
+    stored_position,
 )
 from engine.adapters.market.decoding import Decoder, MalformedMessage
 from engine.adapters.market.history import history_format, is_history_format, row_decoder
@@ -124,9 +125,12 @@ class ReplayStream:
         if self._admission.subscribed is not None:
             raise ValueError("a replay admits any symbol: no subscription list")
         self._malformed = 0
+        self._read: list[int] = []
 
     async def stream(self, send: trio.MemorySendChannel[TickBatch]) -> None:
         """Replay every file, then return (the ingest task closes ``send``)."""
+        self._read = [0] * len(self._paths)
+        self._counters.replay_bytes_total = sum(_size(path) for path in self._paths)
         found = [sniffed_format(path) for path in self._paths]
         history = [name is not None and is_history_format(name) for name in found]
         if any(history):
@@ -136,15 +140,15 @@ class ReplayStream:
                 )
             await self._replay_history([name or "" for name in found], send)
             return
-        for path in self._paths:
-            await self._replay_file(path, send)
+        for n, path in enumerate(self._paths):
+            await self._replay_file(path, send, n)
 
     async def _replay_history(
         self, formats: list[str], send: trio.MemorySendChannel[TickBatch]
     ) -> None:
         """Every history file's ticks, merged by event time, admitted, in batches."""
         sources = [
-            self._history_ticks(path, name) for path, name in zip(self._paths, formats, strict=True)
+            self._history_ticks(n, name) for n, name in enumerate(formats)
         ]
         merged: Iterator[Tick] = (
             sources[0] if len(sources) == 1 else heapq.merge(*sources, key=_event_time)
@@ -180,12 +184,13 @@ class ReplayStream:
             processed += await self._send(send, batch)
         logs.info("replay_history_finished", files=len(self._paths), ticks=processed)
 
-    def _history_ticks(self, path: Path, name: str) -> Iterator[Tick]:
+    def _history_ticks(self, n: int, name: str) -> Iterator[Tick]:
         """The decoded (not yet admitted) ticks of one history file, in its order.
 
         Counts every data row in ``ingest_received`` and every malformed one in
         ``parse_errors`` (sampled into the log) as it reads them.
         """
+        path = self._paths[n]
         decode = row_decoder(history_format(name), path)
         counters = self._counters
         try:
@@ -208,13 +213,17 @@ class ReplayStream:
                                 path, line_no + row.at, row.reason, lines[row.at]
                             )
                     line_no += len(lines)
+                    self._progress(n, stored_position(stream))
                     yield from ticks
         except (EOFError, gzip.BadGzipFile, zipfile.BadZipFile, zlib.error) as exc:
             counters.parse_errors += 1
             self._log_malformed(path, 0, f"capture stream ends badly: {exc}", b"")
+        self._progress(n, _size(path))
         logs.info("replay_file_finished", path=str(path), format=name, rows=line_no - 1)
 
-    async def _replay_file(self, path: Path, send: trio.MemorySendChannel[TickBatch]) -> None:
+    async def _replay_file(
+        self, path: Path, send: trio.MemorySendChannel[TickBatch], n: int = 0
+    ) -> None:
         try:
             stream = open_capture(path)
         except OSError as exc:
@@ -314,6 +323,7 @@ class ReplayStream:
                             received = skipped = errors = 0
                             processed += await self._send(send, batch)
                             batch = []
+                    self._progress(n, stored_position(stream))
                     # A block of non-trades sends nothing: still let other tasks run.
                     await trio.lowlevel.checkpoint()
         except (EOFError, gzip.BadGzipFile) as exc:
@@ -321,6 +331,7 @@ class ReplayStream:
             self._log_malformed(path, 0, f"capture stream ends badly: {exc}", b"")
         finally:
             self._tally(received, skipped, errors)
+        self._progress(n, _size(path))  # read to its end (or as far as it was readable)
         if batch:
             processed += await self._send(send, batch)
         logs.info("replay_file_finished", path=str(path), venue=venue, ticks=processed)
@@ -330,6 +341,12 @@ class ReplayStream:
         await send.send(batch)
         self._counters.ingest_processed += len(batch)
         return len(batch)
+
+    def _progress(self, n: int, position: int) -> None:
+        """File ``n`` has been read up to ``position`` (as stored): update the counter."""
+        read = self._read
+        self._counters.replay_bytes_read += position - read[n]
+        read[n] = position
 
     def _tally(self, received: int, skipped: int, errors: int) -> None:
         c = self._counters
@@ -349,6 +366,13 @@ class ReplayStream:
                 path=str(path),
                 malformed_total=n,
             )
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0  # _replay_file names the file when it cannot open it
 
 
 def _event_time(tick: Tick) -> int:
