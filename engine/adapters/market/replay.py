@@ -126,12 +126,16 @@ class ReplayStream:
             raise ValueError("a replay admits any symbol: no subscription list")
         self._malformed = 0
         self._read: list[int] = []
+        self._formats = [sniffed_format(path) for path in self._paths]
+        for path, name in zip(self._paths, self._formats, strict=True):
+            if name is not None and is_history_format(name):
+                row_decoder(history_format(name), path)  # exit 12 now for a nameless dump
 
     async def stream(self, send: trio.MemorySendChannel[TickBatch]) -> None:
         """Replay every file, then return (the ingest task closes ``send``)."""
         self._read = [0] * len(self._paths)
         self._counters.replay_bytes_total = sum(_size(path) for path in self._paths)
-        found = [sniffed_format(path) for path in self._paths]
+        found = self._formats
         history = [name is not None and is_history_format(name) for name in found]
         if any(history):
             if not all(history):
