@@ -73,7 +73,7 @@ def dump_row(trade: dict[str, Any], layout: str, us: bool) -> str:
 
 
 def write_dump(
-    folder: Path, symbol: str, layout: str, *, us: bool = False, zipped: bool = False,
+    folder: Path, symbol: str, layout: str, *, us: bool = False, zipped: bool | str = False,
     trades: list[dict[str, Any]] | None = None, price_factor: Decimal | None = None,
 ) -> list[Path]:
     """The capture's trades as Binance dump files, one per UTC day (see the module docstring)."""
@@ -87,7 +87,10 @@ def write_dump(
         y, mo, d = time.gmtime(day * 86_400)[:3]
         stem = f"{symbol}-{layout}-{y:04d}-{mo:02d}-{d:02d}"
         text = "".join(lines)
-        if zipped:
+        if zipped == "gz":
+            path = folder / f"{stem}.csv.gz"
+            path.write_bytes(gzip.compress(text.encode("ascii")))
+        elif zipped:
             path = folder / f"{stem}.zip"
             with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
                 z.writestr(f"{stem}.csv", text)
@@ -103,6 +106,8 @@ def reference_ticks(path: Path) -> list[Tick]:
     if path.suffix == ".zip":
         with zipfile.ZipFile(path) as z:
             text = z.read(z.namelist()[0]).decode("ascii")
+    elif path.suffix == ".gz":
+        text = gzip.decompress(path.read_bytes()).decode("ascii")
     else:
         text = path.read_text(encoding="ascii")
     rows = list(csv.reader(text.splitlines()))
@@ -163,10 +168,10 @@ def test_history_tardis_sample_replays_with_reference_signals(tmp_path: Path) ->
 @pytest.mark.parametrize(
     ("layout", "us", "zipped"),
     [("trades", False, True), ("trades", True, False), ("aggTrades", False, False),
-     ("aggTrades", True, True)],
+     ("aggTrades", True, True), ("trades", True, "gz")],
 )
 def test_history_binance_dump_two_days_reference_signals(
-    tmp_path: Path, layout: str, us: bool, zipped: bool
+    tmp_path: Path, layout: str, us: bool, zipped: bool | str
 ) -> None:
     folder = tmp_path / "dumps"
     folder.mkdir()
