@@ -49,7 +49,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Final, NamedTuple
 
-from engine.adapters.market.history import SHAPES, HistoryFormat, recogniser
+from engine.adapters.market.history import SHAPES, HistoryFormat, is_history_format, recogniser
 from engine.exits import ConfigError
 
 READ_BLOCK_BYTES: Final = 1 << 20
@@ -410,6 +410,7 @@ def _sniff(path: Path) -> KnownFormat | str:
             return "not a regular file" if path.exists() else "no such file"
         with open_capture(path) as stream:
             head = stream.read(SNIFF_BYTES)
+            zipped = isinstance(stream, ZipMember)
     except OSError as exc:
         return f"cannot open ({exc.strerror or exc})"
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
@@ -424,6 +425,8 @@ def _sniff(path: Path) -> KnownFormat | str:
     for line in candidates[:SNIFF_LINES]:
         for fmt in CAPTURE_FORMATS:
             if fmt.recognises(line):
+                if zipped and not is_history_format(fmt.name):
+                    return f"a zip holding a {fmt.name} capture (a zip is read for history only)"
                 return fmt
     if not head:
         return "empty"
