@@ -8,7 +8,6 @@ import sys
 import time
 from collections.abc import Sequence
 from functools import partial
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -16,7 +15,7 @@ import trio
 
 from engine import __version__, logs
 from engine.adapters.market.admission import AdmissionSettings
-from engine.adapters.market.capture import sniff_capture
+from engine.adapters.market.capture import expand_captures, sniff_capture
 from engine.adapters.market.replay import ReplayStream
 from engine.config.load import admit_db_path, config_to_builtins
 from engine.config.schema import Config, Mode, Source
@@ -48,7 +47,7 @@ def build_source(
     """The market-data adapter named by the configuration (or the captures given)."""
     ingest = config.ingest
     if captures or ingest.source is Source.REPLAY:
-        paths = [Path(p) for p in (captures or ingest.captures)]
+        paths = expand_captures(captures or ingest.captures)
         if not paths:
             raise ConfigError("ingest.captures: replay source needs at least one capture file")
         for path in paths:
@@ -146,8 +145,14 @@ def run_with(
     counters = Counters()
     source = build_source(config, counters, captures, speed)
     identity = identify_run(config, captures)
+    if not config.engine.store_ticks and identity.source_kind != "replay":
+        raise ConfigError(
+            "engine.store_ticks: false is for a replay only (its ticks are on disk already);"
+            f" this run's source is {identity.source_kind}"
+        )
     path = db_path or config.engine.db_path
     store = open_store(path, "--db" if db_path else "engine.db_path", config)
+    store.store_ticks = config.engine.store_ticks
     deadline = HardDeadline()
     try:
         check_continuation(store.connection, identity, str(path))

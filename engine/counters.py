@@ -56,6 +56,11 @@ class Counters:
     Liveness is judged on it (``engine.dashboard.health``), not on ``connected``."""
     # LIVE venue (engine.runtime.live)
     venue_failures: int = 0
+    replay_bytes_read: int = 0
+    """Replay: bytes of the capture files read so far, as stored (compressed ones too)."""
+    replay_bytes_total: int = 0
+    """Replay: the total size of its capture files (0: not a replay); the progress line's
+    percent and ETA come from these two."""
 
     def snapshot(self) -> dict[str, int]:
         return asdict(self)

@@ -209,7 +209,7 @@ def test_open_logs_store_opened_with_pragmas_and_migrations(tmp_path: Path) -> N
                                 "busy_timeout": 5000, "temp_store": 2}
     assert first["migrations_applied"] == ["0001_trading_records", "0002_runs_heartbeats",
                                           "0003_risk_states", "0004_venue_failures",
-                                          "0005_run_identity"]
+                                          "0005_run_identity", "0006_tape"]
     assert second["migrations_applied"] == []
 
 

@@ -15,7 +15,7 @@ from engine.store.schema import DIGEST_TABLES, RECORD_TABLES, migrate
 
 ALL_MIGRATIONS = [
     "0001_trading_records", "0002_runs_heartbeats", "0003_risk_states", "0004_venue_failures",
-    "0005_run_identity",
+    "0005_run_identity", "0006_tape",
 ]
 
 EXPECTED_COLUMNS = {

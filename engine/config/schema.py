@@ -122,6 +122,9 @@ class EngineSection(Section, frozen=True):
     proof_path: RequiredPath = "./var/proof.json"
     max_proof_age_h: Annotated[float, Range(0.01, 720.0, "h")] = 24.0
     progress: ProgressSetting = ProgressSetting.AUTO
+    store_ticks: bool = True
+    """``False``: a replay writes no ``ticks`` rows, only the ``tape`` (engine.store.tape);
+    signals, orders, fills and risk states are stored as ever. Replays only."""
 
 
 class IngestSection(Section, frozen=True):
@@ -201,6 +204,9 @@ class ExecutionSection(Section, frozen=True):
     order_timeout_s: Annotated[float, Range(0.001, 86_400.0, _S)] = 30.0
     order_type: OrderTypeName = OrderTypeName.MARKET
     limit_offset_bps: Bps = Decimal("0")
+    starting_cash: Annotated[Decimal | None, Range(Decimal(0), _BILLION, _USD, lo_open=True)] = None
+    """SHADOW/PAPER: the ledger's opening cash (quote currency); a BUY beyond the cash
+    not yet committed is vetoed INSUFFICIENT_CASH. Unset: cash starts at 0, unchecked."""
 
 
 class LiveSection(Section, frozen=True):

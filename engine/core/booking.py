@@ -69,8 +69,8 @@ class OrderBook:
 
     __slots__ = ("ledger", "open_orders")
 
-    def __init__(self) -> None:
-        self.ledger = Ledger()
+    def __init__(self, ledger: Ledger | None = None) -> None:
+        self.ledger = Ledger() if ledger is None else ledger
         self.open_orders: dict[str, WorkingOrder] = {}
 
     def open(self, order: WorkingOrder) -> None:

@@ -73,6 +73,9 @@ class VetoReason(enum.StrEnum):
     HALTED = "HALTED"
     ZERO_QTY = "ZERO_QTY"
     """A BUY whose ``order_notional_usd`` rounds down to zero ``qty_step``s at the price."""
+    INSUFFICIENT_CASH = "INSUFFICIENT_CASH"
+    """SHADOW/PAPER with ``[execution] starting_cash``: a BUY (notional plus fee) beyond
+    the cash not already committed to open BUY orders."""
 
 
 class TradingState(enum.StrEnum):

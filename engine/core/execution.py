@@ -31,12 +31,13 @@ from engine.config.schema import Config, Mode, OrderTypeName
 from engine.core import exposure
 from engine.core.booking import OrderBook, order_id_for, order_record, veto_id_for
 from engine.core.events import OrderType, Record, Side, Signal, Tick, TradingState, Veto
+from engine.core.ledger import Ledger
 from engine.core.live_orders import Intent, LiveMode
 from engine.core.modes import ModePolicy, ShadowMode
 from engine.core.orders import WorkingOrder
 from engine.core.paper import NS_PER_S, PaperMode
 from engine.core.restored import RestoredState
-from engine.core.risk import DrawdownGuard, Limits, Proposal, evaluate
+from engine.core.risk import DrawdownGuard, Limits, Proposal, available_cash, evaluate
 from engine.core.sizing import ZERO, offset_price, qty_for_notional, slipped_price
 from engine.core.staleness import Lag, StalenessEstimator
 
@@ -85,7 +86,14 @@ class Execution:
     """SHADOW / PAPER / LIVE execution over decision batches (see module docstring)."""
 
     def __init__(self, config: Config) -> None:
-        self.book = OrderBook()
+        self._starting_cash = (
+            None if config.engine.mode is Mode.LIVE else config.execution.starting_cash
+        )
+        """SHADOW/PAPER with ``[execution] starting_cash``: the ledger opens with it and a
+        BUY beyond the cash not yet committed is vetoed (``INSUFFICIENT_CASH``)."""
+        self.book = OrderBook(
+            Ledger() if self._starting_cash is None else Ledger(cash=self._starting_cash)
+        )
         """The open orders and the ledger (``engine.core.booking``)."""
         self.ledger = self.book.ledger
         self.open_orders = self.book.open_orders
@@ -97,6 +105,7 @@ class Execution:
             max_exposure_usd=config.risk.max_exposure_usd,
             max_symbol_exposure_usd=config.risk.max_symbol_exposure_usd,
             max_open_orders=config.risk.max_open_orders,
+            fee_bps=config.execution.fee_bps,
         )
         self._staleness = StalenessEstimator(config.risk.max_staleness_ms)
         self._guard = DrawdownGuard(config.risk.max_drawdown_usd)
@@ -316,4 +325,7 @@ class Execution:
             lag=lag,
             cause_id=signal.cause_id,
             sizing=sizing,
+            available_cash=None
+            if self._starting_cash is None
+            else available_cash(self.ledger.cash, self.open_orders.values(), self._exec.fee_bps),
         )

@@ -3,7 +3,13 @@
 A "no" is a value, not an exception: the first check that objects wins and its
 reason and numbers become a persisted ``Veto``. The order of the chain is the
 order of ``CHECKS`` -- data quality first (a stale tick says nothing about the
-market), then the trading state, then what the signal can do at all, then caps.
+market), then the trading state, then what the signal can do at all (a position to
+sell, a quantity, the cash to pay for it), then caps.
+
+Cash (SHADOW/PAPER with ``[execution] starting_cash``): a BUY costs its notional
+at the sized price plus the fee (``fee_bps``); it must not exceed the ledger's cash
+minus what open BUY orders still commit (their unfilled remainder at their price,
+plus fee). Without a starting balance cash is not checked (the ledger starts at 0).
 
 Exposure is position size marked at the latest trade price, per symbol and in
 total, *including the unfilled remainder of open BUY orders* (an order that may
@@ -14,12 +20,13 @@ caps and HALTED never stop it (long-only spot: SELL closes what is held).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Final
 
 from engine.core.events import RiskState, Side, TradingState, VetoReason
+from engine.core.orders import WorkingOrder
 from engine.core.sizing import EXACT, ZERO
 from engine.core.staleness import Lag
 
@@ -29,6 +36,8 @@ class Limits:
     max_exposure_usd: Decimal
     max_symbol_exposure_usd: Decimal
     max_open_orders: int
+    fee_bps: Decimal = ZERO
+    """Fee per fill in basis points: a BUY costs its notional plus this (cash check)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +62,8 @@ class Proposal:
     cause_id: str
     sizing: str
     """How ``qty`` was obtained, for the detail of a zero-quantity veto."""
+    available_cash: Decimal | None = None
+    """Cash not committed to open BUY orders (``None``: no starting balance, unchecked)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +98,38 @@ def check_position(p: Proposal, limits: Limits) -> Denial | None:
 def check_quantity(p: Proposal, limits: Limits) -> Denial | None:
     if p.side is Side.BUY and p.qty <= ZERO:
         return Denial(VetoReason.ZERO_QTY, f"rounds to zero quantity: {p.sizing}")
+    return None
+
+
+_BPS: Final = Decimal(10_000)
+
+
+def buy_cost(qty: Decimal, price: Decimal, fee_bps: Decimal) -> Decimal:
+    """What a BUY of ``qty`` at ``price`` takes from cash: notional plus fee, exactly."""
+    notional = EXACT.multiply(qty, price)
+    return EXACT.add(notional, EXACT.divide(EXACT.multiply(notional, fee_bps), _BPS))
+
+
+def available_cash(
+    cash: Decimal, open_orders: Iterable[WorkingOrder], fee_bps: Decimal
+) -> Decimal:
+    """``cash`` less what open BUY orders still commit (remainder at their price, plus fee)."""
+    for order in open_orders:
+        if order.side is Side.BUY:
+            cash = EXACT.subtract(cash, buy_cost(order.leaves_qty, order.price, fee_bps))
+    return cash
+
+
+def check_cash(p: Proposal, limits: Limits) -> Denial | None:
+    if p.side is not Side.BUY or p.available_cash is None:
+        return None
+    cost = buy_cost(p.qty, p.price, limits.fee_bps)
+    if cost > p.available_cash:
+        return Denial(
+            VetoReason.INSUFFICIENT_CASH,
+            f"BUY {p.qty} {p.symbol} at {p.price} costs {cost} with fees "
+            f"> available cash {p.available_cash}",
+        )
     return None
 
 
@@ -136,6 +179,7 @@ CHECKS: Final[tuple[Check, ...]] = (
     check_halted,
     check_position,
     check_quantity,
+    check_cash,
     check_open_orders,
     check_symbol_exposure,
     check_total_exposure,

@@ -134,7 +134,35 @@ def progress_line(
     if malformed:
         parts.append(f"{malformed:,} malformed")
     parts.append(trading_state)
+    done = replay_done(previous, current, elapsed_s)
+    if done:
+        parts.insert(0, done)
     return " | ".join(parts)
+
+
+BAR_WIDTH = 20
+
+
+def replay_done(
+    previous: Mapping[str, int] | None, current: Mapping[str, int], elapsed_s: float
+) -> str:
+    """``[########............]  42.0% ETA 3.1 min`` for a replay, ``""`` otherwise.
+
+    Percent of the capture bytes read (as stored: a compressed file counts its
+    compressed bytes); the ETA extrapolates the byte rate since the previous
+    heartbeat (none at the first, or when nothing was read since).
+    """
+    total = current.get("replay_bytes_total", 0)
+    if total <= 0:
+        return ""
+    read = min(current.get("replay_bytes_read", 0), total)
+    fraction = read / total
+    filled = int(fraction * BAR_WIDTH)
+    text = f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {100 * fraction:5.1f}%"
+    since = read - (previous or {}).get("replay_bytes_read", read)
+    if previous is not None and elapsed_s > 0 and since > 0:
+        text += f" ETA {duration_text((total - read) * elapsed_s / since)}"
+    return text
 
 
 def progress_wanted(setting: ProgressSetting, stream: _Stream) -> bool:

@@ -14,6 +14,9 @@ replay it reads each capture cheaply, whatever its size (docs/operations.md,
   ~1 MiB are read, so a capture without trades costs a bounded read, not a
   full one.
 
+A directory or glob counts as the files it stands for (``capture.expand_captures``),
+each identified on its own.
+
 *Error handling:* a capture that cannot be read for its identity raises
 ``ConfigError`` (exit 12), as the replay itself would; an unreadable or
 corrupt head simply has no first trade (``None``).
@@ -23,13 +26,21 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import zipfile
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
-from engine.adapters.market.capture import open_capture, read_capture_blocks
+from engine.adapters.market.capture import (
+    expand_captures,
+    open_capture,
+    read_capture_blocks,
+    read_line_blocks,
+    sniff_capture,
+)
 from engine.adapters.market.decoding import Decoder, MalformedMessage
+from engine.adapters.market.history import history_format, is_history_format, row_decoder
 from engine.adapters.market.venues import decoder_for, detect_venue
 from engine.config.schema import Config, Source
 from engine.exits import ConfigError
@@ -62,6 +73,18 @@ def first_trade_ns(path: Path, max_blocks: int = FIRST_TRADE_SCAN_BLOCKS) -> int
     """Event time of the capture's first trade, if one is in its first ``max_blocks`` blocks."""
     decode: Decoder | None = None
     try:
+        name = sniff_capture(path)
+    except ConfigError:
+        return None
+    try:
+        if is_history_format(name):
+            rows = row_decoder(history_format(name), path)
+            with open_capture(path) as stream:
+                for n, lines in enumerate(read_line_blocks(stream)):
+                    ticks = rows(lines)[0]
+                    if ticks or n + 1 >= max_blocks:
+                        return ticks[0].ts_event if ticks else None
+            return None
         with open_capture(path) as stream:
             for n, block in enumerate(read_capture_blocks(stream)):
                 if n >= max_blocks:
@@ -77,7 +100,7 @@ def first_trade_ns(path: Path, max_blocks: int = FIRST_TRADE_SCAN_BLOCKS) -> int
                         continue
                     if tick is not None:
                         return tick.ts_event
-    except (OSError, EOFError, gzip.BadGzipFile, zlib.error):
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error, zipfile.BadZipFile):
         return None
     return None
 
@@ -100,7 +123,7 @@ def identify_run(config: Config, captures: Sequence[str] = ()) -> RunIdentity:
     source: dict[str, object] = {}
     if captures or ingest.source is Source.REPLAY:
         kind = "replay"
-        files = tuple(identify_capture(Path(p)) for p in (captures or ingest.captures))
+        files = tuple(identify_capture(p) for p in expand_captures(captures or ingest.captures))
     elif ingest.source is Source.SYNTHETIC:
         kind = "synthetic"
         source = {

@@ -75,11 +75,18 @@ def load_decided_signal_ids(conn: sqlite3.Connection) -> frozenset[str]:
 
 
 def load_tape_watermarks(conn: sqlite3.Connection) -> dict[str, int]:
-    """``"<venue>:<symbol>"`` -> the highest persisted trade id (one scan of ``ticks``)."""
-    if not has_table(conn, "ticks"):
-        return {}
-    rows = conn.execute("SELECT venue, symbol, MAX(trade_id) FROM ticks GROUP BY venue, symbol")
-    return {f"{venue}:{symbol}": int(top) for venue, symbol, top in rows}
+    """``"<venue>:<symbol>"`` -> the highest persisted trade id (``ticks`` and ``tape``)."""
+    out: dict[str, int] = {}
+    for table, column in (("ticks", "trade_id"), ("tape", "last_trade_id")):
+        if not has_table(conn, table):
+            continue
+        rows = conn.execute(
+            f"SELECT venue, symbol, MAX({column}) FROM {table} GROUP BY venue, symbol"
+        )
+        for venue, symbol, top in rows:
+            key = f"{venue}:{symbol}"
+            out[key] = max(out.get(key, int(top)), int(top))
+    return out
 
 
 MAX_TAPE_ISLANDS: Final = 10_000
@@ -92,19 +99,25 @@ def load_tape_islands(conn: sqlite3.Connection) -> dict[str, tuple[tuple[int, in
     """``"<venue>:<symbol>"`` -> the persisted trade ids as sorted inclusive ranges.
 
     One pass of SQLite's window functions over ``ticks`` ("gaps and islands": ids
-    minus their rank are constant along a run of consecutive ids).
+    minus their rank are constant along a run of consecutive ids), merged with the
+    ranges of the ``tape`` table (runs that did not store their ticks,
+    ``engine.store.tape``): overlapping or adjacent ranges become one.
     """
-    if not has_table(conn, "ticks"):
-        return {}
-    rows = conn.execute(
-        "SELECT venue, symbol, MIN(trade_id), MAX(trade_id) FROM ("
-        " SELECT venue, symbol, trade_id, trade_id - ROW_NUMBER() OVER"
-        " (PARTITION BY venue, symbol ORDER BY trade_id) AS run FROM ticks"
-        ") GROUP BY venue, symbol, run ORDER BY venue, symbol, MIN(trade_id)"
-    )
-    out: dict[str, list[tuple[int, int]]] = {}
-    for venue, symbol, first, last in rows:
-        out.setdefault(f"{venue}:{symbol}", []).append((int(first), int(last)))
+    found: dict[str, list[tuple[int, int]]] = {}
+    if has_table(conn, "ticks"):
+        rows = conn.execute(
+            "SELECT venue, symbol, MIN(trade_id), MAX(trade_id) FROM ("
+            " SELECT venue, symbol, trade_id, trade_id - ROW_NUMBER() OVER"
+            " (PARTITION BY venue, symbol ORDER BY trade_id) AS run FROM ticks"
+            ") GROUP BY venue, symbol, run ORDER BY venue, symbol, MIN(trade_id)"
+        )
+        for venue, symbol, first, last in rows:
+            found.setdefault(f"{venue}:{symbol}", []).append((int(first), int(last)))
+    if has_table(conn, "tape"):
+        rows = conn.execute("SELECT venue, symbol, first_trade_id, last_trade_id FROM tape")
+        for venue, symbol, first, last in rows:
+            found.setdefault(f"{venue}:{symbol}", []).append((int(first), int(last)))
+    out = {key: _merged(ranges) for key, ranges in found.items()}
     for ranges in out.values():
         if len(ranges) > MAX_TAPE_ISLANDS:
             keep = ranges[-(MAX_TAPE_ISLANDS - 1) :]
@@ -113,16 +126,39 @@ def load_tape_islands(conn: sqlite3.Connection) -> dict[str, tuple[tuple[int, in
     return {key: tuple(ranges) for key, ranges in out.items()}
 
 
+def _merged(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sorted inclusive ranges, overlapping or adjacent ones joined."""
+    out: list[tuple[int, int]] = []
+    for first, last in sorted(ranges):
+        if out and first <= out[-1][1] + 1:
+            if last > out[-1][1]:
+                out[-1] = (out[-1][0], last)
+        else:
+            out.append((first, last))
+    return out
+
+
 def load_marks(conn: sqlite3.Connection) -> dict[str, Decimal]:
-    """Symbol -> price of its latest persisted tick (the report's marks, too)."""
-    if not has_table(conn, "ticks"):
-        return {}
-    rows = conn.execute(
-        "SELECT t.symbol, t.price FROM ticks t JOIN"
-        " (SELECT symbol, MAX(rowid) AS last FROM ticks GROUP BY symbol) m"
-        " ON t.rowid = m.last ORDER BY t.symbol"
-    )
-    return {symbol: Decimal(price) for symbol, price in rows}
+    """Symbol -> price of its latest persisted tick (the report's marks, too).
+
+    The latest row of ``ticks`` and of ``tape`` per symbol; when both have one (a
+    database continued with ``store_ticks`` switched), the later event time wins,
+    ``ticks`` on a tie.
+    """
+    latest: dict[str, tuple[int, int, str]] = {}
+    for rank, table in ((0, "tape"), (1, "ticks")):
+        if not has_table(conn, table):
+            continue
+        rows = conn.execute(
+            f"SELECT t.symbol, t.ts_event, t.price FROM {table} t JOIN"
+            f" (SELECT symbol, MAX(rowid) AS last FROM {table} GROUP BY symbol) m"
+            " ON t.rowid = m.last ORDER BY t.symbol"
+        )
+        for symbol, ts_event, price in rows:
+            seen = latest.get(symbol)
+            if seen is None or (int(ts_event), rank) >= seen[:2]:
+                latest[symbol] = (int(ts_event), rank, price)
+    return {symbol: Decimal(latest[symbol][2]) for symbol in sorted(latest)}
 
 
 def load_risk_state(conn: sqlite3.Connection) -> tuple[RiskState | None, Decimal | None]:

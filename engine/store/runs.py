@@ -157,11 +157,16 @@ def _capture_keys(text: object) -> Iterable[tuple[int, str]]:
 
 
 def last_trade_ns(conn: sqlite3.Connection) -> int | None:
-    """Event time of the latest trade the database holds (an index seek on ``ts_event``)."""
-    if not has_table(conn, "ticks"):
-        return None
-    row = conn.execute("SELECT MAX(ts_event) FROM ticks").fetchone()
-    return None if row is None or row[0] is None else int(row[0])
+    """Event time of the latest trade the database holds (an index seek on ``ts_event``),
+    in ``ticks`` or, for runs that did not store their ticks, in ``tape``."""
+    latest: int | None = None
+    for table in ("ticks", "tape"):
+        if not has_table(conn, table):
+            continue
+        row = conn.execute(f"SELECT MAX(ts_event) FROM {table}").fetchone()
+        if row is not None and row[0] is not None:
+            latest = int(row[0]) if latest is None else max(latest, int(row[0]))
+    return latest
 
 
 def continuation_refusal(

@@ -237,6 +237,25 @@ def _m0005_run_identity(db: Database) -> None:
         db.execute(f"ALTER TABLE {table} ADD COLUMN run_id TEXT")
 
 
+@migrations(name="0006_tape")
+def _m0006_tape(db: Database) -> None:
+    # What a run processed when it does not store its ticks ([engine] store_ticks =
+    # false, engine.store.tape): one row per run of consecutive trade ids per batch.
+    db.execute(
+        """CREATE TABLE tape (
+            venue TEXT NOT NULL,
+            symbol TEXT NOT NULL,
+            first_trade_id INTEGER NOT NULL,
+            last_trade_id INTEGER NOT NULL,
+            ts_event INTEGER NOT NULL,
+            price TEXT NOT NULL,
+            run_id TEXT,
+            PRIMARY KEY (venue, symbol, first_trade_id, last_trade_id)
+        )"""
+    )
+    db.execute("CREATE INDEX ix_tape_ts_event ON tape (ts_event)")
+
+
 RUN_COLUMNS: Final = (
     "run_id", "pid", "command", "mode", "started_wall_ns", "ended_wall_ns", "exit_code",
     "clean_shutdown", "code_version", "config_json", "pragmas_json",

@@ -86,6 +86,7 @@ from engine.store.schema import (
     SqlValue,
     migrate,
 )
+from engine.store.tape import TAPE_TABLE, tape_rows
 
 RETRY_BACKOFF_FIRST_S: Final = 0.05
 """Sleep before the first retry of a locked write (after busy_timeout already waited)."""
@@ -278,6 +279,9 @@ class SqliteStore:
         self._short_waits = False
         self._identity = self._current_identity()
         self._identity_lost = False
+        self.store_ticks = True
+        """``False`` (``[engine] store_ticks``, replays only): a batch's ticks are not
+        written; its ``tape`` rows are (``engine.store.tape``)."""
         self.on_lock_retry: Callable[[], None] | None = None
         """Called in the writer thread at every lock retry (the runtime counts
         ``persist_retries`` with it; nothing else writes that counter)."""
@@ -354,15 +358,24 @@ class SqliteStore:
             same.append(record)
 
         run_id = self._run_id
+        ticks = groups.get(Tick)
+        tape = None
+        if ticks and not self.store_ticks:
+            del groups[Tick]
+            tape = tape_rows(ticks)
 
         def write() -> list[tuple[str, int]]:
-            return [
+            written = [
                 (table.table, insert_rows(self._conn, table, same, table.row, run_id))
                 for table, same in ((RECORD_TABLES[kind], same) for kind, same in groups.items())
             ]
+            if tape:
+                written.append((TAPE_TABLE.table, insert_rows(self._conn, TAPE_TABLE, tape,
+                                                              None, run_id)))
+            return written
 
         per_table, retries = self._transaction(write, what="records", size=len(records))
-        self._tally(per_table, groups.get(Tick))
+        self._tally(per_table, ticks)
         inserted = sum(n for _, n in per_table)
         return WriteResult(inserted=inserted, records=len(records), lock_retries=retries)
 

@@ -10,6 +10,12 @@ Two line formats are read (detected per file from its first non-blank line):
   starting ``wss://`` mark a connection or a message *we sent* and are not data.
 
 Either may be plain text or gzip, recognised by the gzip magic bytes, not the name.
+The history CSV layouts of ``engine.adapters.market.history`` (Binance public
+dumps, Tardis) are sniffed here too, and may also be a zip holding one file (the
+way Binance publishes them).
+
+Several captures may be named by a directory (its regular files, by name) or a
+glob pattern (``expand_captures``).
 
 *Sniffing* (``sniff_capture``, at start-up, before the pipeline): a file is only
 replayed if one of its first lines has the shape of a supported format
@@ -37,17 +43,20 @@ import enum
 import gzip
 import io
 import re
+import zipfile
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Final, NamedTuple
 
+from engine.adapters.market.history import SHAPES, HistoryFormat, is_history_format, recogniser
 from engine.exits import ConfigError
 
 READ_BLOCK_BYTES: Final = 1 << 20
 """Bytes read per block. Bound on memory: one block plus one partial line."""
 
 GZIP_MAGIC: Final = b"\x1f\x8b"
+ZIP_MAGIC: Final = b"PK\x03\x04"
 CRYPTOFEED_MARKER: Final = b"wss://"
 NON_DATA: Final = -1
 """``ts_recv`` of a line that carries no message (blank, connection/sent marker)."""
@@ -86,20 +95,64 @@ class CaptureLine(NamedTuple):
 
 
 def open_capture(path: Path) -> io.BufferedIOBase:
-    """Open a capture for binary reading, decompressing it if it starts with gzip magic.
+    """Open a capture for binary reading, decompressing it if it starts with gzip magic,
+    or opening the one file inside it if it starts with zip magic.
 
     *Resource handling:* the caller closes the returned file (``with``).
     *Error handling:* ``OSError`` as from ``open``; a corrupt gzip stream raises
-    ``gzip.BadGzipFile`` and a truncated one ``EOFError`` while reading.
+    ``gzip.BadGzipFile`` and a truncated one ``EOFError`` while reading; a zip that
+    is corrupt or holds other than exactly one file raises ``zipfile.BadZipFile``
+    (here, or while reading).
     """
     raw = path.open("rb")
     try:
-        magic = raw.read(len(GZIP_MAGIC))
+        magic = raw.read(len(ZIP_MAGIC))
         raw.seek(0)
+        if magic == ZIP_MAGIC:
+            return ZipMember(raw)
     except BaseException:
         raw.close()
         raise
-    return GzipReader(raw) if magic == GZIP_MAGIC else raw
+    return GzipReader(raw) if magic[: len(GZIP_MAGIC)] == GZIP_MAGIC else raw
+
+
+def stored_position(stream: io.BufferedIOBase) -> int:
+    """How far into the file *as stored* ``stream`` (from ``open_capture``) has read."""
+    raw = stream._raw if isinstance(stream, GzipReader | ZipMember) else stream
+    return raw.tell()
+
+
+class ZipMember(io.BufferedIOBase):
+    """The one file inside a zip (a Binance dump), read forward; closes the zip too.
+
+    ``zipfile`` decompresses a member incrementally: ``read(size)`` returns at most
+    ``size`` bytes, so memory stays bounded as for gzip.
+    """
+
+    def __init__(self, raw: io.BufferedIOBase) -> None:
+        super().__init__()
+        self._raw = raw
+        self._zip = zipfile.ZipFile(raw)
+        try:
+            members = [i for i in self._zip.infolist() if not i.is_dir()]
+            if len(members) != 1:
+                raise zipfile.BadZipFile(f"a zip capture holds one file, this one {len(members)}")
+            self._member = self._zip.open(members[0])
+        except BaseException:
+            self._zip.close()
+            raise
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        return self._member.read(-1 if size is None else size)
+
+    def close(self) -> None:
+        self._member.close()
+        self._zip.close()
+        self._raw.close()
+        super().close()
 
 
 GZIP_INPUT_BYTES: Final = 1 << 17
@@ -315,6 +368,7 @@ CAPTURE_FORMATS: Final[tuple[KnownFormat, ...]] = (
         "<epoch_s>: <JSON message>",
         lambda line: _CRYPTOFEED_LINE.match(line) is not None,
     ),
+    *(KnownFormat(fmt.value, SHAPES[fmt], recogniser(fmt)) for fmt in HistoryFormat),
 )
 """The formats ``sniff_capture`` recognises, tried in order; extend it for a new format."""
 
@@ -322,7 +376,7 @@ CAPTURE_FORMATS: Final[tuple[KnownFormat, ...]] = (
 def formats_understood() -> str:
     """``recorder (<ts_recv_ns> <JSON message>), cryptofeed (...); plain or gzip``."""
     listed = ", ".join(f"{fmt.name} ({fmt.shape})" for fmt in CAPTURE_FORMATS)
-    return f"{listed}; plain or gzip"
+    return f"{listed}; plain, gzip or (history CSV) a one-file zip"
 
 
 def sniff_capture(path: Path) -> str:
@@ -341,6 +395,12 @@ def sniff_capture(path: Path) -> str:
     raise ConfigError(f"capture {path}: {found}; replay reads {formats_understood()}")
 
 
+def sniffed_format(path: Path) -> str | None:
+    """The name of the format ``sniff_capture`` recognises in ``path``, or ``None``."""
+    found = _sniff(path)
+    return found.name if isinstance(found, KnownFormat) else None
+
+
 def _sniff(path: Path) -> KnownFormat | str:
     """The format recognised, or why none is."""
     try:
@@ -350,10 +410,13 @@ def _sniff(path: Path) -> KnownFormat | str:
             return "not a regular file" if path.exists() else "no such file"
         with open_capture(path) as stream:
             head = stream.read(SNIFF_BYTES)
+            zipped = isinstance(stream, ZipMember)
     except OSError as exc:
         return f"cannot open ({exc.strerror or exc})"
-    except (EOFError, gzip.BadGzipFile) as exc:
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
         return f"not a readable gzip stream ({exc})"
+    except zipfile.BadZipFile as exc:
+        return f"not a readable zip ({exc})"
     candidates = [
         line
         for line in head.split(b"\n")
@@ -362,10 +425,55 @@ def _sniff(path: Path) -> KnownFormat | str:
     for line in candidates[:SNIFF_LINES]:
         for fmt in CAPTURE_FORMATS:
             if fmt.recognises(line):
+                if zipped and not is_history_format(fmt.name):
+                    return f"a zip holding a {fmt.name} capture (a zip is read for history only)"
                 return fmt
     if not head:
         return "empty"
     return f"no market data in a supported format (starts {head[:16]!r})"
+
+
+MAX_CAPTURE_FILES: Final = 10_000
+"""Files one replay may name, after directories and globs are expanded."""
+
+_GLOB_CHARS: Final = frozenset("*?[")
+
+
+def expand_captures(names: Sequence[str]) -> list[Path]:
+    """The capture files ``names`` stand for: a file as given, a directory's regular
+    files (not hidden; sorted by name), a glob pattern's matches (sorted by name).
+
+    *Error handling:* ``ConfigError`` (exit 12) naming the argument when a glob
+    matches nothing or a directory holds no file, or when more than
+    ``MAX_CAPTURE_FILES`` files result. A name that is none of these is returned
+    as given (``sniff_capture`` then names what is wrong with it).
+    """
+    out: list[Path] = []
+    for name in names:
+        path = Path(name)
+        if path.is_dir():
+            found = sorted(
+                p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")
+            )
+            if not found:
+                raise ConfigError(f"capture {name}: a directory with no file in it")
+        elif not path.exists() and _GLOB_CHARS & set(name):
+            found = sorted(p for p in _glob(path) if p.is_file())
+            if not found:
+                raise ConfigError(f"capture {name}: the pattern matches no file")
+        else:
+            found = [path]
+        out.extend(found)
+        if len(out) > MAX_CAPTURE_FILES:
+            raise ConfigError(
+                f"capture {name}: more than {MAX_CAPTURE_FILES} capture files in one replay"
+            )
+    return out
+
+
+def _glob(pattern: Path) -> Iterator[Path]:
+    anchor = Path(pattern.anchor) if pattern.is_absolute() else Path()
+    return anchor.glob(str(pattern.relative_to(anchor)) if pattern.is_absolute() else str(pattern))
 
 
 def format_capture_line(ts_recv_ns: int, raw: bytes) -> bytes:

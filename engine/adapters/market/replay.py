@@ -1,6 +1,13 @@
 """Capture replay: recorded market data as a ``MarketDataStream``.
 
-Files are replayed in the order given. Each file's venue is detected from its
+Captures (raw messages, ``capture``) are replayed in the order given. History
+files (trade dumps, ``history``) are replayed *merged in event-time order*
+across files (days, symbols), through one ``Admission`` (so one symbol's days
+dedup and price-band as one stream); ties keep the order the files were named
+in, and a file is read in its own order. A replay names either captures or
+history files, not both (exit 12).
+
+For captures: Each file's venue is detected from its
 first data message (``decoding.detect_venue``) and that venue's decoder turns
 every data line into a ``Tick`` or skips it; the line format (ours or
 cryptofeed's) and gzip are detected by ``capture``. Every tick then passes the
@@ -48,7 +55,10 @@ one parse error logged; the replay goes on with the next file.
 from __future__ import annotations
 
 import gzip
-from collections.abc import Sequence
+import heapq
+import zipfile
+import zlib
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Final
 
@@ -56,8 +66,16 @@ import trio
 
 from engine import logs
 from engine.adapters.market.admission import Admission, AdmissionSettings, Refusal, count_refusal
-from engine.adapters.market.capture import MALFORMED, open_capture, read_capture_blocks
+from engine.adapters.market.capture import (
+    MALFORMED,
+    open_capture,
+    read_capture_blocks,
+    read_line_blocks,
+    sniffed_format,
+    stored_position,
+)
 from engine.adapters.market.decoding import Decoder, MalformedMessage
+from engine.adapters.market.history import history_format, is_history_format, row_decoder
 from engine.adapters.market.venues import decoder_for, detect_venue
 from engine.core.events import Tick
 from engine.counters import Counters
@@ -75,6 +93,10 @@ MALFORMED_LOG_EVERY: Final = 1000
 
 VENUE_PROBE_MESSAGES: Final = 100
 """Data messages tried for venue detection before the file is declared unusable."""
+
+HISTORY_BLOCK_BYTES: Final = 1 << 18
+"""Bytes read per block of a history file. Merging keeps one decoded block of every
+file named in memory at once (~1.3 MB of ticks per file at this size)."""
 
 _NS_PER_S: Final = 1e9
 
@@ -103,13 +125,109 @@ class ReplayStream:
         if self._admission.subscribed is not None:
             raise ValueError("a replay admits any symbol: no subscription list")
         self._malformed = 0
+        self._read: list[int] = []
+        self._formats = [sniffed_format(path) for path in self._paths]
+        for path, name in zip(self._paths, self._formats, strict=True):
+            if name is not None and is_history_format(name):
+                row_decoder(history_format(name), path)  # exit 12 now for a nameless dump
 
     async def stream(self, send: trio.MemorySendChannel[TickBatch]) -> None:
-        """Replay every file in order, then return (the ingest task closes ``send``)."""
-        for path in self._paths:
-            await self._replay_file(path, send)
+        """Replay every file, then return (the ingest task closes ``send``)."""
+        self._read = [0] * len(self._paths)
+        self._counters.replay_bytes_total = sum(_size(path) for path in self._paths)
+        found = self._formats
+        history = [name is not None and is_history_format(name) for name in found]
+        if any(history):
+            if not all(history):
+                raise ConfigError(
+                    "replay: name either captures or history files (trade dumps), not both"
+                )
+            await self._replay_history([name or "" for name in found], send)
+            return
+        for n, path in enumerate(self._paths):
+            await self._replay_file(path, send, n)
 
-    async def _replay_file(self, path: Path, send: trio.MemorySendChannel[TickBatch]) -> None:
+    async def _replay_history(
+        self, formats: list[str], send: trio.MemorySendChannel[TickBatch]
+    ) -> None:
+        """Every history file's ticks, merged by event time, admitted, in batches."""
+        sources = [
+            self._history_ticks(n, name) for n, name in enumerate(formats)
+        ]
+        merged: Iterator[Tick] = (
+            sources[0] if len(sources) == 1 else heapq.merge(*sources, key=_event_time)
+        )
+        admit = Admission(self._counters, self._admission).admit
+        batch_size = self._batch_size
+        paced = self._speed > 0
+        scale = 1.0 / (_NS_PER_S * self._speed) if paced else 0.0
+        start = 0.0
+        r0 = -1
+        batch: list[Tick] = []
+        processed = 0
+        for n, tick in enumerate(merged):
+            if not admit(tick):
+                if not n % batch_size:
+                    await trio.lowlevel.checkpoint()
+                continue
+            if paced:
+                if r0 < 0:
+                    r0 = tick.ts_event
+                    start = trio.current_time()
+                deadline = start + (tick.ts_event - r0) * scale
+                if deadline > trio.current_time():
+                    if batch:
+                        processed += await self._send(send, batch)
+                        batch = []
+                    await trio.sleep_until(deadline)
+            batch.append(tick)
+            if len(batch) >= batch_size:
+                processed += await self._send(send, batch)
+                batch = []
+        if batch:
+            processed += await self._send(send, batch)
+        logs.info("replay_history_finished", files=len(self._paths), ticks=processed)
+
+    def _history_ticks(self, n: int, name: str) -> Iterator[Tick]:
+        """The decoded (not yet admitted) ticks of one history file, in its order.
+
+        Counts every data row in ``ingest_received`` and every malformed one in
+        ``parse_errors`` (sampled into the log) as it reads them.
+        """
+        path = self._paths[n]
+        decode = row_decoder(history_format(name), path)
+        counters = self._counters
+        try:
+            stream = open_capture(path)
+        except (OSError, zipfile.BadZipFile) as exc:
+            raise ConfigError(f"capture {path}: cannot open: {exc}") from None
+        logs.info("replay_file_started", path=str(path), format=name, speed=self._speed)
+        line_no = 1
+        try:
+            with stream:
+                for lines in read_line_blocks(stream, HISTORY_BLOCK_BYTES):
+                    ticks, bad, rows = decode(lines)
+                    counters.ingest_received += rows
+                    if bad:
+                        counters.parse_errors += len(bad)
+                        for row in bad:
+                            if row.refusal:
+                                count_refusal(counters, Refusal(row.refusal))
+                            self._log_malformed(
+                                path, line_no + row.at, row.reason, lines[row.at]
+                            )
+                    line_no += len(lines)
+                    self._progress(n, stored_position(stream))
+                    yield from ticks
+        except (EOFError, gzip.BadGzipFile, zipfile.BadZipFile, zlib.error) as exc:
+            counters.parse_errors += 1
+            self._log_malformed(path, 0, f"capture stream ends badly: {exc}", b"")
+        self._progress(n, _size(path))
+        logs.info("replay_file_finished", path=str(path), format=name, rows=line_no - 1)
+
+    async def _replay_file(
+        self, path: Path, send: trio.MemorySendChannel[TickBatch], n: int = 0
+    ) -> None:
         try:
             stream = open_capture(path)
         except OSError as exc:
@@ -209,6 +327,7 @@ class ReplayStream:
                             received = skipped = errors = 0
                             processed += await self._send(send, batch)
                             batch = []
+                    self._progress(n, stored_position(stream))
                     # A block of non-trades sends nothing: still let other tasks run.
                     await trio.lowlevel.checkpoint()
         except (EOFError, gzip.BadGzipFile) as exc:
@@ -216,6 +335,7 @@ class ReplayStream:
             self._log_malformed(path, 0, f"capture stream ends badly: {exc}", b"")
         finally:
             self._tally(received, skipped, errors)
+        self._progress(n, _size(path))  # read to its end (or as far as it was readable)
         if batch:
             processed += await self._send(send, batch)
         logs.info("replay_file_finished", path=str(path), venue=venue, ticks=processed)
@@ -225,6 +345,12 @@ class ReplayStream:
         await send.send(batch)
         self._counters.ingest_processed += len(batch)
         return len(batch)
+
+    def _progress(self, n: int, position: int) -> None:
+        """File ``n`` has been read up to ``position`` (as stored): update the counter."""
+        read = self._read
+        self._counters.replay_bytes_read += position - read[n]
+        read[n] = position
 
     def _tally(self, received: int, skipped: int, errors: int) -> None:
         c = self._counters
@@ -244,3 +370,14 @@ class ReplayStream:
                 path=str(path),
                 malformed_total=n,
             )
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0  # _replay_file names the file when it cannot open it
+
+
+def _event_time(tick: Tick) -> int:
+    return tick.ts_event
