@@ -42,6 +42,10 @@ def replay(session: nox.Session) -> None:
     """Replay every case in replays/cases.toml in two fresh processes; digests must match."""
     install_locked(session, dev=False)
     session.run("python", "-m", "engine.proof.replay", "replays")
+    # The example user strategy (docs/strategies.md): its properties, then its committed case.
+    session.run("hybrid-engine", "strategy", "check", "examples/strategies/momentum.py:Momentum",
+                "--config", "examples/strategies/momentum.toml")
+    session.run("python", "-m", "engine.proof.replay", "examples/strategies")
 
 
 @nox.session

@@ -19,9 +19,9 @@ from engine.adapters.market.capture import expand_captures, sniff_capture
 from engine.adapters.market.replay import ReplayStream
 from engine.config.load import admit_db_path, config_to_builtins
 from engine.config.schema import Config, Mode, Source
+from engine.config.strategies import build_strategy
 from engine.core.execution import Execution
 from engine.core.restored import RestoredState
-from engine.core.strategy import from_config
 from engine.counters import Counters
 from engine.exits import ConfigError
 from engine.ports import MarketDataStream, VenueLink
@@ -143,6 +143,7 @@ def run_with(
     """
     credentials = check_mode(config, arm_live)
     counters = Counters()
+    strategy = build_strategy(config.strategy)  # a constructor that refuses: exit 12
     source = build_source(config, counters, captures, speed)
     identity = identify_run(config, captures)
     if not config.engine.store_ticks and identity.source_kind != "replay":
@@ -185,7 +186,7 @@ def run_with(
         )
         components = Components(
             source=source,
-            strategy=from_config(config.strategy),
+            strategy=strategy,
             execution=execution,
             store=store,
             venue=build_venue(config, execution, credentials, counters, restored),
@@ -201,7 +202,14 @@ def run_with(
             python=sys.version.split()[0],
         )
         logs.human(
-            start_line(config, command=command, db_path=path, captures=captures, speed=speed)
+            start_line(
+                config,
+                command=command,
+                db_path=path,
+                captures=captures,
+                speed=speed,
+                strategy=strategy.describe(),
+            )
         )
         code = trio.run(run_engine, components, state)
     finally:

@@ -28,6 +28,7 @@ from engine.commands import (
     replay,
     report,
     run,
+    strategy,
     sweep,
 )
 from engine.exits import ConfigError, ExitCode
@@ -46,6 +47,7 @@ COMMANDS: Final[tuple[ModuleType, ...]] = (
     health,
     report,
     record,
+    strategy,
     sweep,
 )
 """Every subcommand, in ``--help`` order: each has ``add_parser`` and ``run``."""

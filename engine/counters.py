@@ -54,6 +54,9 @@ class Counters:
     last_tick_wall_ns: int = 0
     """Live feed: wall-clock receipt time of the last admitted tick (0: none yet).
     Liveness is judged on it (``engine.dashboard.health``), not on ``connected``."""
+    # strategy (engine.runtime.pipeline.strategy_task)
+    strategy_ns: int = 0
+    """Time spent inside the strategy's ``on_batch`` (perf counter ns, summed)."""
     # LIVE venue (engine.runtime.live)
     venue_failures: int = 0
     replay_bytes_read: int = 0

@@ -43,6 +43,12 @@ class ParseRateExceeded(EngineError):
     exit_code = ExitCode.PARSE
 
 
+class StrategyFailed(EngineError):
+    """The strategy raised (a bug in it): the engine drains what it accepted, then exits 1."""
+
+    exit_code = ExitCode.CRASH
+
+
 class Overload(EngineError):
     """Raised when a record that must not be dropped cannot be queued, or a drain overruns."""
 

@@ -1,7 +1,8 @@
-"""Ports: the three seams between the engine and the outside world.
+"""Ports: the seams between the engine and the outside world -- and the strategy.
 
 Adapters live in ``engine.adapters`` (market data, order execution) and
-``engine.store`` (persistence). The runtime depends only on these Protocols.
+``engine.store`` (persistence); strategies are chosen by ``[strategy] kind``
+(``engine.config.strategies``). The runtime depends only on these Protocols.
 """
 
 from __future__ import annotations
@@ -21,6 +22,34 @@ DecisionBatch = list[Tick | Signal]
 
 RecordBatch = list[Record]
 """What execution sends to persistence: everything to store, in causal order."""
+
+
+class Strategy(Protocol):
+    """Ticks in, signals out: pure and deterministic (docs/strategies.md).
+
+    ``on_batch`` sees ticks in arrival order and returns every one of them, in
+    order, each signal placed right after the tick that caused it (its
+    ``cause_id``; ``signal_id`` = ``"sig:" + cause_id``). Its output depends only
+    on the ticks fed so far -- never on how they were batched, the wall clock,
+    randomness or I/O -- which ``hybrid-engine strategy check`` proves
+    (``engine.proof.any_strategy``). Risk caps decide what a signal becomes.
+
+    Built-ins: ``engine.core.strategy.SmaCross`` (``sma_cross``) and
+    ``engine.core.donchian.DonchianBreakout`` (``donchian_breakout``). A trader's
+    own class implements only ``on_tick(tick) -> Signal | None`` and runs behind
+    ``engine.core.hosted.Hosted``, which admits each signal it returns.
+
+    *Error handling:* an exception from ``on_batch`` stops the engine cleanly --
+    intake stopped, everything accepted persisted, the traceback logged once,
+    exit 1 (``engine.runtime.strategy_task``).
+    """
+
+    def on_batch(self, ticks: Sequence[Tick]) -> DecisionBatch:
+        ...
+
+    def describe(self) -> str:
+        """One phrase for the start line: what it is, and when its first signal can come."""
+        ...
 
 
 class MarketDataStream(Protocol):

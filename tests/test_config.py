@@ -20,7 +20,7 @@ from engine.config.load import (
     admit_db_path,
     load_config,
 )
-from engine.config.schema import Config, Mode, Source, field_ranges
+from engine.config.schema import Config, Mode, Source, StrategySection, field_ranges
 from engine.exits import ConfigError, ExitCode
 
 
@@ -36,7 +36,8 @@ def test_load_config_without_file_gives_safe_defaults() -> None:
     assert config.engine.mode is Mode.SHADOW
     assert config.engine.db_path == "./var/engine.db"
     assert config.ingest.source is Source.SYNTHETIC
-    assert (config.strategy.fast, config.strategy.slow, config.strategy.bar_seconds) == (5, 20, 1)
+    assert config.strategy.kind == "sma_cross"
+    assert config.strategy.params == StrategySection(fast=5, slow=20, bar_seconds=1)
     assert config.execution.order_notional_usd == Decimal("100")
 
 

@@ -149,7 +149,7 @@ def test_gate_format_1_bundle_without_lock_hash_refuses_as_format() -> None:
     ).hexdigest()
     verdict = decide(data=json.dumps(raw).encode())
     assert conditions(verdict) == [Condition.BUNDLE_FORMAT]
-    assert "expected 2" in verdict.unmet[0].detail
+    assert f"expected {evidence.BUNDLE_FORMAT}" in verdict.unmet[0].detail
 
 
 def test_gate_failed_check_refuses_naming_it() -> None:

@@ -32,12 +32,13 @@ from engine.config.schema import (
     EngineSection,
     LiveSection,
     Mode,
+    StrategyChoice,
     StrategySection,
 )
+from engine.config.strategies import build_strategy
 from engine.core.events import Order, OrderEvent, OrderState, OrderType, Side, Tick, tick_id
 from engine.core.execution import Execution
 from engine.core.live_orders import SubmitOrder
-from engine.core.strategy import from_config
 from engine.counters import Counters
 from engine.exits import ExitCode, Overload
 from engine.ports import TickBatch
@@ -129,7 +130,7 @@ def credentials() -> Credentials:
 def live_config(fake: FakeBinance) -> Config:
     return Config(
         engine=EngineSection(mode=Mode.LIVE, drain_timeout_s=10.0, heartbeat_interval_s=60.0),
-        strategy=StrategySection(fast=1, slow=2, bar_seconds=0),
+        strategy=StrategyChoice(params=StrategySection(fast=1, slow=2, bar_seconds=0)),
         live=LiveSection(rest_url=fake.rest_url, ws_url=fake.ws_url),
     )
 
@@ -154,7 +155,7 @@ class Engine:
 
     async def run(self) -> None:
         components = Components(
-            source=self.source, strategy=from_config(self.config.strategy),
+            source=self.source, strategy=build_strategy(self.config.strategy),
             execution=self.execution, store=self.store, venue=self.venue,
         )  # fmt: skip
         state = RunState(

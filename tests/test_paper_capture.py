@@ -10,10 +10,10 @@ from pathlib import Path
 import msgspec
 
 from engine.config.schema import Config, EngineSection, ExecutionSection, Mode
+from engine.config.strategies import build_strategy
 from engine.core.events import Fill, Order, OrderEvent, OrderState, OrderType, Record, Side, Tick
 from engine.core.execution import Execution
 from engine.core.sizing import slipped_price
-from engine.core.strategy import from_config
 from tests.engine_process import REAL_CAPTURE, run_engine
 from tests.test_staleness import real_ticks
 
@@ -29,7 +29,7 @@ def paper_config(**execution: object) -> Config:
 
 
 def run_paper(config: Config) -> list[Record]:
-    strategy = from_config(config.strategy)
+    strategy = build_strategy(config.strategy)
     execution = Execution(config)
     ticks = real_ticks()
     records: list[Record] = []

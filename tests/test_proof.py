@@ -17,7 +17,13 @@ from hypothesis import strategies as st
 
 import engine.proof.replay
 from engine.commands import proof as proof_command
-from engine.config.schema import Config, ExecutionSection, RiskSection, StrategySection
+from engine.config.schema import (
+    Config,
+    ExecutionSection,
+    RiskSection,
+    StrategyChoice,
+    StrategySection,
+)
 from engine.exits import ConfigError
 from engine.proof import checks, evidence, properties, risk_caps
 from engine.proof.evidence import CheckResult, CheckStatus, PropertyResult
@@ -66,7 +72,7 @@ def test_bundle_roundtrip_verifies_and_keeps_fields() -> None:
     assert again.created_at == "2024-08-08T06:53:20Z"
     assert again.passed
     assert [c.name for c in again.checks] == list(evidence.REQUIRED_CHECKS)
-    assert again.format == evidence.BUNDLE_FORMAT == 2
+    assert again.format == evidence.BUNDLE_FORMAT == 3
     assert again.libraries == LIBRARIES
     assert again.lock_hash == evidence.hash_libraries(LIBRARIES)
     assert again.lock_file_hash is None
@@ -115,7 +121,8 @@ def test_risk_hash_changes_with_risk_and_execution_only() -> None:
         evidence.risk_config_hash(Config(execution=ExecutionSection(order_notional_usd=Decimal(50))))
         != base
     )
-    assert evidence.risk_config_hash(Config(strategy=StrategySection(fast=3, slow=9))) == base
+    other_strategy = StrategyChoice(params=StrategySection(fast=3, slow=9))
+    assert evidence.risk_config_hash(Config(strategy=other_strategy)) == base
 
 
 def test_risk_config_of_is_plain_json_with_normalised_decimals() -> None:
@@ -439,7 +446,7 @@ def test_packaged_cases_hold_the_capture_and_replays_is_the_same_folder() -> Non
 def run_command(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, checks: list[CheckResult]
 ) -> tuple[int, Path]:
-    monkeypatch.setattr(proof_command, "run_checks", lambda environ: list(checks))
+    monkeypatch.setattr(proof_command, "run_checks", lambda environ, config: list(checks))
     out = tmp_path / "proof.json"
     code = proof_command.run(argparse.Namespace(config=None, out=str(out)))
     return code, out
@@ -501,7 +508,7 @@ def test_proof_command_prints_a_line_per_check_then_the_verdict(
     )  # fmt: skip
     monkeypatch.setattr(
         proof_command, "run_checks",
-        lambda environ: [proof_command.report(c) for c in (invariants, *passing()[1:])],
+        lambda environ, config: [proof_command.report(c) for c in (invariants, *passing()[1:])],
     )  # fmt: skip
     code = proof_command.run(argparse.Namespace(config=None, out=str(tmp_path / "p.json")))
     assert code == 1
@@ -512,6 +519,7 @@ def test_proof_command_prints_a_line_per_check_then_the_verdict(
         "  FAIL invariants/strategy_x: AssertionError at y.py:1",
         "PASS replay (replay figures)",
         "PASS risk_caps (risk_caps figures)",
+        "PASS strategy (strategy figures)",
         f"PASS code_unchanged (code {evidence.code_hash()[:12]}...)",
         f"hybrid-engine proof: FAIL -> {tmp_path / 'p.json'}",
     ]

@@ -81,7 +81,7 @@ def wiring(tmp_path: Path, source: ListSource) -> tuple[Components, RunState, Pa
     store = SqliteStore.open(db)
     components = Components(
         source=source,
-        strategy=SmaCross(config.strategy.fast, config.strategy.slow, 0),
+        strategy=SmaCross(5, 20, 0),
         execution=Execution(config),
         store=store,
     )
@@ -199,7 +199,7 @@ def locked_wiring(
     components = Components(
         # More than one persistence batch (16,384 records) plus every queue.
         source=ListSource([make_ticks(i * 100, 100) for i in range(batches)]),
-        strategy=SmaCross(config.strategy.fast, config.strategy.slow, 0),
+        strategy=SmaCross(5, 20, 0),
         execution=Execution(config),
         store=store,
     )

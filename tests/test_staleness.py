@@ -7,10 +7,10 @@ from pathlib import Path
 import msgspec
 
 from engine.config.schema import Config
+from engine.config.strategies import build_strategy
 from engine.core.events import Side, Signal, Veto, VetoReason
 from engine.core.execution import Execution
 from engine.core.staleness import StalenessEstimator
-from engine.core.strategy import from_config
 from engine.proof.invariants import real_ticks
 
 REAL_CAPTURE = Path(__file__).resolve().parents[1] / "replays" / "btcusdt_20240808.gz"
@@ -88,7 +88,7 @@ def test_estimator_block_percentile_ignores_a_low_outlier() -> None:
 
 def test_real_capture_through_strategy_and_execution_has_no_stale_veto() -> None:
     config = Config()
-    strategy = from_config(config.strategy)
+    strategy = build_strategy(config.strategy)
     execution = Execution(config)
     records = []
     signals = 0

@@ -87,7 +87,7 @@ async def test_run_engine_source_end_arms_the_deadline_drain_plus_grace(tmp_path
                      run_id="run-test", process_deadline=arms)
     components = Components(
         source=ListSource([make_ticks(0, 50)]),
-        strategy=SmaCross(config.strategy.fast, config.strategy.slow, 0),
+        strategy=SmaCross(5, 20, 0),
         execution=Execution(config),
         store=store,
     )

@@ -25,8 +25,9 @@ from pathlib import Path
 
 from engine import logs
 from engine.config.load import load_config
+from engine.config.schema import Config
 from engine.exits import ConfigError, ExitCode
-from engine.proof import checks, evidence, risk_caps
+from engine.proof import any_strategy, checks, evidence, risk_caps
 from engine.proof.evidence import CheckResult, CheckStatus
 
 
@@ -41,12 +42,17 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.set_defaults(handler=run)
 
 
-def run_checks(environ: Mapping[str, str]) -> list[CheckResult]:
-    """Every check in turn (sequentially: the host has few cores and each is CPU-bound)."""
+def run_checks(environ: Mapping[str, str], config: Config) -> list[CheckResult]:
+    """Every check in turn (sequentially: the host has few cores and each is CPU-bound).
+
+    The last proves the configured strategy (``engine.proof.any_strategy``), whose
+    identity the bundle records.
+    """
     return [
         report(checks.check_invariants(environ)),
         report(checks.check_replay(environ=environ)),
         report(risk_caps.check_risk_caps(environ=environ)),
+        report(any_strategy.check_configured(config.strategy)),
     ]
 
 
@@ -141,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
     created_at_ns = time.time_ns()
     code_before = evidence.code_hash()
     logs.info("proof_started", out=str(out), code_hash=code_before, lock_hash=evidence.lock_hash())
-    checks = run_checks(os.environ)
+    checks = run_checks(os.environ, config)
     checks.append(report(code_unchanged(code_before, evidence.code_hash())))
     bundle = evidence.build_bundle(
         checks=checks,

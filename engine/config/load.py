@@ -6,6 +6,7 @@ docs/configuration.md.
 from __future__ import annotations
 
 import os
+import re
 import stat
 import types
 import typing
@@ -26,6 +27,7 @@ from engine.config.schema import (
     Section,
     field_ranges,
 )
+from engine.config.strategies import admit_strategy
 from engine.exits import ConfigError
 
 ENV_PREFIX: Final = "ENGINE_"
@@ -63,6 +65,11 @@ def env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
         if not name.startswith(ENV_PREFIX):
             continue
         rest = name[len(ENV_PREFIX) :].lower()
+        strategy_key = rest.removeprefix("strategy_")
+        if strategy_key != rest and STRATEGY_KEY.fullmatch(strategy_key):
+            # Any key: which ones exist depends on the kind (admitted with the section).
+            out.setdefault("strategy", {})[strategy_key] = raw
+            continue
         for section, section_type in sections.items():
             prefix = section + "_"
             if rest.startswith(prefix) and rest[len(prefix) :] in section_type.__struct_fields__:
@@ -76,6 +83,10 @@ def env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
         else:
             raise ConfigError(f"{name}: no such configuration key ({section_names_hint()})")
     return out
+
+
+STRATEGY_KEY: Final = re.compile(r"[a-z][a-z0-9_]{0,63}")
+"""An ``ENGINE_STRATEGY_<KEY>`` variable's key: the kind's parameters are not known yet."""
 
 
 def section_names_hint() -> str:
@@ -190,14 +201,22 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
     data: dict[str, Any] = {}
     if path is not None:
         data = decode_toml(path, read_config_file(path))
-    data = _merge(data, env_overrides(environ))
+    overrides = env_overrides(environ)
+    data = _merge(data, overrides)
     _check_decimal_syntax(data)
+    strategy = data.pop("strategy", {})
+    # A strategy file named in the file is found beside it; from the environment,
+    # from the working directory.
+    kind_from_file = path is not None and "kind" not in overrides.get("strategy", {})
+    base = Path(path).parent if kind_from_file and path is not None else None
     try:
-        return msgspec.convert(data, Config, strict=False)
+        config = msgspec.convert(data, Config, strict=False)
     except msgspec.ValidationError as exc:
         raise ConfigError(_describe(exc)) from None
     except RecursionError:
         raise ConfigError("--config: a value is nested too deeply") from None
+    # The strategy's own Params struct validates its keys.
+    return msgspec.structs.replace(config, strategy=admit_strategy(strategy, base=base))
 
 
 def admit_argument(flag: str, value: float, key: str) -> float:
@@ -243,6 +262,12 @@ def admit_db_path(path: str, key: str) -> None:
 
 
 def config_to_builtins(config: Config) -> dict[str, Any]:
-    """The configuration as plain JSON-able data (Decimals as strings)."""
+    """The configuration as plain JSON-able data (Decimals as strings).
+
+    ``[strategy]`` comes out flat, as it is written: ``kind`` beside the parameters.
+    """
     result: dict[str, Any] = msgspec.to_builtins(config)
+    result["strategy"] = {
+        "kind": config.strategy.kind, **msgspec.to_builtins(config.strategy.params)
+    }
     return result

@@ -168,6 +168,8 @@ class IngestSection(Section, frozen=True):
 
 
 class StrategySection(Section, frozen=True):
+    """``sma_cross``'s parameters (the default strategy's ``[strategy]`` keys besides ``kind``)."""
+
     fast: Annotated[int, Range(1, 9_999, "bars")] = 5
     slow: Annotated[int, Range(2, 10_000, "bars")] = 20
     bar_seconds: Annotated[int, Range(0, 86_400, _S)] = 1
@@ -177,6 +179,22 @@ class StrategySection(Section, frozen=True):
             raise ValueError(
                 f"slow ({self.slow}) must be greater than fast ({self.fast}) - at `$.slow`"
             )
+
+
+DEFAULT_STRATEGY: Final = "sma_cross"
+
+
+class StrategyChoice(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``[strategy]``: ``kind`` names the strategy, every other key is one of its parameters.
+
+    ``load_config`` admits the section through ``engine.config.strategies.admit_strategy``:
+    the kind is resolved (a built-in, ``package.module:Class`` or ``file.py:Class``)
+    and the other keys are decoded into that strategy's own ``Params`` struct, so an
+    unknown or bad key is refused naming it (``strategy.lookback: ...``).
+    """
+
+    kind: str = DEFAULT_STRATEGY
+    params: msgspec.Struct = StrategySection()
 
 
 class RiskSection(Section, frozen=True):
@@ -220,7 +238,7 @@ class LiveSection(Section, frozen=True):
 class Config(Section, frozen=True):
     engine: EngineSection = EngineSection()
     ingest: IngestSection = IngestSection()
-    strategy: StrategySection = StrategySection()
+    strategy: StrategyChoice = StrategyChoice()
     risk: RiskSection = RiskSection()
     execution: ExecutionSection = ExecutionSection()
     live: LiveSection = LiveSection()

@@ -52,8 +52,14 @@ def tick_id(venue: str, symbol: str, trade_id: int) -> str:
     return f"{venue}:{symbol}:{trade_id}"
 
 
-class Signal(Event, frozen=True, tag="signal"):
-    """The strategy's decision at the close of a bar; executed or vetoed later."""
+class Signal(Event, frozen=True, tag="signal", omit_defaults=True):
+    """The strategy's decision at the close of a bar; executed or vetoed later.
+
+    ``notional`` and ``reason`` are optional (a strategy may leave them out, and
+    then they are not encoded, so a signal without them encodes as before): the
+    USD a BUY would like to spend instead of ``[execution] order_notional_usd``
+    -- the risk caps still decide -- and a few words on why, quoted in a veto.
+    """
 
     signal_id: str
     symbol: str
@@ -62,6 +68,8 @@ class Signal(Event, frozen=True, tag="signal"):
     ts_recv: int
     price: Decimal
     cause_id: str
+    notional: Decimal | None = None
+    reason: str = ""
 
 
 class VetoReason(enum.StrEnum):

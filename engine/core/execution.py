@@ -271,7 +271,7 @@ class Execution:
                     signal_id=signal.signal_id,
                     symbol=signal.symbol,
                     reason=denial.reason,
-                    detail=denial.detail,
+                    detail=denial.detail + (f" (signal: {signal.reason})" if signal.reason else ""),
                     ts_event=signal.ts_event,
                 )
             )
@@ -304,11 +304,10 @@ class Execution:
         else:
             price = slipped_price(signal.price, signal.side, self._exec.slippage_bps)
         if signal.side is Side.BUY:
-            qty = qty_for_notional(self._exec.order_notional_usd, price, self._exec.qty_step)
-            sizing = (
-                f"order_notional_usd {self._exec.order_notional_usd} at {price} "
-                f"with qty_step {self._exec.qty_step}"
-            )
+            notional = self._exec.order_notional_usd if signal.notional is None else signal.notional
+            qty = qty_for_notional(notional, price, self._exec.qty_step)
+            asked = "order_notional_usd" if signal.notional is None else "the signal's notional"
+            sizing = f"{asked} {notional} at {price} with qty_step {self._exec.qty_step}"
         else:
             qty = exposure.unsold_position(self.ledger, self.open_orders, symbol)
             sizing = f"the whole {symbol} position not already being sold: {qty}"

@@ -35,9 +35,10 @@ symbol changes. Decimal arithmetic happens only at bar closes.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Final, Protocol
 
-from engine.core.events import Signal, Tick
+from engine.core.events import Side, Signal, Tick
 from engine.core.sma import SmaPair, exact_arithmetic
 
 NS_PER_SECOND: Final = 1_000_000_000
@@ -45,6 +46,19 @@ NS_PER_SECOND: Final = 1_000_000_000
 _NO_BAR: Final = -(1 << 80)
 """Bucket of a symbol with no open bar: below the bucket of any int64-ns timestamp,
 so the first trade always opens a bar and never closes one."""
+
+
+def caused_signal(cause: Tick, side: Side, ts_event: int, price: Decimal) -> Signal:
+    """The signal ``cause``'s arrival caused: its id, symbol and ``ts_recv`` are the tick's."""
+    return Signal(
+        signal_id="sig:" + cause.event_id,
+        symbol=cause.symbol,
+        side=side,
+        ts_event=ts_event,
+        ts_recv=cause.ts_recv,
+        price=price,
+        cause_id=cause.event_id,
+    )
 
 
 class StrategyParams(Protocol):
@@ -93,6 +107,17 @@ class SmaCross:
         self._bar_ns = bar_seconds * NS_PER_SECOND
         self._books: dict[str, _Book] = {}
 
+    def describe(self) -> str:
+        """The start line's words: the averages, the bars, and when the first signal can come.
+
+        The slow SMA needs ``slow`` closes and a crossing one more (the first
+        regime the averages define is not a crossing, ``engine.core.sma``); a bar
+        closes only when a trade of a later bar arrives.
+        """
+        seconds = self._bar_ns // NS_PER_SECOND
+        bars = "every trade" if seconds == 0 else f"{seconds} s bars"
+        return f"SMA {self._fast}/{self._slow} on {bars}, {warmup_text(self._slow + 1, seconds)}"
+
     def _book(self, symbol: str) -> _Book:
         book = self._books.get(symbol)
         if book is None:
@@ -107,15 +132,7 @@ class SmaCross:
         side = book.sma.push(close.price)
         if side is None:
             return None
-        return Signal(
-            signal_id="sig:" + cause.event_id,
-            symbol=cause.symbol,
-            side=side,
-            ts_event=ts_event,
-            ts_recv=cause.ts_recv,
-            price=close.price,
-            cause_id=cause.event_id,
-        )
+        return caused_signal(cause, side, ts_event, close.price)
 
     def on_tick(self, tick: Tick) -> Signal | None:
         """Account for one trade; the signal its arrival caused, if any."""
@@ -144,7 +161,7 @@ class SmaCross:
                 fired = self._decide_trade_bars(ticks)
             else:
                 fired = self._decide_time_bars(ticks)
-        return _interleave(ticks, fired)
+        return interleave(ticks, fired)
 
     def _decide_time_bars(self, ticks: Sequence[Tick]) -> list[tuple[int, Signal]]:
         """The signals of ``ticks`` (``bar_seconds > 0``), each with its cause's index."""
@@ -201,7 +218,7 @@ class SmaCross:
         return fired
 
 
-def _interleave(ticks: Sequence[Tick], fired: list[tuple[int, Signal]]) -> list[Tick | Signal]:
+def interleave(ticks: Sequence[Tick], fired: list[tuple[int, Signal]]) -> list[Tick | Signal]:
     """``ticks`` with each ``(index, signal)`` inserted right after ``ticks[index]``."""
     if not fired:
         return list(ticks)
@@ -213,6 +230,24 @@ def _interleave(ticks: Sequence[Tick], fired: list[tuple[int, Signal]]) -> list[
         start = index + 1
     out.extend(ticks[start:])
     return out
+
+
+def duration_text(seconds: float) -> str:
+    """``45 s``, ``21 min``, ``1.5 h``, ``2 d``."""
+    for unit, size in (("d", 86_400), ("h", 3_600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.3g} {unit}"
+    return f"{seconds:.3g} s"
+
+
+def warmup_text(bars: int, bar_seconds: int) -> str:
+    """``first signal possible after 21 bars of 1 s (at least 21 s of trades)``."""
+    if bar_seconds == 0:
+        return f"first signal possible after {bars} trades (every trade is a bar)"
+    return (
+        f"first signal possible after {bars} bars of {duration_text(bar_seconds)}"
+        f" (at least {duration_text(bars * bar_seconds)} of trades)"
+    )
 
 
 def from_config(section: StrategyParams) -> SmaCross:

@@ -5,13 +5,15 @@ whose checks all say PASS, that is recent, and whose three hashes (code, risk
 config, libraries) equal the running process's. This module owns the bundle's
 shape and its hashes; the checks themselves run in ``engine.proof.checks``.
 
-Bundle (JSON, ``format`` 2)::
+Bundle (JSON, ``format`` 3)::
 
     {"format": 2, "created_at_ns": ..., "created_at": "2024-...Z",
      "engine_version": "0.1.0", "code_hash": "<sha256>",
      "risk_config_hash": "<sha256>", "risk_config": {"risk": {...}, "execution": {...}},
      "lock_hash": "<sha256>", "libraries": ["anyio==4.16.0", ...],
      "lock_file_hash": "<sha256>" | null,
+     "strategy": {"kind": "sma_cross", "params": {"fast": 5, ...},
+                  "source_sha256": "<sha256>", "sources": ["strategy.py", ...]},
      "checks": [{"name": "invariants", "status": "PASS", "duration_s": 12.3,
                  "summary": "9/9 properties, 846 examples", "figures": {...},
                  "detail": ""}, ...],
@@ -50,6 +52,12 @@ after PASS); ``detail`` is the one-line reason of a FAIL (never empty for one).
   environment was meant to be built from. The gate compares ``lock_hash``, what
   is actually installed.
 
+* ``strategy`` -- the configured strategy as ``engine.config.strategies.identify_strategy``
+  sees it: its kind, its parameters (decimals normalised) and ``source_sha256``
+  over the source file(s) that define it -- a trader's own file lies outside
+  ``engine/`` and so outside ``code_hash``. The ``strategy`` check proved exactly
+  that strategy; the gate refuses LIVE when any of the three differs.
+
 The bundle never holds credentials: nothing from ``[live]`` or the environment
 is written into it.
 """
@@ -73,15 +81,17 @@ import msgspec
 
 import engine
 from engine.config.schema import Config
+from engine.config.strategies import identify_strategy
 
-BUNDLE_FORMAT: Final = 2
+BUNDLE_FORMAT: Final = 3
 """Bumped when the bundle's shape changes; a gate refuses any other format.
-2: ``lock_hash``, ``libraries``, ``lock_file_hash``; a ``summary`` per check."""
+2: ``lock_hash``, ``libraries``, ``lock_file_hash``; a ``summary`` per check.
+3: ``strategy`` (kind, parameters, source hash) and the ``strategy`` check."""
 
-REQUIRED_CHECKS: Final[tuple[str, ...]] = ("invariants", "replay", "risk_caps")
+REQUIRED_CHECKS: Final[tuple[str, ...]] = ("invariants", "replay", "risk_caps", "strategy")
 """Gate G1 (docs/contract.md) needs PASS for invariant property tests, deterministic replay
-and risk-cap validation. A bundle missing one of these is refused even if what it has all
-passed."""
+and risk-cap validation, and (docs/strategies.md) for the configured strategy's own
+properties. A bundle missing one of these is refused even if what it has all passed."""
 
 LOCK_FILE: Final = Path("requirements") / "lock.txt"
 """The lead's pip-compile lock, relative to the checkout holding ``engine/``."""
@@ -129,6 +139,7 @@ class Bundle(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     lock_hash: str
     libraries: tuple[str, ...]
     lock_file_hash: str | None
+    strategy: dict[str, Any]
     checks: tuple[CheckResult, ...]
     checksum: str
 
@@ -185,6 +196,28 @@ def risk_config_of(config: Config) -> dict[str, Any]:
 
 def risk_config_hash(config: Config) -> str:
     return hashlib.sha256(canonical_json(risk_config_of(config))).hexdigest()
+
+
+def strategy_identity(config: Config) -> dict[str, Any]:
+    """The configured strategy as a bundle records it (see module docstring)."""
+    # Through JSON: the same plain data the bundle file holds (lists, not tuples).
+    identity: dict[str, Any] = msgspec.json.decode(
+        msgspec.json.encode(identify_strategy(config.strategy))
+    )
+    return identity
+
+
+def strategy_changes(proven: Mapping[str, Any], running: Mapping[str, Any]) -> str:
+    """Which of kind, parameters and source differ, e.g. ``params {'lookback': 20} -> {...}``."""
+    changes = []
+    for key in ("kind", "params", "source_sha256"):
+        before, after = proven.get(key), running.get(key)
+        if before != after:
+            if key == "source_sha256":
+                changes.append(f"source {str(before)[:12]}... -> {str(after)[:12]}...")
+            else:
+                changes.append(f"{key} {before!r} -> {after!r}")
+    return one_line("; ".join(changes), limit=300)
 
 
 def hash_files(files: Iterable[tuple[str, bytes]]) -> str:
@@ -251,12 +284,14 @@ def build_bundle(
     config: Config,
     libraries: Sequence[str] | None = None,
     lock_file_hash: str | None = None,
+    strategy: Mapping[str, Any] | None = None,
 ) -> Bundle:
     """Assemble and checksum a bundle.
 
-    Pure but for one default: ``libraries`` left out means the running
-    environment's (``installed_libraries()``), which is what a bundle built by
-    this process must record anyway.
+    Pure but for two defaults: ``libraries`` left out means the running
+    environment's (``installed_libraries()``) and ``strategy`` left out the
+    configured strategy's identity (``strategy_identity``, which reads its
+    source files) -- what a bundle built by this process must record anyway.
     """
     libs = sorted(set(installed_libraries() if libraries is None else libraries))
     fields: dict[str, Any] = {
@@ -270,6 +305,7 @@ def build_bundle(
         "lock_hash": hash_libraries(libs),
         "libraries": libs,
         "lock_file_hash": lock_file_hash,
+        "strategy": dict(strategy_identity(config) if strategy is None else strategy),
         "checks": [msgspec.to_builtins(c) for c in checks],
     }
     fields["checksum"] = _bundle_checksum(fields)

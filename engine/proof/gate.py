@@ -27,6 +27,8 @@ Conditions, all required (fail closed):
 ``risk_hash``      produced with the same effective ``[risk]``+``[execution]``
 ``lock_hash``      produced with the same installed libraries (names and
                    versions, ``engine.proof.evidence.lock_hash``) as the running process
+``strategy``       produced for the same strategy: kind, parameters and the
+                   hash of its source file(s) (``engine.proof.evidence.strategy_identity``)
 =================  ==========================================================
 """
 
@@ -36,7 +38,7 @@ import enum
 import os
 import time
 from collections.abc import Mapping, Sequence
-from typing import Final
+from typing import Any, Final
 
 import msgspec
 
@@ -65,6 +67,7 @@ class Condition(enum.StrEnum):
     CODE_HASH = "code_hash"
     RISK_HASH = "risk_hash"
     LOCK_HASH = "lock_hash"
+    STRATEGY = "strategy"
 
 
 class Unmet(msgspec.Struct, frozen=True, kw_only=True):
@@ -97,8 +100,13 @@ def evaluate_gate(
     risk_config_hash: str,
     libraries: Sequence[str],
     config: Config,
+    strategy: Mapping[str, Any] | None = None,
 ) -> GateVerdict:
-    """Decide whether LIVE may start. Pure; see the module docstring for the conditions."""
+    """Decide whether LIVE may start. Pure; see the module docstring for the conditions.
+
+    ``strategy`` is the running strategy's identity; left out, the configured
+    one's (``evidence.strategy_identity``, which reads its source files).
+    """
     unmet: list[Unmet] = []
     path = config.engine.proof_path
     if not arm_flag and environ.get(ARM_ENV) != ARM_VALUE:
@@ -205,6 +213,18 @@ def evaluate_gate(
                 detail="installed libraries differ from the proof's "
                 f"({evidence.library_changes(bundle.libraries, libraries)})",
                 remedy="rebuild the proof in this environment: " + _RERUN,
+            )
+        )
+    running = evidence.strategy_identity(config) if strategy is None else strategy
+    proven = bundle.strategy
+    if any(proven.get(k) != running.get(k) for k in ("kind", "params", "source_sha256")):
+        unmet.append(
+            Unmet(
+                condition=Condition.STRATEGY,
+                detail="the strategy changed since the proof: "
+                + evidence.strategy_changes(proven, running),
+                remedy="prove the strategy that will trade "
+                f"(`hybrid-engine strategy check {running.get('kind')}`), then " + _RERUN,
             )
         )
     return GateVerdict(unmet=tuple(unmet), bundle_created_at=bundle.created_at)

@@ -53,8 +53,10 @@ from engine.config.schema import (
     ExecutionSection,
     Mode,
     RiskSection,
+    StrategyChoice,
     StrategySection,
 )
+from engine.config.strategies import build_strategy
 from engine.core.events import (
     Fill,
     Order,
@@ -70,7 +72,6 @@ from engine.core.events import (
 from engine.core.execution import Execution
 from engine.core.ledger import ledger_from_fills
 from engine.core.orders import TERMINAL, TRANSITIONS
-from engine.core.strategy import from_config
 from engine.proof import replay
 from engine.store.restore import load_restored_state
 from engine.store.rows import insert_records, is_stored
@@ -151,14 +152,14 @@ def shadow_and_paper_never_touch_a_socket(
 ) -> None:
     config = Config(
         engine=EngineSection(mode=mode),
-        strategy=StrategySection(fast=fast, slow=fast + 2, bar_seconds=0),
+        strategy=StrategyChoice(params=StrategySection(fast=fast, slow=fast + 2, bar_seconds=0)),
         execution=msgspec.convert(
             {"order_type": order_type, "latency_ms": latency_ms}, ExecutionSection
         ),
     )
     ticks = real_ticks()[start : start + I1_WINDOW_TICKS]
     with sockets_refused() as calls:
-        strategy = from_config(config.strategy)
+        strategy = build_strategy(config.strategy)
         execution = Execution(config)
         orders = 0
         for i in range(0, len(ticks), I1_BATCH_TICKS):

@@ -22,7 +22,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Final, Protocol
 
-from engine.config.schema import Config, Mode, ProgressSetting, Source, StrategySection
+from engine.config.schema import Config, Mode, ProgressSetting, Source, StrategyChoice
+from engine.core.strategy import duration_text
 from engine.exits import ExitCode
 
 MAX_LINE_CHARS: Final = 400
@@ -39,28 +40,13 @@ class _Stream(Protocol):
     def isatty(self) -> bool: ...
 
 
-def warmup(strategy: StrategySection) -> str:
-    """When the first signal can come: the slow SMA needs ``slow`` closes, a crossing one more.
+def warmup(strategy: StrategyChoice) -> str:
+    """When the configured strategy's first signal can come, as its ``describe()`` says."""
+    from engine.config.strategies import build_strategy
 
-    The first regime the averages define is not a crossing (``engine.core.sma``),
-    and a bar closes only when a trade of a later bar arrives.
-    """
-    bars = strategy.slow + 1
-    if strategy.bar_seconds == 0:
-        return f"first signal possible after {bars} trades (every trade is a bar)"
-    span = duration_text(bars * strategy.bar_seconds)
-    return (
-        f"first signal possible after {bars} bars of {duration_text(strategy.bar_seconds)}"
-        f" (at least {span} of trades)"
-    )
-
-
-def duration_text(seconds: float) -> str:
-    """``45 s``, ``21 min``, ``1.5 h``, ``2 d``."""
-    for unit, size in (("d", 86_400), ("h", 3_600), ("min", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.3g} {unit}"
-    return f"{seconds:.3g} s"
+    described = build_strategy(strategy).describe()
+    _, start, rest = described.partition("first signal possible")
+    return start + rest if start else described
 
 
 def describe_source(config: Config, captures: Sequence[str], speed: float | None) -> str:
@@ -90,15 +76,22 @@ def start_line(
     db_path: str,
     captures: Sequence[str] = (),
     speed: float | None = None,
+    strategy: str | None = None,
 ) -> str:
-    """The one line a run prints on stderr before it starts."""
+    """The one line a run prints on stderr before it starts.
+
+    ``strategy`` is the strategy's own ``describe()`` (what it is and its
+    warm-up); ``None`` asks a fresh instance of the configured one.
+    """
     mode = config.engine.mode
-    strategy = config.strategy
-    bars = "every trade" if strategy.bar_seconds == 0 else f"{strategy.bar_seconds} s bars"
+    if strategy is None:
+        from engine.config.strategies import build_strategy
+
+        strategy = build_strategy(config.strategy).describe()
     return (
         f"hybrid-engine {command}: {mode.value.upper()} mode ({MODE_MEANINGS[mode]}); "
         f"{describe_source(config, captures, speed)}; database {Path(db_path).resolve()}; "
-        f"strategy SMA {strategy.fast}/{strategy.slow} on {bars}, {warmup(strategy)}"
+        f"strategy {strategy}"
     )
 
 

@@ -43,6 +43,7 @@ from engine.adapters.market.decoding import Decoder, MalformedMessage
 from engine.adapters.market.history import history_format, is_history_format, row_decoder
 from engine.adapters.market.venues import decoder_for, detect_venue
 from engine.config.schema import Config, Source
+from engine.config.strategies import params_of
 from engine.exits import ConfigError
 from engine.proof.evidence import risk_config_hash
 from engine.store.runs import CaptureIdentity, RunIdentity
@@ -52,10 +53,6 @@ HASH_SPAN_BYTES: Final = 1 << 20
 
 FIRST_TRADE_SCAN_BLOCKS: Final = 16
 """Blocks (``capture.READ_BLOCK_BYTES``, ~1 MiB of lines each) searched for the first trade."""
-
-STRATEGY_KIND: Final = "sma_cross"
-"""The one strategy the engine runs (``engine.core.strategy.SmaCross``)."""
-
 
 def head_tail_sha256(path: Path, size: int, span: int = HASH_SPAN_BYTES) -> str:
     """sha256 over the first and last ``span`` bytes of the file (non-overlapping)."""
@@ -139,13 +136,10 @@ def identify_run(config: Config, captures: Sequence[str] = ()) -> RunIdentity:
         kind = "websocket"
         source = {"venue": str(ingest.venue), "symbols": list(ingest.symbols),
                   "url": feed_url(ingest)}
-    strategy = config.strategy
     return RunIdentity(
         mode=str(config.engine.mode),
-        strategy_kind=STRATEGY_KIND,
-        strategy_params={
-            "fast": strategy.fast, "slow": strategy.slow, "bar_seconds": strategy.bar_seconds
-        },
+        strategy_kind=config.strategy.kind,
+        strategy_params=params_of(config.strategy),
         risk_config_hash=risk_config_hash(config),
         source_kind=kind,
         source=source,

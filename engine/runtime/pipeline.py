@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import time
+import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
@@ -21,15 +22,15 @@ import trio
 from engine import logs
 from engine.config.schema import Mode
 from engine.core.events import Fill, Order, Record, RiskState, Veto, VetoReason
-from engine.core.strategy import SmaCross
 from engine.counters import Counters
-from engine.exits import ExitCode, Overload, exit_code_for
+from engine.exits import EngineError, ExitCode, Overload, StrategyFailed, exit_code_for
 from engine.ports import (
     DecisionBatch,
     MarketDataStream,
     OrderExecution,
     Persistence,
     RecordBatch,
+    Strategy,
     TickBatch,
     VenueLink,
 )
@@ -137,18 +138,49 @@ async def ingest_task(
 
 
 async def strategy_task(
-    strategy: SmaCross,
+    strategy: Strategy,
     receive: trio.MemoryReceiveChannel[TickBatch],
     send: trio.MemorySendChannel[DecisionBatch],
     counters: Counters,
     policy: EnqueuePolicy = EnqueuePolicy(),
+    *,
+    on_fault: Callable[[EngineError], None] | None = None,
 ) -> None:
+    """Run each tick batch through the strategy; the time it takes is ``strategy_ns``.
+
+    *Error handling:* when the strategy raises, its traceback is logged once
+    (``strategy_failed``), the batch goes on as ticks only, ``on_fault`` stops
+    the intake, and every batch still queued passes through as ticks: everything
+    accepted is persisted, then ``StrategyFailed`` picks exit 1 (raised here
+    after the drain when there is no ``on_fault``).
+    """
+    failure: StrategyFailed | None = None
+    clock = time.perf_counter_ns
     async with receive, send:
         async for ticks in receive:
-            decisions = strategy.on_batch(ticks)
+            decisions: DecisionBatch
+            if failure is None:
+                started = clock()
+                try:
+                    decisions = strategy.on_batch(ticks)
+                except Exception as exc:  # the strategy's bug: drain, then exit 1
+                    failure = StrategyFailed(f"strategy raised {type(exc).__name__}: {exc}")
+                    logs.error(
+                        "strategy_failed",
+                        error=f"{type(exc).__name__}: {exc}",
+                        traceback=traceback.format_exc(),
+                    )
+                    decisions = list(ticks)
+                    if on_fault is not None:
+                        on_fault(failure)
+                counters.strategy_ns += clock() - started
+            else:
+                decisions = list(ticks)
             counters.tick_count += len(ticks)
             counters.signal_count += len(decisions) - len(ticks)
             await send_or_overload(send, decisions, "decision", policy)
+    if failure is not None and on_fault is None:
+        raise failure
 
 
 def count_records(records: list[Record], counters: Counters, mode: Mode) -> None:
@@ -219,7 +251,7 @@ class Components:
     """What the composition root hands the runtime (real adapters or test fakes)."""
 
     source: MarketDataStream
-    strategy: SmaCross
+    strategy: Strategy
     execution: OrderExecution
     store: SqliteStore
     venue: VenueLink | None = None
@@ -286,7 +318,15 @@ async def run_pipeline(components: Components, state: RunState) -> None:
                     )
                 )
                 pipeline.start_soon(
-                    strategy_task, components.strategy, tick_recv, decision_send, counters, policy
+                    partial(
+                        strategy_task,
+                        components.strategy,
+                        tick_recv,
+                        decision_send,
+                        counters,
+                        policy,
+                        on_fault=on_fault,
+                    )
                 )
                 pipeline.start_soon(ingest_task, components.source, tick_send, state)
                 state.notifier.ready()
