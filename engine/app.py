@@ -19,7 +19,8 @@ from engine.adapters.market.capture import expand_captures, sniff_capture
 from engine.adapters.market.replay import ReplayStream
 from engine.config.load import admit_db_path, config_to_builtins
 from engine.config.schema import Config, Mode, Source
-from engine.config.strategies import build_strategy
+from engine.config.strategies import user_class_of
+from engine.core.choice import build_strategy
 from engine.core.execution import Execution
 from engine.core.restored import RestoredState
 from engine.counters import Counters
@@ -143,7 +144,7 @@ def run_with(
     """
     credentials = check_mode(config, arm_live)
     counters = Counters()
-    strategy = build_strategy(config.strategy)  # a constructor that refuses: exit 12
+    strategy = build_strategy(config.strategy, user_class_of(config.strategy))
     source = build_source(config, counters, captures, speed)
     identity = identify_run(config, captures)
     if not config.engine.store_ticks and identity.source_kind != "replay":

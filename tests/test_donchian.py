@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.config.load import load_config
-from engine.config.strategies import build_strategy
+from engine.core.choice import build_strategy
 from engine.core.donchian import DonchianBreakout
 from engine.core.events import Side, Signal, Tick
 from engine.exits import ConfigError

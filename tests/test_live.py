@@ -35,7 +35,7 @@ from engine.config.schema import (
     StrategyChoice,
     StrategySection,
 )
-from engine.config.strategies import build_strategy
+from engine.core.choice import build_strategy
 from engine.core.events import Order, OrderEvent, OrderState, OrderType, Side, Tick, tick_id
 from engine.core.execution import Execution
 from engine.core.live_orders import SubmitOrder

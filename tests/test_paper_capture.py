@@ -10,7 +10,7 @@ from pathlib import Path
 import msgspec
 
 from engine.config.schema import Config, EngineSection, ExecutionSection, Mode
-from engine.config.strategies import build_strategy
+from engine.core.choice import build_strategy
 from engine.core.events import Fill, Order, OrderEvent, OrderState, OrderType, Record, Side, Tick
 from engine.core.execution import Execution
 from engine.core.sizing import slipped_price

@@ -7,7 +7,7 @@ from pathlib import Path
 import msgspec
 
 from engine.config.schema import Config
-from engine.config.strategies import build_strategy
+from engine.core.choice import build_strategy
 from engine.core.events import Side, Signal, Veto, VetoReason
 from engine.core.execution import Execution
 from engine.core.staleness import StalenessEstimator

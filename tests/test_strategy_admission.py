@@ -17,12 +17,12 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from engine.config.schema import Config
-from engine.config.strategies import admit_strategy, build_strategy
+from engine.config.strategies import admit_strategy
 from engine.core.events import Side, Signal, Tick
 from engine.core.execution import Execution
 from engine.core.hosted import StrategyFault, admit_signal
 from engine.exits import ConfigError
-from engine.proof.any_strategy import capture_ticks, packaged_capture
+from engine.proof.any_strategy import capture_ticks, fresh_strategy, packaged_capture
 
 TICKS = capture_ticks([packaged_capture()], limit=400)
 
@@ -71,7 +71,7 @@ def test_a_strategy_table_is_refused_naming_a_key_or_runs_without_raising(
         event("refused")
         return
     event("admitted")
-    strategy = build_strategy(choice)
+    strategy = fresh_strategy(choice)
     try:
         strategy.on_batch(TICKS)
     except ZeroDivisionError:  # RaisesAfter's own, deliberate bug (drained, exit 1)
@@ -127,7 +127,7 @@ def test_a_signal_is_refused_or_execution_takes_it_without_raising(
 
 def test_an_admitted_table_keeps_its_values() -> None:
     choice = admit_strategy({"kind": "donchian_breakout", "lookback": "7"})
-    assert build_strategy(choice).describe().startswith("Donchian breakout over 7 bars")
+    assert fresh_strategy(choice).describe().startswith("Donchian breakout over 7 bars")
 
 
 @pytest.mark.parametrize("value", [2**63, -(2**63) - 1])

@@ -18,7 +18,7 @@ import pytest
 
 from engine.config.load import load_config
 from engine.config.schema import Config, RiskSection
-from engine.config.strategies import admit_strategy, build_strategy, identify_strategy
+from engine.config.strategies import admit_strategy, identify_strategy
 from engine.core.events import Order, Record, Side, Signal, Tick, Veto, VetoReason
 from engine.core.execution import Execution
 from engine.core.hosted import Hosted, StrategyFault, admit_signal, signal_for
@@ -27,6 +27,7 @@ from engine.proof import replay
 from engine.proof.any_strategy import (
     capture_ticks,
     check_strategy,
+    fresh_strategy,
     packaged_capture,
     source_problems,
 )
@@ -60,7 +61,7 @@ def log_events(proc: subprocess.CompletedProcess[str], event: str) -> list[dict[
 def test_user_strategy_from_a_file_path_relative_to_the_config(tmp_path: Path) -> None:
     config = load_config(EXAMPLE / "momentum.toml", environ={})
     assert config.strategy.kind == f"{EXAMPLE / 'momentum.py'}:Momentum"
-    strategy = build_strategy(config.strategy)
+    strategy = fresh_strategy(config.strategy)
     assert isinstance(strategy, Hosted)
     assert "momentum over 200 trades" in strategy.describe()
     identity = identify_strategy(config.strategy)
@@ -70,7 +71,7 @@ def test_user_strategy_from_a_file_path_relative_to_the_config(tmp_path: Path) -
 
 def test_user_strategy_from_an_importable_module() -> None:
     choice = admit_strategy({"kind": "tests.strategies.misbehaving:RaisesAfter", "after": 3})
-    strategy = build_strategy(choice)
+    strategy = fresh_strategy(choice)
     ticks = capture_ticks([CAPTURE], limit=5)
     strategy.on_batch(ticks[:2])
     with pytest.raises(ZeroDivisionError):
@@ -142,7 +143,7 @@ def test_todays_sma_files_keep_working(tmp_path: Path) -> None:
 
 def test_a_forged_lineage_is_refused_by_the_host() -> None:
     choice = admit_strategy({"kind": "tests.strategies.misbehaving:ForgesLineage"})
-    strategy = build_strategy(choice)
+    strategy = fresh_strategy(choice)
     ticks = capture_ticks([CAPTURE], limit=300)
     with pytest.raises(StrategyFault, match="cause_id must be the tick's id"):
         strategy.on_batch(ticks)
@@ -258,8 +259,8 @@ def test_a_raising_strategy_drains_persists_everything_and_exits_1(tmp_path: Pat
 def test_tick_by_tick_equals_batches_for_the_example() -> None:
     choice = admit_strategy({"kind": f"{EXAMPLE / 'momentum.py'}:Momentum"})
     ticks = capture_ticks([packaged_capture()])
-    whole = build_strategy(choice).on_batch(ticks)
-    strategy = build_strategy(choice)
+    whole = fresh_strategy(choice).on_batch(ticks)
+    strategy = fresh_strategy(choice)
     assert isinstance(strategy, Hosted)
     single: list[Tick | Signal] = []
     for tick in ticks:
@@ -280,7 +281,7 @@ def sized_run(notional: str, risk: dict[str, str] | None = None) -> list[Record]
     """The records execution makes of ``Sized``'s signals over the first 3,000 real ticks."""
     config = Config(risk=msgspec.convert(risk or {}, RiskSection, strict=False))
     choice = admit_strategy({"kind": "tests.strategies.sized:Sized", "notional": notional})
-    strategy = build_strategy(choice)
+    strategy = fresh_strategy(choice)
     execution = Execution(config)
     ticks = capture_ticks([CAPTURE], limit=3000)
     records: list[Record] = []

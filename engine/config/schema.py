@@ -181,6 +181,17 @@ class StrategySection(Section, frozen=True):
             )
 
 
+DONCHIAN_MAX_LOOKBACK: Final = 10_000
+"""Largest ``donchian_breakout`` lookback: its per-symbol history is this many bars."""
+
+
+class DonchianParams(Section, frozen=True):
+    """``donchian_breakout``'s parameters (``[strategy] kind = "donchian_breakout"``)."""
+
+    lookback: Annotated[int, Range(1, DONCHIAN_MAX_LOOKBACK, "bars")] = 20
+    bar_seconds: Annotated[int, Range(0, 86_400, _S)] = 1
+
+
 DEFAULT_STRATEGY: Final = "sma_cross"
 
 

@@ -39,7 +39,7 @@ import os
 import re
 import sys
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -53,12 +53,8 @@ from engine.config.bounds import (
     decimal_syntax_problem,
     problem,
 )
-from engine.config.schema import DEFAULT_STRATEGY, Section, StrategyChoice, StrategySection
-from engine.core.donchian import MAX_LOOKBACK, DonchianBreakout
-from engine.core.hosted import Hosted
-from engine.core.strategy import SmaCross
+from engine.config.schema import DEFAULT_STRATEGY, DonchianParams, StrategyChoice, StrategySection
 from engine.exits import ConfigError
-from engine.ports import Strategy
 
 MODULE_PATTERN: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 CLASS_PATTERN: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -68,49 +64,34 @@ KIND_HINT: Final = (
 )
 
 
-class DonchianParams(Section, frozen=True):
-    """``donchian_breakout``'s parameters."""
-
-    lookback: Annotated[int, Range(1, MAX_LOOKBACK, "bars")] = 20
-    bar_seconds: Annotated[int, Range(0, 86_400, "s")] = 1
-
-
 @dataclass(frozen=True)
 class StrategyKind:
-    """What a kind resolves to: its parameters' type, how to build it, its source files."""
+    """What a kind resolves to: its parameters' type, its class if a user's, its source files.
+
+    Built-ins are built by the core (``engine.core.choice.build_strategy``); a user
+    kind's class is loaded here, once per process, and handed to the same builder.
+    """
 
     kind: str
     params_type: type[msgspec.Struct] | None
     """``None``: a user class without ``Params`` (no keys allowed)."""
-    build: Callable[[msgspec.Struct | None], Strategy]
     sources: tuple[Path, ...]
+    user_class: type | None = None
 
 
 def _core_file(name: str) -> Path:
     return Path(__file__).resolve().parents[1] / "core" / name
 
 
-def _build_sma(params: msgspec.Struct | None) -> Strategy:
-    assert isinstance(params, StrategySection)
-    return SmaCross(fast=params.fast, slow=params.slow, bar_seconds=params.bar_seconds)
-
-
-def _build_donchian(params: msgspec.Struct | None) -> Strategy:
-    assert isinstance(params, DonchianParams)
-    return DonchianBreakout(lookback=params.lookback, bar_seconds=params.bar_seconds)
-
-
 BUILTINS: Final[Mapping[str, StrategyKind]] = {
     "sma_cross": StrategyKind(
         "sma_cross",
         StrategySection,
-        _build_sma,
         (_core_file("strategy.py"), _core_file("sma.py"), _core_file("events.py")),
     ),
     "donchian_breakout": StrategyKind(
         "donchian_breakout",
         DonchianParams,
-        _build_donchian,
         (_core_file("donchian.py"), _core_file("strategy.py"), _core_file("events.py")),
     ),
 }
@@ -178,12 +159,7 @@ def _load_user_kind(kind: str, where: str, name: str) -> StrategyKind:
         raise ConfigError(f"strategy.kind: {name}.Params must be a msgspec.Struct")
     source = inspect.getsourcefile(cls)
     sources = (Path(source).resolve(),) if source else ()
-
-    def build(params: msgspec.Struct | None) -> Strategy:
-        instance = cls() if params is None else cls(params)
-        return Hosted(instance, kind)
-
-    return StrategyKind(kind, params_type, build, sources)
+    return StrategyKind(kind, params_type, sources, user_class=cls)
 
 
 def _import_file(path: Path) -> Any:
@@ -223,7 +199,9 @@ def admit_strategy(raw: object, base: Path | None = None) -> StrategyChoice:
     values = dict(raw)
     kind = absolute_kind(values.pop("kind", DEFAULT_STRATEGY), base)
     spec = resolve_kind(kind)
-    return StrategyChoice(kind=spec.kind, params=admit_params(spec, values))
+    params = admit_params(spec, values)
+    _check_constructor(spec, params)
+    return StrategyChoice(kind=spec.kind, params=params)
 
 
 def admit_params(spec: StrategyKind, values: Mapping[str, Any]) -> msgspec.Struct:
@@ -319,17 +297,21 @@ class _NoParams(msgspec.Struct, frozen=True):
 # ---------------------------------------------------------------- building and identity
 
 
-def build_strategy(choice: StrategyChoice) -> Strategy:
-    """A fresh instance of the chosen strategy; ``ConfigError`` if its constructor refuses."""
-    spec = resolve_kind(choice.kind)
-    params = None if spec.params_type is None else choice.params
+def user_class_of(choice: StrategyChoice) -> type | None:
+    """The class of a user kind (``None`` for a built-in): what the core's builder needs."""
+    return resolve_kind(choice.kind).user_class
+
+
+def _check_constructor(spec: StrategyKind, params: msgspec.Struct) -> None:
+    """Build the user class once with its parameters: a constructor that refuses is exit 12."""
+    cls = spec.user_class
+    if cls is None:
+        return
     try:
-        return spec.build(params)
-    except ConfigError:
-        raise
+        cls() if spec.params_type is None else cls(params)
     except Exception as exc:  # the trader's constructor
         raise ConfigError(
-            f"strategy.kind: {choice.kind} could not be built: {type(exc).__name__}: {exc}"
+            f"strategy.kind: {spec.kind} could not be built: {type(exc).__name__}: {exc}"
         ) from None
 
 

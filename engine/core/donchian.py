@@ -23,7 +23,7 @@ added or divided: ``Decimal`` comparison is exact whatever its digits, so no
 context is needed.
 
 Cost. The channel over the last ``lookback`` bars is recomputed at each close
-from a bounded deque (O(lookback) per close, at most ``MAX_LOOKBACK``); a tick
+from a bounded deque (O(lookback) per close, at most ``DONCHIAN_MAX_LOOKBACK``); a tick
 that does not close a bar costs a division, two comparisons and a tuple.
 """
 
@@ -34,11 +34,9 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Final
 
+from engine.config.schema import DONCHIAN_MAX_LOOKBACK
 from engine.core.events import Side, Signal, Tick
 from engine.core.strategy import NS_PER_SECOND, caused_signal, interleave, warmup_text
-
-MAX_LOOKBACK: Final = 10_000
-"""Largest ``lookback`` (the config's bound): the per-symbol history is this many bars."""
 
 _NO_BAR: Final = -(1 << 80)
 
@@ -68,8 +66,8 @@ class DonchianBreakout:
     __slots__ = ("_bar_ns", "_channels", "_lookback")
 
     def __init__(self, lookback: int, bar_seconds: int) -> None:
-        if not 1 <= lookback <= MAX_LOOKBACK:
-            raise ValueError(f"donchian_breakout needs 1 <= lookback <= {MAX_LOOKBACK}")
+        if not 1 <= lookback <= DONCHIAN_MAX_LOOKBACK:
+            raise ValueError(f"donchian_breakout needs 1 <= lookback <= {DONCHIAN_MAX_LOOKBACK}")
         if bar_seconds < 0:
             raise ValueError(f"donchian_breakout needs bar_seconds >= 0, got {bar_seconds}")
         self._lookback = lookback

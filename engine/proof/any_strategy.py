@@ -57,10 +57,11 @@ from engine.config.schema import StrategyChoice
 from engine.config.strategies import (
     StrategyIdentity,
     admit_strategy,
-    build_strategy,
     identify_strategy,
     resolve_kind,
+    user_class_of,
 )
+from engine.core.choice import build_strategy
 from engine.core.events import Signal, Tick
 from engine.core.hosted import StrategyFault, admit_batch
 from engine.counters import Counters
@@ -88,7 +89,9 @@ FORBIDDEN_MODULES: Final = frozenset({
 })  # fmt: skip
 """Top-level modules a strategy's source may not import: I/O, clocks, randomness, threads."""
 
-PURE_ENGINE_MODULES: Final = frozenset({"engine.core", "engine.config.bounds"})
+PURE_ENGINE_MODULES: Final = frozenset(
+    {"engine.core", "engine.config.bounds", "engine.config.schema"}
+)
 """The engine modules a strategy may import (with ``engine.core.*``): pure, no I/O."""
 
 FORBIDDEN_CALLS: Final = frozenset(
@@ -205,7 +208,12 @@ def _result(name: str, started: float, detail: str, ran: int = 1) -> PropertyRes
 
 
 def _fresh(ctx: Context) -> Strategy:
-    return build_strategy(ctx.choice)
+    return fresh_strategy(ctx.choice)
+
+
+def fresh_strategy(choice: StrategyChoice) -> Strategy:
+    """A new instance of ``choice``'s strategy (a user kind's class from the registry)."""
+    return build_strategy(choice, user_class_of(choice))
 
 
 def strategy_json(choice: StrategyChoice) -> str:
@@ -411,7 +419,7 @@ def check_strategy(choice: StrategyChoice, captures: Sequence[Path] = ()) -> Che
     identity = identify_strategy(choice)
     started = time.monotonic()
     try:
-        whole = run_batches(build_strategy(choice), ticks)
+        whole = run_batches(fresh_strategy(choice), ticks)
     except ConfigError:
         raise
     except Exception as exc:  # the strategy's bug: every property fails on it
@@ -492,7 +500,7 @@ def worker(table_json: str, captures: Sequence[str]) -> int:
     """One fresh process's run: print ``<sha256> <ticks> <signals>`` of the output."""
     choice = admit_strategy(msgspec.json.decode(table_json))
     ticks = capture_ticks([Path(p) for p in captures])
-    out = run_batches(build_strategy(choice), ticks)
+    out = run_batches(fresh_strategy(choice), ticks)
     print(f"{digest(out)} {len(ticks)} {signal_count(out)}")
     return 0
 

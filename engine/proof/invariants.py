@@ -56,7 +56,7 @@ from engine.config.schema import (
     StrategyChoice,
     StrategySection,
 )
-from engine.config.strategies import build_strategy
+from engine.core.choice import build_strategy
 from engine.core.events import (
     Fill,
     Order,

@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Final, Protocol
 
 from engine.config.schema import Config, Mode, ProgressSetting, Source, StrategyChoice
+from engine.config.strategies import user_class_of
+from engine.core.choice import build_strategy
 from engine.core.strategy import duration_text
 from engine.exits import ExitCode
 
@@ -42,9 +44,7 @@ class _Stream(Protocol):
 
 def warmup(strategy: StrategyChoice) -> str:
     """When the configured strategy's first signal can come, as its ``describe()`` says."""
-    from engine.config.strategies import build_strategy
-
-    described = build_strategy(strategy).describe()
+    described = build_strategy(strategy, user_class_of(strategy)).describe()
     _, start, rest = described.partition("first signal possible")
     return start + rest if start else described
 
@@ -85,9 +85,7 @@ def start_line(
     """
     mode = config.engine.mode
     if strategy is None:
-        from engine.config.strategies import build_strategy
-
-        strategy = build_strategy(config.strategy).describe()
+            strategy = build_strategy(config.strategy, user_class_of(config.strategy)).describe()
     return (
         f"hybrid-engine {command}: {mode.value.upper()} mode ({MODE_MEANINGS[mode]}); "
         f"{describe_source(config, captures, speed)}; database {Path(db_path).resolve()}; "
