@@ -107,6 +107,9 @@ def test_user_strategy_from_the_environment_is_relative_to_the_working_directory
         ({"kind": "sma_cross", "lookback": 3}, "strategy.lookback: unknown key (sma_cross takes"),
         ({"kind": "sma_cross", "fast": 30}, "strategy.slow: slow (20) must be greater than"),
         ({"kind": "donchian_breakout", "lookback": 10**6}, "strategy.lookback: must be 1 to"),
+        ({"kind": "tests.strategies.misbehaving:RefusesToBuild"},
+         "strategy.kind: tests.strategies.misbehaving:RefusesToBuild could not be built: "
+         "ValueError: needs a venue"),
     ],
 )
 def test_bad_strategy_tables_are_refused_naming_the_key(

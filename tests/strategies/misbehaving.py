@@ -43,3 +43,13 @@ class ForgesLineage:
             signal = signal_for(tick, Side.BUY)
             return msgspec.structs.replace(signal, cause_id="someone-else")
         return None
+
+
+class RefusesToBuild:
+    """Its constructor refuses (a bad combination its Params cannot express): exit 12."""
+
+    def __init__(self) -> None:
+        raise ValueError("needs a venue this engine does not have")
+
+    def on_tick(self, tick: Tick) -> Signal | None:
+        return None
