@@ -41,7 +41,7 @@ class Strategy(Protocol):
 
     *Error handling:* an exception from ``on_batch`` stops the engine cleanly --
     intake stopped, everything accepted persisted, the traceback logged once,
-    exit 1 (``engine.runtime.strategy_task``).
+    exit 1 (``engine.runtime.pipeline.strategy_task``).
     """
 
     def on_batch(self, ticks: Sequence[Tick]) -> DecisionBatch:

@@ -16,7 +16,7 @@ nanoseconds and not after the tick's own, and an optional desired notional
 at most ``MAX_REASON_CHARS``): nothing admitted can make execution raise.
 Anything else is a bug of the
 strategy: ``StrategyFault`` is raised, and the runtime stops the engine
-cleanly (exit 1, ``engine.runtime.strategy_task``).
+cleanly (exit 1, ``engine.runtime.pipeline.strategy_task``).
 """
 
 from __future__ import annotations
