@@ -9,6 +9,7 @@ import tempfile
 from decimal import Decimal
 from pathlib import Path
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -107,7 +108,7 @@ def test_digest_empty_database_is_header_lines_only(tmp_path: Path) -> None:
     store = fill_db(tmp_path / "a.db", [])
     expected = hashlib.sha256()
     for spec in DIGEST_TABLES:
-        cols = ",".join(f'"{c}"' for c in spec.columns)
+        cols = ",".join(f'"{c}"' for c in spec.hashed_columns)
         expected.update(f'["table","{spec.table}",[{cols}]]\n'.encode())
     assert digest(store.connection) == expected.hexdigest()
     store.close()
@@ -117,7 +118,7 @@ def test_digest_row_framing_is_json_arrays(tmp_path: Path) -> None:
     store = fill_db(tmp_path / "a.db", [chain(1)[1:2]])  # one signal only
     expected = hashlib.sha256()
     for spec in DIGEST_TABLES:
-        cols = ",".join(f'"{c}"' for c in spec.columns)
+        cols = ",".join(f'"{c}"' for c in spec.hashed_columns)
         expected.update(f'["table","{spec.table}",[{cols}]]\n'.encode())
         if spec.table == "signals":
             expected.update(b'["sig:binance:BTCUSDT:1","BTCUSDT","BUY",1000,1001,"61234.50",'
@@ -173,3 +174,16 @@ def test_digest_cli_not_an_engine_database_config_exit_12_no_traceback(
     assert done.returncode == 12, done.stderr[-500:]
     assert "Traceback" not in done.stderr
     assert f"--db: {db} is not a readable engine database" in done.stderr
+
+
+def test_a_signals_notional_and_reason_are_stored_but_not_hashed(tmp_path: Path) -> None:
+    """Stored so nothing accepted is lost; outside the digest (every committed digest holds)."""
+    [signal] = [r for r in chain(1) if isinstance(r, Signal)]
+    sized = msgspec.structs.replace(signal, notional=Decimal("50"), reason="momentum")
+    plain_db = fill_db(tmp_path / "plain.db", [[signal]])
+    sized_db = fill_db(tmp_path / "sized.db", [[sized]])
+    assert digest(plain_db.connection) == digest(sized_db.connection)
+    row = sized_db.connection.execute("SELECT notional, reason FROM signals").fetchone()
+    assert tuple(row) == ("50", "momentum")
+    plain_db.close()
+    sized_db.close()

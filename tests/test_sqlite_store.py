@@ -75,7 +75,7 @@ def read_back(conn: sqlite3.Connection, record_type: type[Record]) -> list[Recor
     out: list[Record] = []
     order = ", ".join(spec.key)
     for row in conn.execute(f"SELECT {', '.join(spec.columns)} FROM {spec.table} ORDER BY {order}"):
-        values = {c: Decimal(v) if c in decimal_fields else v
+        values = {c: Decimal(v) if c in decimal_fields and v is not None else v
                   for c, v in zip(spec.columns, row, strict=True)}
         out.append(record_type(**values))
     return out
@@ -209,7 +209,7 @@ def test_open_logs_store_opened_with_pragmas_and_migrations(tmp_path: Path) -> N
                                 "busy_timeout": 5000, "temp_store": 2}
     assert first["migrations_applied"] == ["0001_trading_records", "0002_runs_heartbeats",
                                           "0003_risk_states", "0004_venue_failures",
-                                          "0005_run_identity", "0006_tape"]
+                                          "0005_run_identity", "0006_tape", "0007_signal_sizing"]
     assert second["migrations_applied"] == []
 
 

@@ -15,14 +15,15 @@ from engine.store.schema import DIGEST_TABLES, RECORD_TABLES, migrate
 
 ALL_MIGRATIONS = [
     "0001_trading_records", "0002_runs_heartbeats", "0003_risk_states", "0004_venue_failures",
-    "0005_run_identity", "0006_tape",
+    "0005_run_identity", "0006_tape", "0007_signal_sizing",
 ]
 
 EXPECTED_COLUMNS = {
     "ticks": {"event_id": "TEXT", "venue": "TEXT", "symbol": "TEXT", "trade_id": "INTEGER",
               "ts_event": "INTEGER", "ts_recv": "INTEGER", "price": "TEXT", "qty": "TEXT"},
     "signals": {"signal_id": "TEXT", "symbol": "TEXT", "side": "TEXT", "ts_event": "INTEGER",
-                "ts_recv": "INTEGER", "price": "TEXT", "cause_id": "TEXT"},
+                "ts_recv": "INTEGER", "price": "TEXT", "cause_id": "TEXT", "notional": "TEXT",
+                "reason": "TEXT"},
     "vetoes": {"veto_id": "TEXT", "signal_id": "TEXT", "symbol": "TEXT", "reason": "TEXT",
                "detail": "TEXT", "ts_event": "INTEGER"},
     "orders": {"order_id": "TEXT", "signal_id": "TEXT", "mode": "TEXT", "symbol": "TEXT",
@@ -155,7 +156,7 @@ def test_record_table_row_decimals_exact_strings_enums_plain() -> None:
     signal = Signal(signal_id="sig:x", symbol="BTCUSDT", side=Side.SELL, ts_event=1, ts_recv=2,
                     price=Decimal("0.10"), cause_id="x")
     row = RECORD_TABLES[Signal].row(signal)
-    assert row == ("sig:x", "BTCUSDT", "SELL", 1, 2, "0.10", "x")
+    assert row == ("sig:x", "BTCUSDT", "SELL", 1, 2, "0.10", "x", None, "")
     assert type(row[2]) is str
 
 

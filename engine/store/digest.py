@@ -2,7 +2,8 @@
 
 Covered: the ``in_digest`` tables of ``engine.store.schema.RECORD_TABLES`` --
 signals, vetoes, orders, order_events, fills -- in that fixed order, each with
-its mapped columns in their fixed order and its rows ordered by primary key.
+its mapped columns (``hashed_columns``: the signals' notional and reason are
+stored but not hashed) in their fixed order and its rows ordered by primary key.
 Not covered: ticks (the input, not a decision), heartbeats and runs (wall clock).
 
 Framing is unambiguous: the hash input is a sequence of newline-terminated
@@ -39,15 +40,17 @@ def _check_value(value: object) -> object:
 
 
 def _table_rows(conn: sqlite3.Connection, spec: RecordTable) -> sqlite3.Cursor:
-    # The mapping's own columns (spec.select_sql): the ones the writer inserts.
-    return conn.execute(f"{spec.select_sql} ORDER BY {', '.join(spec.key)}")
+    # The digest's columns of the mapping (``hashed_columns``: all but the signals'
+    # stored-only notional and reason).
+    columns = ", ".join(spec.hashed_columns)
+    return conn.execute(f"SELECT {columns} FROM {spec.table} ORDER BY {', '.join(spec.key)}")
 
 
 def digest(conn: sqlite3.Connection) -> str:
     """The sha256 hex digest of the decision tables' canonical content."""
     h = hashlib.sha256()
     for spec in DIGEST_TABLES:
-        h.update(_line(["table", spec.table, list(spec.columns)]))
+        h.update(_line(["table", spec.table, list(spec.hashed_columns)]))
         for row in _table_rows(conn, spec):
             h.update(_line([_check_value(v) for v in row]))
     return h.hexdigest()

@@ -274,6 +274,16 @@ HEARTBEAT_COLUMNS: Final = (
 """The ``heartbeats`` columns, in table order (``hb_id`` is assigned by SQLite)."""
 
 
+@migrations(name="0007_signal_sizing")
+def _m0007_signal_sizing(db: Database) -> None:
+    # A strategy's signal may carry a desired notional and a reason
+    # (docs/strategies.md). Stored so nothing accepted is lost, but outside the
+    # digest (``digest_columns``): the notional's effect is in the orders, which are
+    # in it, and every committed digest stays what it was.
+    db.execute("ALTER TABLE signals ADD COLUMN notional TEXT")
+    db.execute("ALTER TABLE signals ADD COLUMN reason TEXT NOT NULL DEFAULT ''")
+
+
 def migrate(db: Database | sqlite3.Connection) -> list[str]:
     """Apply every pending migration; return the names newly applied, in order.
 
@@ -356,6 +366,13 @@ class RecordTable:
     def select_sql(self) -> str:
         """``SELECT <columns> FROM <table>``: append a ``WHERE``/``ORDER BY`` tail."""
         return f"SELECT {', '.join(self.columns)} FROM {self.table}"
+    digest_columns: tuple[str, ...] = ()
+    """The columns the digest covers, when not all of ``columns`` (a prefix of them)."""
+
+    @property
+    def hashed_columns(self) -> tuple[str, ...]:
+        """What ``engine.store.digest`` hashes of this table: ``digest_columns`` or all."""
+        return self.digest_columns or self.columns
 
     @property
     def insert_sql(self) -> str:
@@ -380,11 +397,12 @@ def record_table(
     *,
     in_digest: bool,
     row: Callable[[Any], Row] | None = None,
+    digest_columns: tuple[str, ...] = (),
 ) -> RecordTable:
     """A mapping entry; without ``row`` the generic builder reads ``columns`` in order."""
     return RecordTable(
         record_type, table, columns, key, in_digest, row or row_builder(columns),
-        record_reader(record_type, columns),
+        record_reader(record_type, columns), digest_columns,
     )
 
 
@@ -400,9 +418,13 @@ _ENTRIES: Final = (
     record_table(
         Signal,
         "signals",
-        ("signal_id", "symbol", "side", "ts_event", "ts_recv", "price", "cause_id"),
+        ("signal_id", "symbol", "side", "ts_event", "ts_recv", "price", "cause_id", "notional",
+         "reason"),
         ("signal_id",),
         in_digest=True,
+        digest_columns=(
+            "signal_id", "symbol", "side", "ts_event", "ts_recv", "price", "cause_id"
+        ),
     ),
     record_table(
         Veto,
