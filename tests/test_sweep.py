@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.config.load import load_config
+from engine.config.schema import StrategySection
 from engine.exits import ConfigError
 from engine.runtime import sweep
 from tests.engine_process import REAL_CAPTURE, REPLAYS, REPO, engine_env, run_engine
@@ -168,7 +169,8 @@ def test_grid_arguments_are_admitted_once_or_refused_naming_the_flag(tmp_path: P
             sweep.parse_grid(bad)
     # a value is admitted by the configuration loader itself, per combination
     jobs = sweep.plan(["x"], [("strategy.fast", ["2", "0"])], tmp_path, environ={})
-    assert jobs[0].refused is None and load_config(None, environ=jobs[0].env).strategy.fast == 2
+    assert jobs[0].refused is None
+    assert load_config(None, environ=jobs[0].env).strategy.params == StrategySection(fast=2)
     assert jobs[1].refused is not None and "strategy.fast" in jobs[1].refused
     refused = run_engine(["sweep", str(REAL_CAPTURE), "--grid", "strategy.typo=1",
                           "--out", str(tmp_path / "o")])

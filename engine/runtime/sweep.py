@@ -38,6 +38,7 @@ from typing import Any, Final, Protocol
 import trio
 
 from engine.config.load import ENV_PREFIX, env_overrides, load_config
+from engine.config.strategies import BUILTINS
 from engine.exits import ConfigError
 from engine.store.connection import open_readonly
 from engine.store.report import build_report
@@ -148,12 +149,30 @@ def parse_grid(specs: Sequence[str]) -> list[tuple[str, list[str]]]:
         except ConfigError:
             raise ConfigError(f"--grid {key}: no such configuration key") from None
         grid.append((key, values))
+    _check_strategy_keys(grid)
     total = 1
     for _, values in grid:
         total *= len(values)
     if total > MAX_COMBINATIONS:
         raise ConfigError(f"--grid: {total} combinations, at most {MAX_COMBINATIONS}")
     return grid
+
+
+def _check_strategy_keys(grid: Sequence[tuple[str, Sequence[str]]]) -> None:
+    """A ``strategy.*`` key must be a parameter of a built-in strategy, unless the grid
+    also names a user ``strategy.kind`` (whose parameters only its own ``Params`` knows;
+    each combination is then admitted by the loader, a refusal being that row)."""
+    kinds = dict(grid).get("strategy.kind", ())
+    if any(kind not in BUILTINS for kind in kinds):
+        return
+    known = {"kind"} | {
+        name for spec in BUILTINS.values() if spec.params_type is not None
+        for name in spec.params_type.__struct_fields__
+    }
+    for key, _ in grid:
+        section, _, name = key.partition(".")
+        if section == "strategy" and name not in known:
+            raise ConfigError(f"--grid {key}: no such configuration key")
 
 
 def env_name(key: str) -> str:
