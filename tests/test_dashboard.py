@@ -185,7 +185,7 @@ async def test_record_lists_respect_limit_symbol_and_window(app: Any) -> None:
     signals = (await _get(app, "/api/signals", "limit=3&symbol=BTCUSDT"))["signals"]
     assert len(signals) == 3
     assert set(signals[0]) == {"signal_id", "symbol", "side", "ts_event", "ts_recv", "price",
-                               "cause_id"}
+                               "cause_id", "notional", "reason"}
     assert (await _get(app, "/api/signals", "symbol=ETHUSDT"))["signals"] == []
     fills = (await _get(app, "/api/fills", "limit=500"))["fills"]
     assert len(fills) == 15

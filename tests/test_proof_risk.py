@@ -40,7 +40,8 @@ class Record:
     ) -> None:
         cause = self.tick(ts if cause_ts < 0 else cause_ts, price)
         self.conn.execute(
-            "INSERT INTO signals VALUES (?, 'BTCUSDT', ?, ?, ?, ?, ?, NULL)",
+            "INSERT INTO signals (signal_id, symbol, side, ts_event, ts_recv, price, cause_id)"
+            " VALUES (?, 'BTCUSDT', ?, ?, ?, ?, ?)",
             (f"sig:{oid}", side, ts, ts, price, cause),
         )
         self.conn.execute(
