@@ -78,7 +78,7 @@ async def test_live_strategy_raising_drains_cancels_resting_and_exits_1(
         await done.wait()
 
     assert code == [ExitCode.CRASH]
-    failed = [line for line in log.lines if line.get("event") == "strategy_failed"]
+    failed = [line for line in log.captured.lines if line.get("event") == "strategy_failed"]
     assert len(failed) == 1
     assert "RuntimeError: strategy bug in LIVE" in failed[0]["error"]
     assert "in on_batch" in failed[0]["traceback"]
