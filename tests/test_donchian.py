@@ -27,8 +27,9 @@ CAPTURES = {
     "binance_btcusdt_20240808": REPO / "replays" / "btcusdt_20240808.gz",
     "coinbase_matches": REPO / "tests" / "data" / "COINBASE.matches.ws.28.0",
     "coinbase_sample": REPO / "tests" / "data" / "coinbase_sample.ws",
+    "tardis_binance_futures": REPO / "tests" / "data" / "history" / "tardis_trades.csv",
 }
-"""Every real capture the engine can replay today (tests/data/PROVENANCE.md)."""
+"""Every real capture the engine can replay today (tests/data/PROVENANCE.md, history/)."""
 
 NS = 1_000_000_000
 Output = list[Tick | Signal]
