@@ -33,7 +33,7 @@ def tests(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """ruff (incl. the ASYNC rules) and mypy --strict."""
     install_locked(session, dev=True)
-    session.run("ruff", "check", "engine", "tests", "noxfile.py", "bench")
+    session.run("ruff", "check", "engine", "tests", "noxfile.py", "bench", "examples")
     session.run("mypy", "engine")
 
 
