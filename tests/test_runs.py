@@ -201,21 +201,28 @@ def test_other_risk_config_refused_same_continues(tmp_path: Path) -> None:
     store.close()
 
 
+def open_legacy_store(db: Path, monkeypatch: pytest.MonkeyPatch) -> SqliteStore:
+    """A database as written before run identities (every migration but
+    ``0005_run_identity``), holding one shadow run row ``run-old``; still open."""
+    old = [m for m in schema.migrations._migrations if m.name != "0005_run_identity"]
+    with monkeypatch.context() as patch:
+        patch.setattr(schema.migrations, "_migrations", old)
+        store = SqliteStore.open(db)
+    store.connection.execute(
+        "INSERT INTO runs (run_id, command, mode, started_wall_ns) VALUES ('run-old', 'run',"
+        " 'shadow', 1)")
+    return store
+
+
 def test_database_predating_run_identity_missing_hash_is_compatible_mode_still_binds(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     db = tmp_path / "old.db"
-    old = [m for m in schema.migrations._migrations if m.name != "0005_run_identity"]
-    with monkeypatch.context() as patch:
-        patch.setattr(schema.migrations, "_migrations", old)
-        legacy = SqliteStore.open(db)
-        legacy.connection.execute(
-            "INSERT INTO runs (run_id, command, mode, started_wall_ns) VALUES ('run-old', 'run',"
-            " 'shadow', 1)")
-        legacy.connection.execute(
-            "INSERT INTO ticks VALUES ('binance:BTCUSDT:1', 'binance', 'BTCUSDT', 1, 500, 501,"
-            " '1', '1')")
-        legacy.close()
+    legacy = open_legacy_store(db, monkeypatch)
+    legacy.connection.execute(
+        "INSERT INTO ticks (event_id, venue, symbol, trade_id, ts_event, ts_recv, price, qty)"
+        " VALUES ('binance:BTCUSDT:1', 'binance', 'BTCUSDT', 1, 500, 501, '1', '1')")
+    legacy.close()
     store = SqliteStore.open(db)  # applies 0005: the old rows read NULL in the new columns
     conn = store.connection
     assert conn.execute("SELECT risk_config_hash, source_json FROM runs").fetchone() == (None, None)

@@ -13,10 +13,10 @@ import pytest
 from engine.config.schema import Config
 from engine.dashboard.app import build_app
 from engine.proof.evidence import risk_config_hash
-from engine.store import schema
 from engine.store.sqlite_store import SqliteStore
 from tests.dashboard_support import asgi_get, replay_database
 from tests.engine_process import REAL_CAPTURE, REAL_TRADES
+from tests.test_runs import open_legacy_store
 
 
 @pytest.fixture(scope="module")
@@ -67,16 +67,9 @@ async def test_header_mode_is_the_latest_runs_not_its_heartbeats(next_run_db: Pa
 
 @pytest.fixture
 def legacy_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A database migrated only up to 0004, with one run row."""
+    """A database from before run identities (no ``0005_run_identity``), one run row."""
     db = tmp_path / "old.db"
-    old = [m for m in schema.migrations._migrations if m.name != "0005_run_identity"]
-    with monkeypatch.context() as patch:
-        patch.setattr(schema.migrations, "_migrations", old)
-        store = SqliteStore.open(db)
-        store.connection.execute(
-            "INSERT INTO runs (run_id, command, mode, started_wall_ns) VALUES ('run-old', 'run',"
-            " 'shadow', 1)")
-        store.close()
+    open_legacy_store(db, monkeypatch).close()
     with sqlite3.connect(db) as conn:
         columns = {r[1] for r in conn.execute("PRAGMA table_info(runs)")}
     assert "source_json" not in columns
