@@ -43,13 +43,19 @@ def run_floor(capture: Path, db: Path) -> float:
     return float(result["ticks"]) / float(result["seconds"])
 
 
-def run_engine(capture: Path, db: Path, trades: int) -> tuple[float, int]:
+def run_engine(
+    capture: Path, db: Path, trades: int, python: Path | None = None
+) -> tuple[float, int]:
+    """One replay; ``python`` of another checkout's venv runs that checkout's engine."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ENGINE_")}
     env["ENGINE_ENGINE_HEARTBEAT_INTERVAL_S"] = "60"
     log = db.with_suffix(".log")
+    argv = [str(python or sys.executable), "-m", "engine", "replay", str(capture), "--db", str(db)]
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "engine", "replay", str(capture), "--db", str(db)],
+            argv,
+            # "-m engine" imports from the working directory first: run in the venv's tree
+            cwd=None if python is None else python.parent.parent.parent,
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,
