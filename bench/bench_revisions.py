@@ -1,18 +1,17 @@
-"""The replay bench for two git revisions, alternated in one invocation.
+"""The replay bench for two (or more) git revisions, alternated in one invocation.
 
 "Did this change slow the replay path?" is answered by running the old and the
 new code on the same capture, on the same machine, in the same minutes: a
 figure from yesterday's run says more about yesterday's load than about the
 code. For each revision this makes a detached worktree and a venv holding the
 *current* lock (so only the engine's code differs, not its libraries), then
-runs, ``--runs`` times in turn, the floor (bench/floor.py), the engine of the
-first revision and the engine of the second -- each a fresh process into a
-fresh WAL database, timed from its own log as in bench/bench_replay.py -- and
-prints each revision's median ratio to the floor and the second's median
-speed relative to the first.
+runs, ``--runs`` times in turn, the floor (bench/floor.py) and the engine of
+each revision -- each a fresh process into a fresh WAL database, timed from its
+own log as in bench/bench_replay.py -- and prints each revision's median ratio
+to the floor and the last one's relative to the first (``after_over_before``).
 
-Usage: python bench/bench_revisions.py BEFORE AFTER [--trades N] [--runs K]
-       [--work DIR] [--pin CPU]
+Usage: python bench/bench_revisions.py BEFORE [MIDDLE ...] AFTER [--trades N]
+       [--runs K] [--work DIR] [--pin CPU]
 """
 
 from __future__ import annotations
@@ -61,16 +60,17 @@ def checkout(rev: str, work: Path) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("before")
-    parser.add_argument("after")
+    parser.add_argument("revs", nargs="+", metavar="REV", help="two or more, oldest first")
     parser.add_argument("--trades", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--work", type=Path, help="keep worktrees, venvs and the capture here")
     parser.add_argument("--pin", type=int, metavar="CPU", help="run everything on this CPU")
     args = parser.parse_args()
+    if len(args.revs) < 2:
+        parser.error("give at least two revisions")
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-revs-"))
     work.mkdir(parents=True, exist_ok=True)
-    pythons = {rev: checkout(rev, work) for rev in (args.before, args.after)}
+    pythons = {rev: checkout(rev, work) for rev in args.revs}
     capture = work / f"synthetic-{args.trades}.capture"
     if not capture.exists():
         write_synthetic_capture(capture, args.trades, seed=42)
@@ -99,7 +99,7 @@ def main() -> None:
         "ratio_to_floor_median": {rev: round(m, 3) for rev, m in medians.items()},
         "ratios": {rev: [round(r, 3) for r in values] for rev, values in ratios.items()},
         "peak_rss_mib": {rev: round(max(values) / 1024, 1) for rev, values in rss.items()},
-        "after_over_before": round(medians[args.after] / medians[args.before], 3),
+        "after_over_before": round(medians[args.revs[-1]] / medians[args.revs[0]], 3),
     }
     print(json.dumps(summary))
 
