@@ -105,6 +105,7 @@ def fuzz(session: nox.Session) -> None:
     minutes = session.posargs[0] if session.posargs else "5"
     session.run(
         "pytest", "-q", "-s", "-k", "fuzz_for_minutes",
-        "tests/test_admission_properties.py",
+        "tests/adapters/market/test_admission_properties.py",
+        "tests/adapters/market/test_admission_downstream.py",
         env={"HYPOTHESIS_PROFILE": "fuzz", "ADMISSION_FUZZ_MINUTES": minutes},
     )  # fmt: skip

@@ -111,7 +111,7 @@ class TimedStrategy:
 async def serve(rate: float, frames: int) -> None:
     """The fake exchange (subprocess side): print the port, serve until killed.
     ``rate <= 0``: unpaced (as fast as the socket takes them; the floor's top speed)."""
-    from tests.fake_exchange import Session, extended_binance_tape, open_fake_exchange
+    from tests.fakes.fake_exchange import Session, extended_binance_tape, open_fake_exchange
 
     tape = extended_binance_tape(frames)
     session = Session(rate_per_s=rate if rate > 0 else None)

@@ -1,9 +1,9 @@
 """The live feed against each hostile venue of issue 10: exit code and reconnect times.
 
 Each scenario runs the real engine (``python -m engine run``, a fresh process) against
-a hostile venue on 127.0.0.1 (``tests/hostile_venue.py`` raw sockets, or the fake
-exchange of ``tests/fake_exchange.py``) with ``max_reconnect_failures = 3`` and the test
-timeouts of ``tests/test_feed_ws_cli.py``; scenarios that must *not* end the engine
+a hostile venue on 127.0.0.1 (``tests/fakes/hostile_venue.py`` raw sockets, or the fake
+exchange of ``tests/fakes/fake_exchange.py``) with ``max_reconnect_failures = 3`` and the test
+timeouts of ``tests/e2e/test_ws_feed.py``; scenarios that must *not* end the engine
 send SIGINT once it reconnected. Per scenario, one JSON line: the exit code, the
 wall time, the attempts, each session's ``up_s``, the gap from a loss to the next
 ``ws_connected`` (the reconnect time), the first loss reason and the give-up reason.
@@ -26,9 +26,10 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.engine_process import EngineProcess, LogLine
-from tests.fake_exchange import End, Endpoint, Session, open_fake_exchange
-from tests.hostile_venue import (
+from tests.fakes.engine_process import EngineProcess, LogLine
+from tests.fakes.fake_exchange import End, Endpoint, Session, open_fake_exchange
+from tests.fakes.feed_cli import finish, interrupt_after, write_config
+from tests.fakes.hostile_venue import (
     Handshake,
     Play,
     open_hostile_venue,
@@ -36,7 +37,6 @@ from tests.hostile_venue import (
     text_frame,
     trade_frames,
 )
-from tests.test_feed_ws_cli import finish, interrupt_after, write_config
 
 INVALID_UTF8 = text_frame(b'{"stream":"btcusdt@trade","data":{"e":"\xff"}}')
 BASE = {"max_reconnect_failures": 3}

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Install what the test suite needs beyond Python packages: Debian's chromium for
-# tests/test_browser.py (the dashboard page rendered in a real headless browser).
+# tests/e2e/test_browser.py (the dashboard page rendered in a real headless browser).
 #
 # Under CI (CI=true) a browser that cannot be installed fails the run: the browser
 # test must run there, not skip. Elsewhere (a developer without root or apt) this
@@ -12,7 +12,7 @@ fail() {
     if [ "${CI:-}" = "true" ]; then
         exit 1
     fi
-    echo "install-test-deps: tests/test_browser.py will be skipped"
+    echo "install-test-deps: tests/e2e/test_browser.py will be skipped"
     exit 0
 }
 

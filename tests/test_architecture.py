@@ -16,6 +16,7 @@ from typing import Final
 
 ROOT: Final = Path(__file__).resolve().parents[1]
 ENGINE: Final = ROOT / "engine"
+TESTS: Final = ROOT / "tests"
 
 
 KERNEL: Final = frozenset(
@@ -35,6 +36,15 @@ CORE_FORBIDDEN_STDLIB: Final = frozenset({
     "trio", "trio_websocket", "trio_util", "sqlite3", "sqlite_utils", "socket", "time",
     "datetime", "random", "os", "logging", "asyncio", "threading", "subprocess", "httpx",
 })
+
+TESTS_NOT_A_PART: Final = frozenset({"e2e", "fakes", "data", "strategies"})
+"""The folders of ``tests/`` that mirror no part: whole-engine runs, shared test parts, inputs."""
+
+TESTS_MAY_IMPORT: Final = ("tests.fakes", "tests.strategies")
+"""What of ``tests`` a test module may import: the shared parts and the sample strategies."""
+
+REPO_CHECKS: Final = frozenset({"test_architecture", "test_docs", "test_lock"})
+"""The repository's own checks: flat in ``tests/`` with the kernel's tests."""
 
 LIVE_PACKAGE: Final = "engine.adapters.binance_spot"
 LIVE_ENTRY: Final = "engine.runtime.live"
@@ -311,6 +321,59 @@ def loose_violations(root: Path) -> list[str]:
     return sorted(f"loose module {m}" for m in loose) + sorted(f"unknown part {d}" for d in parts)
 
 
+def _python_folders(root: Path) -> list[Path]:
+    """Every folder below ``root`` that holds a ``.py`` file (caches skipped)."""
+    return sorted(
+        {p.parent for p in root.rglob("*.py") if "__pycache__" not in p.parts} - {root}
+    )
+
+
+def mirror_violations(tests: Path, engine: Path) -> list[str]:
+    """Every folder of ``tests/`` names a part of ``engine/`` that exists (``tests/store`` ->
+    ``engine/store``), except the folders that mirror none; ``fakes/`` holds no test module."""
+    bad: list[str] = []
+    for folder in _python_folders(tests):
+        rel = folder.relative_to(tests)
+        if rel.parts[0] == "fakes":
+            bad.extend(
+                f"test module in fakes: {p.relative_to(tests.parent)}"
+                for p in sorted(folder.glob("test_*.py"))
+            )
+        if rel.parts[0] in TESTS_NOT_A_PART:
+            continue
+        if not (engine / rel / "__init__.py").is_file():
+            bad.append(f"{tests.name}/{rel.as_posix()} mirrors no part of {engine.name}/")
+    return bad
+
+
+def peer_import_violations(tests: Path, may_import: Iterable[str] = TESTS_MAY_IMPORT) -> list[str]:
+    """No module of ``tests/`` imports another test module: shared parts live in ``fakes/``."""
+    pkg = tests.name
+    allowed = tuple(a.replace("tests", pkg, 1) for a in may_import)
+    bad: set[str] = set()
+    for name, path in modules(tests).items():
+        for imported in imports_of(name, path):
+            if (
+                inside(imported, pkg)
+                and imported != pkg
+                and not any(inside(imported, a) or inside(a, imported) for a in allowed)
+            ):
+                bad.add(f"{name} -> {imported}")
+    return sorted(bad)
+
+
+def flat_test_violations(tests: Path) -> list[str]:
+    """Flat in ``tests/``: only the kernel's tests (``test_exits``, ``test_logs_*``, ...) and
+    the repository's checks; every other test lives in its part's folder."""
+    kernel = {k for k in KERNEL if not k.startswith("__")}
+    return sorted(
+        f"flat test {p.relative_to(tests.parent)}"
+        for p in tests.glob("test_*.py")
+        if p.stem not in REPO_CHECKS
+        and not any(p.stem == f"test_{k}" or p.stem.startswith(f"test_{k}_") for k in kernel)
+    )
+
+
 # --------------------------------------------------------------------- the checkers catch
 
 
@@ -437,6 +500,72 @@ def test_checker_catches_a_shared_prefix_and_loose_modules(tmp_path: Path) -> No
     assert loose_violations(root) == ["loose module health", "unknown part gadgets"]
 
 
+def make_tests(tmp_path: Path, files: dict[str, str]) -> Path:
+    """A fake ``tests`` tree in ``tmp_path`` beside a fake ``engine`` with a few parts."""
+    make_package(tmp_path, {"store/task.py": "", "adapters/market/ws/stream.py": ""})
+    root = tmp_path / "tests"
+    for rel, source in {"__init__.py": "", **files}.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(source)
+    return root
+
+
+def test_checker_catches_a_test_folder_that_mirrors_no_part(tmp_path: Path) -> None:
+    clean = make_tests(tmp_path / "a", {
+        "store/test_task.py": "", "adapters/market/ws/test_stream.py": "",
+        "e2e/test_cli.py": "", "fakes/exchange.py": "", "strategies/mine.py": "",
+        "data/history/tool.py": "",
+    })
+    assert mirror_violations(clean, clean.parent / "engine") == []
+    dirty = make_tests(tmp_path / "b", {
+        "storage/test_task.py": "", "adapters/market/rest/test_x.py": "",
+        "fakes/test_exchange.py": "",
+    })
+    assert mirror_violations(dirty, dirty.parent / "engine") == [
+        "tests/adapters/market/rest mirrors no part of engine/",
+        "test module in fakes: tests/fakes/test_exchange.py",
+        "tests/storage mirrors no part of engine/",
+    ]
+
+
+def test_checker_catches_a_test_module_importing_another(tmp_path: Path) -> None:
+    root = make_tests(tmp_path, {
+        "fakes/exchange.py": "from tests.fakes import engine_process\n",
+        "fakes/engine_process.py": "",
+        "strategies/mine.py": "",
+        "store/test_task.py": (
+            "from tests.fakes.exchange import serve\nimport tests.strategies.mine\n"
+            "from tests.fakes import engine_process\n"
+        ),
+        "store/test_rows.py": "def f():\n    from tests.store.test_task import helper\n",
+        "store/test_schema.py": "from . import test_task\nimport tests.e2e.test_cli\n",
+        "fakes/bad.py": "from tests.store import test_task\n",
+        "e2e/test_cli.py": "",
+    })
+    assert peer_import_violations(root) == [
+        "tests.fakes.bad -> tests.store",
+        "tests.fakes.bad -> tests.store.test_task",
+        "tests.store.test_rows -> tests.store.test_task",
+        "tests.store.test_rows -> tests.store.test_task.helper",
+        "tests.store.test_schema -> tests.e2e.test_cli",
+        "tests.store.test_schema -> tests.store",
+        "tests.store.test_schema -> tests.store.test_task",
+    ]
+
+
+def test_checker_catches_a_flat_test_of_a_part(tmp_path: Path) -> None:
+    root = make_tests(tmp_path, {
+        "test_exits.py": "", "test_logs_capture.py": "", "test_docs.py": "", "test_lock.py": "",
+        "test_architecture.py": "", "conftest.py": "",
+        "test_store_task.py": "", "test_exitsx.py": "",
+    })
+    assert flat_test_violations(root) == [
+        "flat test tests/test_exitsx.py",
+        "flat test tests/test_store_task.py",
+    ]
+
+
 # --------------------------------------------------------------------- the rules hold
 
 
@@ -480,3 +609,20 @@ def test_no_two_modules_in_a_folder_share_a_prefix() -> None:
 
 def test_only_the_kernel_is_loose() -> None:
     assert loose_violations(ENGINE) == []
+
+
+def test_the_scan_sees_the_tests() -> None:
+    assert "tests.store.test_task" in modules(TESTS)
+    assert "tests.fakes.fake_exchange" in set(import_graph(TESTS)["tests.fakes.hostile_venue"])
+
+
+def test_every_test_folder_mirrors_a_part() -> None:
+    assert mirror_violations(TESTS, ENGINE) == []
+
+
+def test_no_test_module_imports_another() -> None:
+    assert peer_import_violations(TESTS) == []
+
+
+def test_only_the_kernel_and_the_repository_checks_are_flat() -> None:
+    assert flat_test_violations(TESTS) == []

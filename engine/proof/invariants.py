@@ -24,7 +24,7 @@ restarted; the machine checks after every step:
 * every order's transitions are consecutive and legal in the lifecycle table.
 
 ``engine.proof.properties`` runs these with the proof's fixed settings and seeds;
-``tests/test_invariants_execution.py`` runs exactly the same (one copy of each).
+``tests/proof/test_invariants.py`` runs exactly the same (one copy of each).
 Assertions carry their values: outside pytest a bare ``assert`` says nothing.
 """
 

@@ -174,7 +174,7 @@ def without_local_constants() -> Iterator[bool]:
     """Make hypothesis draw no constants mined from local modules while inside.
 
     Yields whether it could (this reaches into hypothesis internals, pinned by
-    the lock: ``tests/test_proof.py`` fails if a hypothesis upgrade moves them;
+    the lock: ``tests/proof/test_evidence.py`` fails if a hypothesis upgrade moves them;
     the properties then still run, only less reproducibly across installs).
 
     *Resource handling:* hypothesis's getter and its constants cache are restored

@@ -11,7 +11,7 @@ mostly forward with gaps and the occasional step back (late trades).
 
 Each property is a plain function of its drawn arguments plus the strategies
 that draw them; ``engine.proof.properties`` wraps it in ``@given`` with the
-proof's fixed settings and seed, and ``tests/test_strategy_properties.py`` runs
+proof's fixed settings and seed, and ``tests/proof/test_strategy.py`` runs
 exactly those (one copy of each property). Assertions carry their values:
 outside pytest a bare ``assert`` says nothing about why it failed.
 """

@@ -328,7 +328,7 @@ def record_reader(record_type: type[Record], columns: tuple[str, ...]) -> Callab
     wrong type (a BLOB where text belongs, a non-decimal string) raises
     ``msgspec.ValidationError`` (a ``ValueError``) instead of becoming a field.
     About as fast as a hand-written positional decoder (docs/architecture.md
-    "Schema"); ``tests/test_store_rows.py`` round-trips every table.
+    "Schema"); ``tests/store/test_rows.py`` round-trips every table.
     """
 
     def record(row: Sequence[Any]) -> Any:
