@@ -7,7 +7,7 @@ import math
 import trio
 import trio.testing
 
-from engine.adapters.market.ws.deadlines import ConnectionDeadlines
+from engine.adapters.link.deadlines import ConnectionDeadlines
 
 
 async def test_handshake_deadline_cancels_a_connect_that_never_completes(

@@ -53,8 +53,8 @@ from engine.adapters.binance_spot.wire import (
     execution_report_decoder,
     stream_decoder,
 )
-from engine.adapters.market.ws.deadlines import ConnectionDeadlines
-from engine.adapters.market.ws.failures import CONNECTION_ERRORS, DISCONNECT_TIMEOUT_S
+from engine.adapters.link.deadlines import ConnectionDeadlines
+from engine.adapters.link.failures import CONNECTION_ERRORS, DISCONNECT_TIMEOUT_S
 from engine.core.events import FailureKind, Record
 from engine.exits import ConfigError, NetworkBudgetExhausted
 

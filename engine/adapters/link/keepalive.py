@@ -23,8 +23,8 @@ import trio_websocket
 import wsproto.utilities
 
 from engine import logs
-from engine.adapters.market.progress import Progress
-from engine.adapters.market.ws.session import LinkStats, Session
+from engine.adapters.link.session import LinkStats, Session
+from engine.adapters.progress import Progress
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
