@@ -1,4 +1,4 @@
-"""The handshake/close deadlines every WebSocket connection runs under (ws.deadlines)."""
+"""The handshake/close deadlines every WebSocket connection runs under (link.deadlines)."""
 
 from __future__ import annotations
 

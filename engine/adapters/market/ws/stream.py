@@ -1,7 +1,7 @@
 """The exchange WebSocket source of the ``MarketDataStream`` port.
 
 One ``WebSocketStream`` keeps one venue connection alive for the whole run and
-turns its frames into ticks. Per connection ("session") three things run:
+turns its frames into ticks. Per connection ("session"), besides the link's keepalive:
 
 * **the reader** reads the socket continuously. trio-websocket buffers only one
   message (``WS_MESSAGE_QUEUE``) and stops reading the socket while it sits
