@@ -26,6 +26,16 @@ from tests.test_exec_binance_stream import stream as stream  # noqa: PLC0414 -- 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 
 
+async def _started(stream: Stream, nursery: trio.Nursery, url: str, policy: StreamPolicy) -> None:
+    """The user stream running against ``url``, once subscribed and reconciled."""
+    await nursery.start(
+        lambda task_status: run_user_stream(
+            stream.live, stream.send, url=url, credentials=credentials(), wall_ms=wall_ms,
+            policy=policy, task_status=task_status,
+        )
+    )  # fmt: skip
+
+
 def _subscribed(attempt: int) -> bytes:
     return text_frame(f'{{"id":"sub-{attempt}","status":200,"result":{{}}}}')
 
@@ -44,12 +54,7 @@ async def test_user_stream_protocol_violation_then_held_tcp_reconnects(
     ]
     async with open_hostile_venue(plays) as venue:
         with trio.fail_after(GUARD_S):
-            await nursery.start(
-                lambda task_status: run_user_stream(
-                    stream.live, stream.send, url=venue.url, credentials=credentials(),
-                    wall_ms=wall_ms, policy=FAST, task_status=task_status,
-                )
-            )  # fmt: skip
+            await _started(stream, nursery, venue.url, FAST)
             lost = await stream.records_until(VenueFailure)
             await venue.progress.wait_until(lambda: venue.connections == 2)
     [failure] = [r for r in lost if isinstance(r, VenueFailure)]
@@ -101,12 +106,7 @@ async def test_user_stream_deaf_after_subscribing_is_lost_by_the_links_keepalive
     policy = replace(FAST, keepalive_s=0.05, pong_timeout_s=0.2)
     async with open_hostile_venue(plays) as venue:
         with trio.fail_after(GUARD_S):
-            await nursery.start(
-                lambda task_status: run_user_stream(
-                    stream.live, stream.send, url=venue.url, credentials=credentials(),
-                    wall_ms=wall_ms, policy=policy, task_status=task_status,
-                )
-            )  # fmt: skip
+            await _started(stream, nursery, venue.url, policy)
             lost = await stream.records_until(VenueFailure)
             await venue.progress.wait_until(lambda: venue.connections == 2)
     [failure] = [r for r in lost if isinstance(r, VenueFailure)]
