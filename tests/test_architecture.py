@@ -46,6 +46,14 @@ TESTS_MAY_IMPORT: Final = ("tests.fakes", "tests.strategies")
 REPO_CHECKS: Final = frozenset({"test_architecture", "test_docs", "test_lock"})
 """The repository's own checks: flat in ``tests/`` with the kernel's tests."""
 
+SHARED_ADAPTERS: Final = (
+    "engine.adapters.link", "engine.adapters.backoff", "engine.adapters.progress"
+)
+"""What both the market feed and the LIVE package run: the one reconnecting link and its
+pieces (docs/architecture.md "Reconnecting"). They lie below both, so they import neither."""
+
+STREAM_PACKAGES: Final = ("engine.adapters.market", "engine.adapters.binance_spot")
+
 LIVE_PACKAGE: Final = "engine.adapters.binance_spot"
 LIVE_ENTRY: Final = "engine.runtime.live"
 """LIVE orchestration: it may import the LIVE package, and only ``app`` imports it."""
@@ -163,6 +171,20 @@ def forbidden_arrows(root: Path) -> list[str]:
         + arrows_from_to(graph, f"{pkg}.runtime", f"{pkg}.dashboard")
         + arrows_from_to(graph, f"{pkg}.dashboard", f"{pkg}.runtime")
         + arrows_from_to(graph, f"{pkg}.dashboard", f"{pkg}.adapters")
+    )
+
+
+def shared_violations(root: Path) -> list[str]:
+    """The shared link (and backoff, progress) imports neither stream that runs it."""
+    pkg = root.name
+    graph = import_graph(root)
+    return sorted(
+        arrow
+        for shared in SHARED_ADAPTERS
+        for stream in STREAM_PACKAGES
+        for arrow in arrows_from_to(
+            graph, shared.replace("engine", pkg, 1), stream.replace("engine", pkg, 1)
+        )
     )
 
 
@@ -434,6 +456,24 @@ def test_checker_catches_forbidden_arrows(tmp_path: Path) -> None:
     ]
 
 
+def test_checker_catches_the_shared_link_importing_a_stream(tmp_path: Path) -> None:
+    files = {
+        "adapters/link/reconnect.py": "from engine.adapters import backoff\n",
+        "adapters/backoff.py": "",
+        "adapters/market/ws/stream.py": "from engine.adapters.link import reconnect\n",
+        "adapters/binance_spot/user_stream.py": "from engine.adapters.link.reconnect import L\n",
+    }
+    assert shared_violations(make_package(tmp_path / "a", files)) == []
+    files["adapters/link/session.py"] = (
+        "def f():\n    from engine.adapters.market.ws import stream\n"
+    )
+    files["adapters/backoff.py"] = "import engine.adapters.binance_spot.user_stream\n"
+    assert shared_violations(make_package(tmp_path / "b", files)) == [
+        "engine.adapters.backoff -> engine.adapters.binance_spot.user_stream",
+        "engine.adapters.link.session -> engine.adapters.market.ws.stream",
+    ]
+
+
 def test_checker_catches_a_live_import_outside_app(tmp_path: Path) -> None:
     files = {
         "app.py": "def run():\n    from engine.runtime import live\n",
@@ -585,6 +625,14 @@ def test_core_module_imports_nothing_from_the_shell() -> None:
 
 def test_no_forbidden_arrow() -> None:
     assert forbidden_arrows(ENGINE) == []
+
+
+def test_the_shared_link_imports_no_stream() -> None:
+    assert shared_violations(ENGINE) == []
+    # ... and both streams run it (one reconnect loop, not two)
+    graph = import_graph(ENGINE)
+    assert "engine.adapters.link.reconnect" in graph["engine.adapters.market.ws.stream"]
+    assert "engine.adapters.link.reconnect" in graph["engine.adapters.binance_spot.user_stream"]
 
 
 def test_only_app_loads_the_live_package() -> None:

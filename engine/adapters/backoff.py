@@ -1,5 +1,10 @@
 """Reconnect pacing: an exponential backoff schedule with seeded jitter, and its budget.
 
+The market feed and the LIVE user stream reconnect through one loop
+(``engine.adapters.link.reconnect``) that paces with ``Backoff`` and gives up on
+``ReconnectBudget``; the LIVE REST retries pace with ``Backoff`` too. Loose in
+``adapters/`` because all three use it (docs/architecture.md "Reconnecting").
+
 Pure (no I/O, no clock of its own): the caller passes ``now`` from
 ``trio.current_time()``, so a test drives it with the mock clock and asserts
 the exact schedule, and the same seed always gives the same delays.
@@ -121,50 +126,54 @@ class Backoff:
 
 @dataclass(slots=True)
 class ReconnectBudget:
-    """How much failure ingest tolerates before it gives up with exit 10.
+    """How much failure a link tolerates before it gives up with exit 10.
 
-    Judged on *market data*, not on connections: a connection works only once it
-    delivered an admitted tick (an acknowledgement, a heartbeat, a pong or a
-    rejected frame proves nothing -- a venue that acks and drops forever must
-    spend the budget). Two limits, either one ends it: ``max_failures``
-    consecutive attempts that delivered no tick, and ``max_downtime_s`` since
-    the last admitted tick (or since the feed started).
+    Judged on *deliveries*, not on connections: for the market feed a connection
+    works only once it delivered an admitted tick (an acknowledgement, a
+    heartbeat, a pong or a rejected frame proves nothing -- a venue that acks and
+    drops forever must spend the budget); for the user stream, once the venue
+    confirmed the subscription. Two limits, either one ends it: ``max_failures``
+    consecutive attempts that delivered nothing, and ``max_downtime_s`` since the
+    last delivery (or since the link started). ``delivery`` and ``failures_key``
+    only word the reason (docs/architecture.md "Reconnecting").
     """
 
     max_failures: int
     max_downtime_s: float
+    delivery: str = "market data"
+    failures_key: str = "max_reconnect_failures"
     failures: int = 0
     last_data: float | None = None
-    """``trio.current_time()`` of the last admitted tick or of the start (``None`` before it)."""
+    """``trio.current_time()`` of the last delivery or of the start (``None`` before it)."""
 
     def start(self, now: float) -> None:
-        """The feed starts: the downtime clock runs from ``now`` until the first tick."""
+        """The link starts: the downtime clock runs from ``now`` until the first delivery."""
         if self.last_data is None:
             self.last_data = now
 
     def delivered(self, now: float) -> None:
-        """A connection delivered market data at ``now``: both limits start over."""
+        """A connection delivered at ``now``: both limits start over."""
         self.failures = 0
         self.last_data = now if self.last_data is None else max(self.last_data, now)
 
     def failed(self) -> None:
-        """An attempt failed (refused, timed out, or ended before it delivered a tick)."""
+        """An attempt failed (refused, timed out, or ended before it delivered)."""
         self.failures += 1
 
     def downtime(self, now: float) -> float:
-        """Seconds without market data (0 before ``start``)."""
+        """Seconds without a delivery (0 before ``start``)."""
         return 0.0 if self.last_data is None else now - self.last_data
 
     def exhausted(self, now: float) -> str | None:
         """Why the budget is spent, or ``None`` while it is not."""
         if self.failures >= self.max_failures:
             return (
-                f"{self.failures} consecutive attempts without market data"
-                " (max_reconnect_failures)"
+                f"{self.failures} consecutive attempts without {self.delivery}"
+                f" ({self.failures_key})"
             )
         if self.downtime(now) >= self.max_downtime_s:
             return (
-                f"no market data for {self.downtime(now):.1f}s "
+                f"no {self.delivery} for {self.downtime(now):.1f}s "
                 f"(max_downtime_s={self.max_downtime_s:g})"
             )
         return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 import pytest
@@ -132,3 +133,17 @@ def test_budget_delivered_never_moves_the_clock_back() -> None:
     budget.delivered(8.0)
     budget.delivered(5.0)  # a session that ended reports its (older) last tick
     assert budget.downtime(9.0) == 1.0
+
+
+def test_budget_words_the_delivery_and_key_it_is_given() -> None:
+    # the user stream's link: delivered = a confirmed subscription, no downtime limit
+    budget = ReconnectBudget(
+        max_failures=2, max_downtime_s=math.inf,
+        delivery="a confirmed subscription", failures_key="max_failures",
+    )  # fmt: skip
+    budget.start(0.0)
+    budget.failed()
+    budget.failed()
+    assert budget.exhausted(1e9) == (
+        "2 consecutive attempts without a confirmed subscription (max_failures)"
+    )

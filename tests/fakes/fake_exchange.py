@@ -46,8 +46,8 @@ from typing import Any, Protocol
 import trio
 import trio_websocket
 
-from engine.adapters.market.progress import Progress
 from engine.adapters.market.ws.stream import WebSocketStream
+from engine.adapters.progress import Progress
 from engine.config.schema import IngestSection, Source, Venue
 from engine.core.events import Tick
 from engine.counters import Counters

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import trio
 
-from engine.adapters.market.progress import Progress
+from engine.adapters.progress import Progress
 from tests.fakes.fake_exchange import binance_tape, restamp, serving
 
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"

@@ -23,7 +23,7 @@ from engine import logs
 from engine.adapters.backoff import DEFAULT_POLICY
 from engine.adapters.binance_spot.credentials import Credentials, Secret
 from engine.adapters.binance_spot.user_stream import StreamPolicy
-from engine.adapters.market.progress import Progress
+from engine.adapters.progress import Progress
 from engine.config.schema import (
     Config,
     EngineSection,

@@ -19,32 +19,36 @@ hours): that, and only that, restarts the count. A subscription the venue
 refuses for the key or the signature is a configuration problem no restart
 fixes: ``ConfigError`` (exit 12).
 
-*Keepalive.* The venue pings every 20 s and trio-websocket answers. We also
-ping after ``keepalive_s`` and treat a pong missing for ``pong_timeout_s`` as a
-dead connection. A malformed reply to the opening handshake (h11/wsproto
-protocol errors), or none within ``connect_timeout_s``, is a lost connection like
-any other, not a crash or a hang; the close is bounded as the feed's is
-(``ws.failures.DISCONNECT_TIMEOUT_S``), and which exceptions mean "lost" is the
-feed's list (``ws.failures.CONNECTION_ERRORS``) plus this stream's own
-(a refused subscription, a missing pong, a malformed frame). Why this loop and the
-feed's are two loops sharing these pieces: ``docs/architecture.md``
-("Reconnecting").
+*One link.* Connecting, keepalive, the bounded handshake and close, what
+counts as lost, the backoff and the budget, and the log lines of a reconnect
+(``ws_connect`` ... ``ws_give_up``, bound with ``link=user_stream``) are the one
+link the market feed runs too (``engine.adapters.link.reconnect``); this module
+is its policy for the user stream (``_UserStream``): after connecting, subscribe
+and wait for the answer, reconcile, book; *delivered* is the confirmed
+subscription; no silence watch and no downtime limit; beyond the link's lost
+connections a refused subscription, a missing answer and a malformed frame are
+losses too; after every session the loss is a persisted ``VenueFailure`` (its
+message holds our own words -- a refused subscription with the venue's code and
+message -- or exception type names, never an exception's text, which may echo
+what we sent). The keepalive is the link's rule with this
+stream's numbers (``StreamPolicy``): ping after ``keepalive_s`` without a frame,
+a pong missing for ``pong_timeout_s`` while no frame arrives is a lost
+connection; the venue also pings every 20 s and trio-websocket answers. Why one
+link: docs/architecture.md "Reconnecting".
 """
 
 from __future__ import annotations
 
-import itertools
-import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
 import msgspec
 import trio
-from trio_websocket import WebSocketConnection, open_websocket_url
+from trio_websocket import WebSocketConnection
 
 from engine import logs
-from engine.adapters.backoff import DEFAULT_POLICY, Backoff, BackoffPolicy, ReconnectBudget
+from engine.adapters.backoff import DEFAULT_POLICY, BackoffPolicy
 from engine.adapters.binance_spot.credentials import Credentials
 from engine.adapters.binance_spot.execution import BinanceExecution
 from engine.adapters.binance_spot.signing import ws_signed_params
@@ -53,10 +57,11 @@ from engine.adapters.binance_spot.wire import (
     execution_report_decoder,
     stream_decoder,
 )
-from engine.adapters.market.ws.deadlines import ConnectionDeadlines
-from engine.adapters.market.ws.failures import CONNECTION_ERRORS, DISCONNECT_TIMEOUT_S
+from engine.adapters.link.failures import HandshakeTimeout
+from engine.adapters.link.reconnect import Link, LinkSettings, Watcher
+from engine.adapters.link.session import Session
 from engine.core.events import FailureKind, Record
-from engine.exits import ConfigError, NetworkBudgetExhausted
+from engine.exits import ConfigError
 
 SUBSCRIBE_METHOD: Final = "userDataStream.subscribe.signature"
 FATAL_CODES: Final = frozenset({-2014, -2015, -1022})
@@ -67,18 +72,28 @@ MESSAGE_QUEUE: Final = 64
 
 @dataclass(frozen=True, slots=True)
 class StreamPolicy:
+    """The user stream's numbers for its link (``LinkSettings``) and its subscribe."""
+
     connect_timeout_s: float = 10.0
     subscribe_timeout_s: float = 10.0
     keepalive_s: float = 30.0
     pong_timeout_s: float = 10.0
     backoff: BackoffPolicy = DEFAULT_POLICY
     max_failures: int = 10
-    """Consecutive failed connection attempts before giving up with exit 10."""
+    """Consecutive attempts without a confirmed subscription before exit 10."""
 
-    @property
-    def disconnect_timeout_s(self) -> float:
-        """The bound on closing a connection (as the market feed's)."""
-        return min(self.pong_timeout_s, DISCONNECT_TIMEOUT_S)
+    def settings(self, url: str) -> LinkSettings:
+        return LinkSettings(
+            url=url,
+            connect_timeout_s=self.connect_timeout_s,
+            keepalive_interval_s=self.keepalive_s,
+            pong_timeout_s=self.pong_timeout_s,
+            backoff=self.backoff,
+            max_failures=self.max_failures,
+            message_queue_size=MESSAGE_QUEUE,
+            delivery="a confirmed subscription",
+            failures_key="max_failures",
+        )
 
 
 class StreamFailure(Exception):
@@ -96,15 +111,16 @@ def subscribe_request(credentials: Credentials, timestamp_ms: int, request_id: s
 
 async def _subscribe(
     ws: WebSocketConnection,
+    session: Session,
     credentials: Credentials,
     wall_ms: Callable[[], int],
-    request_id: str,
     policy: StreamPolicy,
 ) -> None:
+    request_id = f"sub-{session.attempt}"
     await ws.send_message(subscribe_request(credentials, wall_ms(), request_id))
     with trio.fail_after(policy.subscribe_timeout_s):
         while True:
-            message = stream_decoder.decode(await ws.get_message())
+            message = stream_decoder.decode(await _frame(ws, session))
             if message.id == request_id:
                 break
     if message.status == 200:
@@ -116,14 +132,101 @@ async def _subscribe(
     raise StreamFailure(f"subscription refused: {code} {text}")
 
 
-async def _keepalive(ws: WebSocketConnection, policy: StreamPolicy) -> None:
-    while True:
-        await trio.sleep(policy.keepalive_s)
-        try:
-            with trio.fail_after(policy.pong_timeout_s):
-                await ws.ping()
-        except trio.TooSlowError:
-            raise StreamFailure(f"no pong within {policy.pong_timeout_s:g} s") from None
+async def _frame(ws: WebSocketConnection, session: Session) -> str | bytes:
+    """The next frame, stamped into the session (the link's keepalive reads ``last_rx``)."""
+    message = await ws.get_message()
+    session.last_rx = trio.current_time()
+    session.frames += 1
+    return message
+
+
+_LOST: Final = (
+    StreamFailure,
+    trio.TooSlowError,
+    msgspec.DecodeError,
+    # msgspec raises these instead of DecodeError for JSON nested too deep and for
+    # invalid UTF-8 (a binary frame): a malformed frame, never a crash (docs/contract.md L3).
+    RecursionError,
+    UnicodeDecodeError,
+)
+"""Losses of this stream beyond the link's lost connections (``link.failures``)."""
+
+
+class _UserStream:
+    """The user stream's ``LinkPolicy`` (see the module docstring)."""
+
+    name = "binance user stream"
+    lost_errors = _LOST
+
+    def __init__(
+        self,
+        execution: BinanceExecution,
+        send: trio.MemorySendChannel[list[Record]],
+        *,
+        url: str,
+        credentials: Credentials,
+        wall_ms: Callable[[], int],
+        policy: StreamPolicy,
+        task_status: trio.TaskStatus[None],
+    ) -> None:
+        self._execution = execution
+        self._send = send
+        self._credentials = credentials
+        self._wall_ms = wall_ms
+        self._policy = policy
+        self._ready: trio.TaskStatus[None] | None = task_status
+        self.link = Link(policy.settings(url), self)
+
+    def describe(self, exc: BaseException) -> str:
+        """Our own words, or the exception's type name (its text may echo the venue)."""
+        return str(exc) if isinstance(exc, StreamFailure | HandshakeTimeout) else type(exc).__name__
+
+    async def opened(self, ws: WebSocketConnection, session: Session) -> None:
+        """Subscribe, *then* reconcile (events sent while we were away are not replayed)."""
+        await _subscribe(ws, session, self._credentials, self._wall_ms, self._policy)
+        self.link.delivered(session, trio.current_time())
+        logs.info("live_user_stream_subscribed", attempt=session.attempt)
+        records = await self._execution.reconcile()
+        if records:
+            await self._send.send(records)
+        if self._ready is not None:
+            self._ready.started()
+            self._ready = None
+
+    async def read(self, ws: WebSocketConnection, session: Session) -> None:
+        """Book each ``executionReport``; every record is awaited into ``send`` (S6)."""
+        while True:
+            message = stream_decoder.decode(await _frame(ws, session))
+            if not len(message.event):
+                continue
+            head = event_head_decoder.decode(message.event)
+            if head.e == "executionReport":
+                report = execution_report_decoder.decode(message.event)
+                records = await self._execution.on_execution_report(report)
+                if records:
+                    await self._send.send(records)
+            elif head.e == "eventStreamTerminated":
+                raise StreamFailure("venue terminated the subscription")
+
+    def watchers(self) -> Sequence[Watcher]:
+        return ()  # an account without orders may rightly be silent for hours
+
+    def connected_fields(self) -> Mapping[str, object]:
+        return {}
+
+    def ended_fields(self) -> Mapping[str, object]:
+        return {}
+
+    async def ended(self, session: Session) -> None:
+        """Every lost session is a persisted ``VenueFailure`` (L4)."""
+        record = self._execution.failure(
+            "user_stream",
+            "",
+            FailureKind.NETWORK,
+            f"user stream lost: {session.end_reason or 'closed'}",
+            attempt=session.attempt,
+        )
+        await self._send.send([record])
 
 
 async def run_user_stream(
@@ -140,91 +243,14 @@ async def run_user_stream(
 
     ``task_status.started()`` fires after the first subscription and its
     reconciliation, so the caller knows the venue's view is in the book.
+
+    *Error handling:* ``NetworkBudgetExhausted`` (exit 10) once ``max_failures``
+    consecutive attempts got no confirmed subscription; ``ConfigError`` (exit 12)
+    when the venue refuses the key or the signature.
     """
-    backoff = Backoff(policy.backoff)
-    budget = ReconnectBudget(max_failures=policy.max_failures, max_downtime_s=math.inf)
-    ready: trio.TaskStatus[None] | None = task_status
-    for attempt in itertools.count(1):
-        subscribed_at: float | None = None
-        reason = ""
-        try:
-            connecting = ConnectionDeadlines(policy.connect_timeout_s, policy.disconnect_timeout_s)
-            with connecting.scope:
-                async with open_websocket_url(
-                    url,
-                    message_queue_size=MESSAGE_QUEUE,
-                    connect_timeout=policy.connect_timeout_s,
-                    disconnect_timeout=policy.disconnect_timeout_s,
-                ) as ws:
-                    connecting.opened()
-                    await _subscribe(ws, credentials, wall_ms, f"sub-{attempt}", policy)
-                    subscribed_at = trio.current_time()
-                    budget.delivered(subscribed_at)
-                    logs.info("live_user_stream_subscribed", attempt=attempt)
-                    records = await execution.reconcile()
-                    if records:
-                        await send.send(records)
-                    if ready is not None:
-                        ready.started()
-                        ready = None
-                    await _read(execution, send, ws, policy)
-            if connecting.handshake_timed_out:
-                raise StreamFailure(f"no handshake reply within {policy.connect_timeout_s:g} s")
-        except* _LOST as group:
-            reason = "; ".join(_describe(e) for e in _leaves(group))
-        budget.failed()  # a lost subscription counts too: it restarts the count at one
-        record = execution.failure(
-            "user_stream", "", FailureKind.NETWORK, f"user stream lost: {reason}", attempt=attempt
-        )
-        await send.send([record])
-        if budget.exhausted(trio.current_time()) is not None:
-            raise NetworkBudgetExhausted(
-                f"binance user stream: {budget.failures} consecutive failed connections"
-            )
-        backoff.connection_ended(subscribed_at, trio.current_time())
-        await trio.sleep(backoff.next_delay())
-
-
-_LOST: Final = (
-    *CONNECTION_ERRORS,
-    StreamFailure,
-    trio.TooSlowError,
-    msgspec.DecodeError,
-    # msgspec raises these instead of DecodeError for JSON nested too deep and for
-    # invalid UTF-8 (a binary frame): a malformed frame, never a crash (docs/contract.md L3).
-    RecursionError,
-    UnicodeDecodeError,
-)
-
-
-def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
-    out: list[BaseException] = []
-    for exc in group.exceptions:
-        out += _leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc]
-    return out
-
-
-def _describe(exc: BaseException) -> str:
-    return str(exc) if isinstance(exc, StreamFailure) else type(exc).__name__
-
-
-async def _read(
-    execution: BinanceExecution,
-    send: trio.MemorySendChannel[list[Record]],
-    ws: WebSocketConnection,
-    policy: StreamPolicy,
-) -> None:
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(_keepalive, ws, policy)
-        while True:
-            message = stream_decoder.decode(await ws.get_message())
-            if not len(message.event):
-                continue
-            head = event_head_decoder.decode(message.event)
-            if head.e == "executionReport":
-                report = execution_report_decoder.decode(message.event)
-                records = await execution.on_execution_report(report)
-                if records:
-                    await send.send(records)
-            elif head.e == "eventStreamTerminated":
-                raise StreamFailure("venue terminated the subscription")
+    stream = _UserStream(
+        execution, send, url=url, credentials=credentials, wall_ms=wall_ms, policy=policy,
+        task_status=task_status,
+    )  # fmt: skip
+    with logs.bind(link="user_stream"):
+        await stream.link.run()

@@ -41,7 +41,7 @@ import trio
 
 from engine import logs
 from engine.adapters.market.capture import format_capture_line
-from engine.adapters.market.progress import Progress
+from engine.adapters.progress import Progress
 from engine.exits import ConfigError
 
 RECORD_QUEUE_BYTES: Final = 32 * 1024 * 1024

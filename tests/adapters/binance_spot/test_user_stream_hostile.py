@@ -18,11 +18,22 @@ import trio
 from engine.adapters.binance_spot.user_stream import StreamPolicy, run_user_stream
 from engine.core.events import FailureKind, VenueFailure
 from engine.exits import NetworkBudgetExhausted
+from engine.logs import Captured
 from tests.fakes.hostile_venue import Handshake, Play, open_hostile_venue, ping_frame, text_frame
 from tests.fakes.user_stream import FAST, GUARD_S, Stream, credentials, wall_ms
 from tests.fakes.user_stream import stream as stream  # noqa: PLC0414 -- the fixture
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
+
+
+async def _started(stream: Stream, nursery: trio.Nursery, url: str, policy: StreamPolicy) -> None:
+    """The user stream running against ``url``, once subscribed and reconciled."""
+    await nursery.start(
+        lambda task_status: run_user_stream(
+            stream.live, stream.send, url=url, credentials=credentials(), wall_ms=wall_ms,
+            policy=policy, task_status=task_status,
+        )
+    )  # fmt: skip
 
 
 def _subscribed(attempt: int) -> bytes:
@@ -43,12 +54,7 @@ async def test_user_stream_protocol_violation_then_held_tcp_reconnects(
     ]
     async with open_hostile_venue(plays) as venue:
         with trio.fail_after(GUARD_S):
-            await nursery.start(
-                lambda task_status: run_user_stream(
-                    stream.live, stream.send, url=venue.url, credentials=credentials(),
-                    wall_ms=wall_ms, policy=FAST, task_status=task_status,
-                )
-            )  # fmt: skip
+            await _started(stream, nursery, venue.url, FAST)
             lost = await stream.records_until(VenueFailure)
             await venue.progress.wait_until(lambda: venue.connections == 2)
     [failure] = [r for r in lost if isinstance(r, VenueFailure)]
@@ -85,3 +91,29 @@ async def test_user_stream_venue_that_never_answers_the_upgrade_is_bounded(
         isinstance(f, VenueFailure) and "no handshake reply within 0.2 s" in f.message
         for f in failures
     )
+
+
+async def test_user_stream_deaf_after_subscribing_is_lost_by_the_links_keepalive(
+    stream: Stream, nursery: trio.Nursery, log_lines: Captured
+) -> None:
+    # The raw venue never answers a ping: the user stream's keepalive is the feed's
+    # rule (ping after keepalive_s without a frame, no pong within pong_timeout_s is
+    # a lost connection), with the user stream's numbers; the loss is persisted.
+    plays = [
+        Play(await_subscribe=True, frames=(_subscribed(1),)),
+        Play(await_subscribe=True, frames=(_subscribed(2),)),
+    ]
+    policy = replace(FAST, keepalive_s=0.05, pong_timeout_s=0.2)
+    async with open_hostile_venue(plays) as venue:
+        with trio.fail_after(GUARD_S):
+            await _started(stream, nursery, venue.url, policy)
+            lost = await stream.records_until(VenueFailure)
+            await venue.progress.wait_until(lambda: venue.connections == 2)
+    [failure] = [r for r in lost if isinstance(r, VenueFailure)]
+    assert failure.message == "user stream lost: no pong within 0.2s after 0.05s without a frame"
+    # (the second connection may end too while the venue closes: judge the first)
+    timeouts = log_lines.events("ws_pong_timeout")
+    assert timeouts and all(e["link"] == "user_stream" for e in timeouts)
+    first = log_lines.events("ws_disconnected")[0]
+    assert first["link"] == "user_stream" and first["worked"] is True
+    assert first["reason"] == failure.message.removeprefix("user stream lost: ")

@@ -1,3 +1,3 @@
-"""The exchange WebSocket source: stream (reconnect loop), session, intake, forwarder,
-keepalive, silence watch.
+"""The exchange WebSocket source: stream (the feed's policy on the shared link,
+``engine.adapters.link``), intake, forwarder, silence watch, endpoints, parse budget.
 """

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import trio
 
-from engine.adapters.market.progress import Progress
+from engine.adapters.progress import Progress
 from engine.core.events import Tick
 from engine.counters import Counters
 from engine.ports import TickBatch

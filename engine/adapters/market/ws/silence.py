@@ -28,8 +28,8 @@ from typing import Final
 import trio
 
 from engine import logs
-from engine.adapters.market.progress import Progress
-from engine.adapters.market.ws.session import LinkStats, Session
+from engine.adapters.link.session import LinkStats, Session
+from engine.adapters.progress import Progress
 
 SILENCE_FRACTION: Final = 0.5
 """A session without market data for this fraction of ``max_downtime_s`` is replaced."""
@@ -51,9 +51,9 @@ class SilenceWatch:
 
     def deadline(self, session: Session, feed_last_data: float) -> float:
         """When ``session`` must end unless a tick arrives first (``trio.current_time()``)."""
-        if session.last_tick is None:
+        if session.last_delivery is None:
             return min(session.opened_at + self.silence_s, feed_last_data + self.max_downtime_s)
-        return session.last_tick + self.silence_s
+        return session.last_delivery + self.silence_s
 
     async def run(
         self,
@@ -68,7 +68,7 @@ class SilenceWatch:
                 await trio.sleep_until(deadline)
                 continue
             now = trio.current_time()
-            quiet = now - max(session.opened_at, session.last_tick or -float("inf"))
+            quiet = now - max(session.opened_at, session.last_delivery or -float("inf"))
             session.end_reason = (
                 f"no market data for {quiet:.1f}s on this connection"
                 f" ({now - feed_last_data():.1f}s in all; max_downtime_s={self.max_downtime_s:g})"

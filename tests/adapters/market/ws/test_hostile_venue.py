@@ -22,10 +22,10 @@ import trio.testing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.adapters.market.progress import Progress
-from engine.adapters.market.ws.session import LinkStats, Session
+from engine.adapters.link.session import LinkStats, Session
 from engine.adapters.market.ws.silence import SilenceWatch
 from engine.adapters.market.ws.stream import WebSocketStream
+from engine.adapters.progress import Progress
 from engine.config.schema import IngestSection
 from engine.counters import Counters
 from engine.exits import ConfigError, NetworkBudgetExhausted, ParseRateExceeded
@@ -256,7 +256,7 @@ def test_silence_deadline_fresh_session_half_the_budget_or_what_is_left() -> Non
     fresh = Session(opened_at=100.0, last_rx=100.0)
     assert watch.deadline(fresh, feed_last_data=99.0) == 105.0  # half the budget
     assert watch.deadline(fresh, feed_last_data=92.0) == 102.0  # the budget ends first
-    fresh.last_tick = 103.0
+    fresh.last_delivery = 103.0
     assert watch.deadline(fresh, feed_last_data=92.0) == 108.0
 
 
@@ -270,7 +270,7 @@ async def test_silence_watch_ends_session_without_ticks_exactly_on_time(
         async with trio.open_nursery() as nursery:
             nursery.start_soon(watch.run, session, lambda: start, scope)
             await trio.sleep(4.0)
-            session.last_tick = trio.current_time()  # a tick at 4 s moves the deadline to 9 s
+            session.last_delivery = trio.current_time()  # a tick at 4 s moves the deadline to 9 s
     assert scope.cancel_called
     assert trio.current_time() - start == 9.0
     assert session.end_reason is not None
@@ -291,7 +291,7 @@ async def test_silence_watch_never_fires_while_ticks_keep_coming(
             nursery.start_soon(watch.run, session, lambda: start, scope)
             while True:
                 await trio.sleep(0.9)
-                session.last_tick = trio.current_time()
+                session.last_delivery = trio.current_time()
     assert not scope.cancel_called
     assert watch.stats.silences == 0
 

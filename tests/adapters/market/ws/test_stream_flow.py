@@ -8,9 +8,9 @@ import pytest
 import trio
 
 from engine.adapters.market.capture import iter_capture
-from engine.adapters.market.progress import Progress
 from engine.adapters.market.replay import ReplayStream
 from engine.adapters.market.ws.stream import LIVE_PENDING_TICKS, WebSocketStream
+from engine.adapters.progress import Progress
 from engine.core.events import Tick
 from engine.counters import Counters
 from engine.ports import TickBatch

@@ -1,8 +1,10 @@
 """``Progress``: wake whoever waits for a shell component's state to change.
 
-The live feed and the recorder bump it when something happened (a frame, a
-pong, a connection up or down, a batch written); a supervisor or a test awaits a
-predicate over their counters instead of polling with sleeps.
+The WebSocket links (``engine.adapters.link``: the market feed, the user stream)
+and the recorder bump it when something happened (a frame, a pong, a connection
+up or down, a batch written); a supervisor or a test awaits a predicate over
+their counters instead of polling with sleeps. In ``adapters/`` rather than
+``market/`` because the link, which lies below ``market/``, uses it.
 """
 
 from __future__ import annotations

@@ -1,12 +1,12 @@
 """The two bounded waits of every WebSocket connection: the handshake and the close.
 
-Shared by the market feed (``ws.stream``) and the LIVE user stream
-(``engine.adapters.binance_spot.user_stream``). Why our own scope rather than
+Every session of the one link (``link.reconnect``, run by the market feed and
+the LIVE user stream) runs under it. Why our own scope rather than
 trio-websocket's ``connect_timeout``: the library's timeout raises, then waits
 for its reader task, which waits forever for a peer that accepted TCP and never
 answers the upgrade. One cancel scope around ``open_websocket_url`` carries the
 handshake deadline, is lifted once connected, and carries the close deadline once
-our side of the connection is done (the feed sets it before it leaves the block).
+our side of the connection is done (the session sets it before it leaves the block).
 """
 
 from __future__ import annotations

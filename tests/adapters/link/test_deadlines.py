@@ -1,4 +1,4 @@
-"""The handshake/close deadlines every WebSocket connection runs under (ws.deadlines)."""
+"""The handshake/close deadlines every WebSocket connection runs under (link.deadlines)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import trio
 import trio.testing
 
-from engine.adapters.market.ws.deadlines import ConnectionDeadlines
+from engine.adapters.link.deadlines import ConnectionDeadlines
 
 
 async def test_handshake_deadline_cancels_a_connect_that_never_completes(

@@ -11,11 +11,11 @@ import trio
 import trio.testing
 import trio_websocket
 
-from engine.adapters.market.progress import Progress
-from engine.adapters.market.ws.keepalive import Keepalive
-from engine.adapters.market.ws.session import LinkStats
-from engine.adapters.market.ws.session import Session as LinkSession
+from engine.adapters.link.keepalive import Keepalive
+from engine.adapters.link.session import LinkStats
+from engine.adapters.link.session import Session as LinkSession
 from engine.adapters.market.ws.stream import WebSocketStream
+from engine.adapters.progress import Progress
 from engine.counters import Counters
 from engine.exits import NetworkBudgetExhausted
 from engine.logs import Captured

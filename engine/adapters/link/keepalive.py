@@ -1,12 +1,15 @@
 """Keepalive of one WebSocket connection: ping after silence, give up without a pong (S4).
 
-The keepalive pings after ``keepalive_interval_s`` without a frame and forces a
-reconnect (it cancels the session's scope) when no pong comes within
-``pong_timeout_s``. A frame is proof of life too, so a feed that keeps
-delivering is never pinged, and one that delivers while a pong is late is not
-killed. A pong keeps a quiet connection open but proves nothing about the
-market: only an admitted tick tells the reconnect budget the connection works
-(``ws.silence`` ends a connection that answers pings yet delivers no data).
+One rule for every link (the market feed's and the user stream's, each with its
+own numbers: docs/architecture.md "Reconnecting"). The keepalive pings after
+``keepalive_interval_s`` without a frame and forces a reconnect (it cancels the
+session's scope) when no pong comes within ``pong_timeout_s``. A frame is proof
+of life too, so a stream that keeps delivering is never pinged, and one that
+delivers while a pong is late is not killed. A pong keeps a quiet connection
+open but proves nothing about the data: only a delivery tells the reconnect
+budget the connection works (the feed's silence watch,
+``engine.adapters.market.ws.silence``, ends a connection that answers pings yet
+delivers no market data).
 
 The keepalive never just stops: if the ping finds the connection closing
 (``ConnectionClosed``, or trio-websocket #184's ``LocalProtocolError``) it ends
@@ -23,15 +26,15 @@ import trio_websocket
 import wsproto.utilities
 
 from engine import logs
-from engine.adapters.market.progress import Progress
-from engine.adapters.market.ws.session import LinkStats, Session
+from engine.adapters.link.session import LinkStats, Session
+from engine.adapters.progress import Progress
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Keepalive:
     """The keepalive task of each session (``run``), with the stream's settings and stats.
 
-    Its log lines name the venue through the stream's ``logs.bind``."""
+    Its log lines name the stream through the stream's ``logs.bind``."""
 
     interval_s: float
     pong_timeout_s: float

@@ -3,12 +3,16 @@
 A session ends for many reasons -- refused, timed out, closed by the peer,
 reset -- and none of them should leave the stream: each becomes the *reason*
 for the next attempt (logged with it). Anything not listed here is a bug or
-a stop (budget, parse rate, a closed channel) and must propagate.
+a stop (budget, parse rate, a closed channel) and must propagate. A stream's
+policy may add its own lost errors and wording (the user stream: a refused
+subscription, a malformed frame; exception type names only in what it
+persists): docs/architecture.md "Reconnecting".
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Final
 
 import h11
@@ -45,11 +49,17 @@ CONNECTION_ERRORS: Final = (
 )
 
 
+class HandshakeTimeout(Exception):
+    """No handshake reply within ``connect_timeout_s``: our own deadline fired
+    (``link.deadlines``), not trio-websocket's. Its text is ours, so a stream may
+    persist it (the user stream does)."""
+
+
 def describe(exc: BaseException) -> str:
     """A one-line reason for a lost connection."""
     if isinstance(exc, trio_websocket.ConnectionRejected):
         return f"handshake rejected with HTTP {exc.status_code}"
-    if isinstance(exc, trio_websocket.ConnectionTimeout):
+    if isinstance(exc, trio_websocket.ConnectionTimeout | HandshakeTimeout):
         return "connect timed out"
     if isinstance(exc, trio_websocket.DisconnectionTimeout):
         return "closing handshake timed out"
@@ -71,15 +81,22 @@ def close_text(exc: trio_websocket.ConnectionClosed) -> str:
     return f"{text}: {reason.reason}" if reason.reason else text
 
 
-def connection_failure(exc: BaseException) -> str | None:
-    """A reason if ``exc`` (or every leaf of a group) is a network failure, else None."""
-    if isinstance(exc, BaseExceptionGroup):
-        match, rest = exc.split(CONNECTION_ERRORS)
-        if rest is None and match is not None:
-            return "; ".join(describe(e) for e in match.exceptions)
-        return None
-    if isinstance(exc, CONNECTION_ERRORS):
-        return describe(exc)
+def leaves(exc: BaseException) -> list[BaseException]:
+    """The exceptions of a (nested) group, in order; ``[exc]`` for a plain one."""
+    if not isinstance(exc, BaseExceptionGroup):
+        return [exc]
+    return [leaf for inner in exc.exceptions for leaf in leaves(inner)]
+
+
+def connection_failure(
+    exc: BaseException,
+    lost: tuple[type[BaseException], ...] = CONNECTION_ERRORS,
+    words: Callable[[BaseException], str] = describe,
+) -> str | None:
+    """A reason if ``exc`` (or every leaf of a group) is one of ``lost``, else None."""
+    found = leaves(exc)
+    if all(isinstance(leaf, lost) for leaf in found):
+        return "; ".join(words(leaf) for leaf in found)
     return None
 
 
