@@ -35,8 +35,8 @@ from decimal import Decimal
 from typing import Final
 
 from engine.config.schema import DONCHIAN_MAX_LOOKBACK
-from engine.core.events import Side, Signal, Tick
-from engine.core.strategy import NS_PER_SECOND, caused_signal, interleave, warmup_text
+from engine.core.events import NS_PER_S, Side, Signal, Tick
+from engine.core.strategy import caused_signal, interleave, warmup_text
 
 _NO_BAR: Final = -(1 << 80)
 
@@ -71,12 +71,12 @@ class DonchianBreakout:
         if bar_seconds < 0:
             raise ValueError(f"donchian_breakout needs bar_seconds >= 0, got {bar_seconds}")
         self._lookback = lookback
-        self._bar_ns = bar_seconds * NS_PER_SECOND
+        self._bar_ns = bar_seconds * NS_PER_S
         self._channels: dict[str, _Channel] = {}
 
     def describe(self) -> str:
         """The start line's words: the channel, the bars, and when the first signal can come."""
-        seconds = self._bar_ns // NS_PER_SECOND
+        seconds = self._bar_ns // NS_PER_S
         bars = "every trade" if seconds == 0 else f"{seconds} s bars"
         warmup = warmup_text(self._lookback + 1, seconds)
         return f"Donchian breakout over {self._lookback} bars on {bars}, {warmup}"

@@ -21,8 +21,14 @@ from __future__ import annotations
 
 import enum
 from decimal import Decimal
+from typing import Final
 
 import msgspec
+
+NS_PER_US: Final = 1_000
+NS_PER_MS: Final = 1_000_000
+NS_PER_S: Final = 1_000_000_000
+"""Nanoseconds per microsecond, millisecond and second: the unit of every timestamp."""
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, gc=False):

@@ -30,12 +30,12 @@ from typing import Final
 from engine.config.schema import Config, Mode, OrderTypeName
 from engine.core import exposure
 from engine.core.booking import OrderBook, order_id_for, order_record, veto_id_for
-from engine.core.events import OrderType, Record, Side, Signal, Tick, TradingState, Veto
+from engine.core.events import NS_PER_S, OrderType, Record, Side, Signal, Tick, TradingState, Veto
 from engine.core.ledger import Ledger
 from engine.core.live_orders import Intent, LiveMode
 from engine.core.modes import ModePolicy, ShadowMode
 from engine.core.orders import WorkingOrder
-from engine.core.paper import NS_PER_S, PaperMode
+from engine.core.paper import PaperMode
 from engine.core.restored import RestoredState
 from engine.core.risk import DrawdownGuard, Limits, Proposal, available_cash, evaluate
 from engine.core.sizing import ZERO, offset_price, qty_for_notional, slipped_price

@@ -31,13 +31,10 @@ from typing import Final
 
 from engine.config.schema import ExecutionSection, Mode
 from engine.core.booking import OrderBook
-from engine.core.events import Order, OrderState, OrderType, Record, Side, Tick
+from engine.core.events import NS_PER_MS, NS_PER_S, Order, OrderState, OrderType, Record, Side, Tick
 from engine.core.modes import SimulatedMode
 from engine.core.orders import OrderAction, WorkingOrder
 from engine.core.sizing import EXACT, ZERO, slipped_price
-
-NS_PER_MS: Final = 1_000_000
-NS_PER_S: Final = 1_000_000_000
 
 
 @dataclass(frozen=True, slots=True)

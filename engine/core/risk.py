@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Final
+from typing import Final, TypeVar
 
 from engine.core.events import RiskState, Side, TradingState, VetoReason
 from engine.core.orders import WorkingOrder
@@ -102,6 +102,7 @@ def check_quantity(p: Proposal, limits: Limits) -> Denial | None:
 
 
 _BPS: Final = Decimal(10_000)
+_N = TypeVar("_N", int, Decimal)
 
 
 def buy_cost(qty: Decimal, price: Decimal, fee_bps: Decimal) -> Decimal:
@@ -133,15 +134,18 @@ def check_cash(p: Proposal, limits: Limits) -> Denial | None:
     return None
 
 
-def check_open_orders(p: Proposal, limits: Limits) -> Denial | None:
-    projected = p.open_orders + 1
-    if projected > limits.max_open_orders:
+def _over_cap(cap: str, current: _N, projected: _N, limit: _N, where: str = "") -> Denial | None:
+    """A ``RISK_CAP`` denial when ``projected`` exceeds the cap's ``limit``, with its numbers."""
+    if projected > limit:
         return Denial(
             VetoReason.RISK_CAP,
-            f"max_open_orders: current {p.open_orders}, projected {projected} "
-            f"> limit {limits.max_open_orders}",
+            f"{cap}: {where}current {current}, projected {projected} > limit {limit}",
         )
     return None
+
+
+def check_open_orders(p: Proposal, limits: Limits) -> Denial | None:
+    return _over_cap("max_open_orders", p.open_orders, p.open_orders + 1, limits.max_open_orders)
 
 
 def _projected(current: Decimal, p: Proposal) -> Decimal:
@@ -151,27 +155,17 @@ def _projected(current: Decimal, p: Proposal) -> Decimal:
 def check_symbol_exposure(p: Proposal, limits: Limits) -> Denial | None:
     if p.side is not Side.BUY:
         return None
-    projected = _projected(p.symbol_exposure, p)
-    if projected > limits.max_symbol_exposure_usd:
-        return Denial(
-            VetoReason.RISK_CAP,
-            f"max_symbol_exposure_usd: {p.symbol} current {p.symbol_exposure}, projected "
-            f"{projected} > limit {limits.max_symbol_exposure_usd}",
-        )
-    return None
+    current = p.symbol_exposure
+    limit = limits.max_symbol_exposure_usd
+    projected = _projected(current, p)
+    return _over_cap("max_symbol_exposure_usd", current, projected, limit, where=f"{p.symbol} ")
 
 
 def check_total_exposure(p: Proposal, limits: Limits) -> Denial | None:
     if p.side is not Side.BUY:
         return None
-    projected = _projected(p.total_exposure, p)
-    if projected > limits.max_exposure_usd:
-        return Denial(
-            VetoReason.RISK_CAP,
-            f"max_exposure_usd: current {p.total_exposure}, projected {projected} "
-            f"> limit {limits.max_exposure_usd}",
-        )
-    return None
+    current = p.total_exposure
+    return _over_cap("max_exposure_usd", current, _projected(current, p), limits.max_exposure_usd)
 
 
 CHECKS: Final[tuple[Check, ...]] = (

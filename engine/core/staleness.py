@@ -29,6 +29,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
+from engine.core.events import NS_PER_MS
+
 
 def tick_silence_limit_s(max_downtime_s: float, heartbeat_interval_s: float) -> float:
     """How long a live feed may go without an admitted tick before it is judged stalled."""
@@ -42,8 +44,6 @@ connection, not a stale tick."""
 
 PERCENTILE: Final = 0.01
 """Which low quantile of a block is the baseline (the 1% lowest are ignored as outliers)."""
-
-NS_PER_MS: Final = 1_000_000
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,10 +38,8 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Final, Protocol
 
-from engine.core.events import Side, Signal, Tick
+from engine.core.events import NS_PER_S, Side, Signal, Tick
 from engine.core.sma import SmaPair, exact_arithmetic
-
-NS_PER_SECOND: Final = 1_000_000_000
 
 _NO_BAR: Final = -(1 << 80)
 """Bucket of a symbol with no open bar: below the bucket of any int64-ns timestamp,
@@ -104,7 +102,7 @@ class SmaCross:
             raise ValueError(f"sma_cross needs bar_seconds >= 0, got {bar_seconds}")
         self._fast = fast
         self._slow = slow
-        self._bar_ns = bar_seconds * NS_PER_SECOND
+        self._bar_ns = bar_seconds * NS_PER_S
         self._books: dict[str, _Book] = {}
 
     def describe(self) -> str:
@@ -114,7 +112,7 @@ class SmaCross:
         regime the averages define is not a crossing, ``engine.core.sma``); a bar
         closes only when a trade of a later bar arrives.
         """
-        seconds = self._bar_ns // NS_PER_SECOND
+        seconds = self._bar_ns // NS_PER_S
         bars = "every trade" if seconds == 0 else f"{seconds} s bars"
         return f"SMA {self._fast}/{self._slow} on {bars}, {warmup_text(self._slow + 1, seconds)}"
 

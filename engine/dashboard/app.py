@@ -45,6 +45,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from engine import logs
+from engine.core.events import NS_PER_S
 from engine.dashboard.db import DatabaseUnavailable, QueryTooSlow, ReadOnlyDatabase
 from engine.dashboard.health import Verdict, database_verdict, read_verdict
 from engine.dashboard.metrics import MetricsSnapshot, render
@@ -54,7 +55,6 @@ from engine.dashboard.queries.bounds import (
     DEFAULT_POINTS,
     MAX_LIMIT,
     MAX_POINTS,
-    NS_PER_S,
 )
 from engine.dashboard.queries.ledger import LedgerCache, equity_curve
 from engine.dashboard.queries.market import WindowTooWide

@@ -41,9 +41,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from engine.core.events import NS_PER_S
 from engine.core.staleness import tick_silence_limit_s
 from engine.dashboard.db import DatabaseUnavailable, QueryTooSlow, ReadOnlyDatabase
-from engine.dashboard.queries.bounds import NS_PER_S
 from engine.dashboard.queries.runs import latest_heartbeats, latest_run
 from engine.store.connection import check_pragmas, file_pragma_problems
 

@@ -57,6 +57,15 @@ def _gauge(name: str, doc: str, value: float | Decimal | None) -> Iterator[Metri
         yield GaugeMetricFamily(PREFIX + name, doc, value=float(value))
 
 
+def _per_symbol(name: str, doc: str, values: Mapping[str, Decimal]) -> Iterator[Metric]:
+    """One gauge labelled ``symbol`` with a sample per symbol, in symbol order (none if empty)."""
+    if values:
+        gauge = GaugeMetricFamily(PREFIX + name, doc, labels=["symbol"])
+        for symbol in sorted(values):
+            gauge.add_metric([symbol], float(values[symbol]))
+        yield gauge
+
+
 class _SnapshotCollector(Collector):
     def __init__(self, snap: MetricsSnapshot) -> None:
         self._snap = snap
@@ -92,18 +101,8 @@ class _SnapshotCollector(Collector):
                 yield GaugeMetricFamily(
                     PREFIX + name, f"Engine counter {name} at the last heartbeat", value=value
                 )
-        if s.positions:
-            position = GaugeMetricFamily(PREFIX + "position", "Open position (base units)",
-                                         labels=["symbol"])
-            for symbol in sorted(s.positions):
-                position.add_metric([symbol], float(s.positions[symbol]))
-            yield position
-        if s.marks:
-            mark = GaugeMetricFamily(PREFIX + "mark_price", "Last traded price used to mark",
-                                     labels=["symbol"])
-            for symbol in sorted(s.marks):
-                mark.add_metric([symbol], float(s.marks[symbol]))
-            yield mark
+        yield from _per_symbol("position", "Open position (base units)", s.positions)
+        yield from _per_symbol("mark_price", "Last traded price used to mark", s.marks)
         yield from _gauge("cash", "Cash from all fills, fees included (quote currency)", s.cash)
         yield from _gauge("fees", "Fees paid over all fills", s.fees)
         yield from _gauge("realized_pnl", "Realised PnL, average cost, before fees",

@@ -44,6 +44,7 @@ import msgspec
 
 from engine import logs
 from engine.config.schema import Config, Mode
+from engine.core.events import NS_PER_S
 from engine.exits import ConfigError
 from engine.proof import evidence
 
@@ -51,8 +52,8 @@ ARM_ENV: Final = "LIVE_ARMED"
 ARM_VALUE: Final = "true"
 """Only this exact value arms; ``1``, ``yes`` or ``TRUE`` do not (an arm is deliberate)."""
 
-NS_PER_HOUR: Final = 3_600 * 1_000_000_000
-MAX_CLOCK_SKEW_NS: Final = 5 * 60 * 1_000_000_000
+NS_PER_HOUR: Final = 3_600 * NS_PER_S
+MAX_CLOCK_SKEW_NS: Final = 5 * 60 * NS_PER_S
 """A bundle dated further in the future than this is refused (a wrong clock or a forged date)."""
 
 

@@ -58,6 +58,7 @@ from engine.config.schema import (
 )
 from engine.core.choice import build_strategy
 from engine.core.events import (
+    NS_PER_MS,
     Fill,
     Order,
     OrderEvent,
@@ -173,7 +174,6 @@ def shadow_and_paper_never_touch_a_socket(
 
 SYMBOLS = ("AAA", "BBB")
 T0 = 1_700_000_000_000_000_000
-MS = 1_000_000
 MAX_EXPOSURE = Decimal(250)
 MAX_SYMBOL_EXPOSURE = Decimal(160)
 MAX_OPEN_ORDERS = 2
@@ -266,7 +266,7 @@ class ExecutionMachine(RuleBasedStateMachine):
     # -- helpers --------------------------------------------------------------
 
     def next_tick(self, symbol: str, move: int, qty: str, dt_ms: int, delay_ms: int) -> Tick:
-        self.clock += dt_ms * MS
+        self.clock += dt_ms * NS_PER_MS
         self.trade_ids[symbol] += 1
         self.prices[symbol] = max(Decimal(1), self.prices[symbol] + Decimal(move) / 2)
         return Tick(
@@ -275,7 +275,7 @@ class ExecutionMachine(RuleBasedStateMachine):
             symbol=symbol,
             trade_id=self.trade_ids[symbol],
             ts_event=self.clock,
-            ts_recv=self.clock + 5 * MS + delay_ms * MS,
+            ts_recv=self.clock + 5 * NS_PER_MS + delay_ms * NS_PER_MS,
             price=self.prices[symbol],
             qty=Decimal(qty),
         )

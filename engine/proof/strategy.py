@@ -27,10 +27,10 @@ import msgspec
 from hypothesis import event
 from hypothesis import strategies as st
 
-from engine.core.events import Side, Signal, Tick, tick_id
-from engine.core.strategy import NS_PER_SECOND, SmaCross
+from engine.core.events import NS_PER_S, Side, Signal, Tick, tick_id
+from engine.core.strategy import SmaCross
 
-T0: Final = 1_723_075_200 * NS_PER_SECOND
+T0: Final = 1_723_075_200 * NS_PER_S
 
 Params = tuple[int, int, int]
 Output = list[Tick | Signal]
@@ -48,8 +48,8 @@ prices = st.one_of(
     ),
 )
 steps = st.one_of(
-    st.integers(0, NS_PER_SECOND // 3),  # several trades per bar
-    st.integers(-NS_PER_SECOND, 3 * NS_PER_SECOND),  # gaps, and late (earlier-stamped) trades
+    st.integers(0, NS_PER_S // 3),  # several trades per bar
+    st.integers(-NS_PER_S, 3 * NS_PER_S),  # gaps, and late (earlier-stamped) trades
 )
 
 
@@ -61,7 +61,7 @@ def tick_streams(draw: st.DrawFn) -> list[Tick]:
     row = st.tuples(st.sampled_from(["AAA", "BBB"]), steps, prices)
     rows = draw(st.lists(row, min_size=length, max_size=length))
     ticks = []
-    ts = T0 + draw(st.integers(0, 2 * NS_PER_SECOND))
+    ts = T0 + draw(st.integers(0, 2 * NS_PER_S))
     for n, (symbol, step, price) in enumerate(rows):
         ts = max(0, ts + step)
         ticks.append(
@@ -88,7 +88,7 @@ def params(draw: st.DrawFn) -> Params:
 
 def reference(ticks: Sequence[Tick], fast: int, slow: int, bar_seconds: int) -> Output:
     """sma_cross written the obvious way: every close kept, means as Fractions."""
-    bar_ns = bar_seconds * NS_PER_SECOND
+    bar_ns = bar_seconds * NS_PER_S
     open_bar: dict[str, tuple[int, Tick]] = {}
     closes: dict[str, list[Fraction]] = {}
     regime: dict[str, int] = {}

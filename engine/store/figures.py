@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Final
 
-from engine.core.events import Fill, Side
+from engine.core.events import NS_PER_S, Fill, Side
 
-SAMPLE_NS: Final = 60 * 1_000_000_000
+SAMPLE_NS: Final = 60 * NS_PER_S
 """Sharpe and Sortino sample the equity curve once a minute of event time."""
 
 MINUTES_PER_YEAR: Final = 525_600
@@ -389,7 +389,7 @@ def _opt(value: Decimal | None, money: Money | None = None) -> str | None:
 
 def _seconds(ns: int) -> int:
     """Nanoseconds to whole seconds, rounded half up."""
-    return (ns + 500_000_000) // 1_000_000_000
+    return (ns + NS_PER_S // 2) // NS_PER_S
 
 
 def trip_builtins(trip: RoundTrip, money: Money) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final
 
-from engine.core.events import Side
+from engine.core.events import NS_PER_MS, Side
 from engine.store.report import RunFigures, duration_text
 
 MAX_CURVE_POINTS: Final = 4_000
@@ -40,23 +40,23 @@ def _f(value: Decimal) -> str:
 def page_data(report: RunFigures) -> dict[str, Any]:
     """What the page draws: event times in ms, values as decimal strings."""
     fig = report.figures
-    curve = _thin([[p.ts_event // 1_000_000, _f(p.equity)] for p in fig.curve])
+    curve = _thin([[p.ts_event // NS_PER_MS, _f(p.equity)] for p in fig.curve])
     peak: Decimal | None = None
     drawdown = []
     for p in fig.curve:
         peak = p.equity if peak is None or p.equity > peak else peak
-        drawdown.append([p.ts_event // 1_000_000, _f(p.equity - peak)])
+        drawdown.append([p.ts_event // NS_PER_MS, _f(p.equity - peak)])
     symbols: dict[str, Any] = {}
     for symbol in report.symbols:
         prices = [
-            [p.ts_event // 1_000_000, _f(p.price)] for p in report.prices if p.symbol == symbol
+            [p.ts_event // NS_PER_MS, _f(p.price)] for p in report.prices if p.symbol == symbol
         ]
         entries: list[list[Any]] = []
         exits: list[list[Any]] = []
         for fill in report.fills:
             if fill.symbol != symbol:
                 continue
-            mark = [fill.ts_event // 1_000_000, _f(fill.price)]
+            mark = [fill.ts_event // NS_PER_MS, _f(fill.price)]
             (entries if fill.side is Side.BUY else exits).append(mark)
         symbols[symbol] = {"prices": _thin(prices), "entries": entries, "exits": exits}
     return {

@@ -30,6 +30,14 @@ def write(tmp_path: Path, text: str) -> Path:
     return path
 
 
+def refused_naming(tmp_path: Path, text: str, env: dict[str, str], names: str) -> None:
+    """Loading ``text`` with ``env`` is refused as exit 12, the message naming ``names``."""
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text), environ=env)
+    assert names in str(info.value)
+    assert info.value.exit_code is ExitCode.CONFIG
+
+
 def test_load_config_without_file_gives_safe_defaults() -> None:
     config = load_config(environ={})
     assert config == Config()
@@ -75,11 +83,7 @@ def test_load_config_env_overrides_file(tmp_path: Path) -> None:
 def test_load_config_invalid_raises_config_error_naming_key(
     tmp_path: Path, text: str, env: dict[str, str], names: str
 ) -> None:
-    path = write(tmp_path, text)
-    with pytest.raises(ConfigError) as info:
-        load_config(path, environ=env)
-    assert names in str(info.value)
-    assert info.value.exit_code is ExitCode.CONFIG
+    refused_naming(tmp_path, text, env, names)
 
 
 def test_load_config_missing_file_raises_config_error(tmp_path: Path) -> None:
@@ -110,11 +114,7 @@ def test_load_config_non_finite_number_raises_config_error_naming_key(
 ) -> None:
     # A NaN used to escape as decimal.InvalidOperation (exit 1, restarted forever) and an
     # infinity was accepted, then crashed the first order (qty_for_notional) or Execution().
-    path = write(tmp_path, text)
-    with pytest.raises(ConfigError) as info:
-        load_config(path, environ=env)
-    assert names in str(info.value)
-    assert info.value.exit_code is ExitCode.CONFIG
+    refused_naming(tmp_path, text, env, names)
 
 
 @pytest.mark.parametrize(
@@ -131,10 +131,7 @@ def test_load_config_price_offset_of_100_percent_or_more_raises_config_error(
     # 10,000 bps or more makes a SELL's assumed price (slippage) or a BUY's limit price
     # (offset) zero or negative: a BUY limit at 0 divided by zero in the sizing and
     # crashed the engine (exit 1, restarted forever) at its first signal.
-    with pytest.raises(ConfigError) as info:
-        load_config(write(tmp_path, text), environ={})
-    assert names in str(info.value)
-    assert info.value.exit_code is ExitCode.CONFIG
+    refused_naming(tmp_path, text, {}, names)
 
 
 # --- bounds: every number has a range, decimals a precision, strings a shape -------------

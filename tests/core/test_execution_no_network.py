@@ -20,7 +20,7 @@ import pytest
 
 from engine.proof.evidence import CheckStatus
 from engine.proof.properties import PROPERTIES, run_property
-from tests.fakes.engine_process import REAL_CAPTURE, REPO, engine_env
+from tests.fakes.engine_process import REAL_CAPTURE, REPO, run_engine
 
 NETWORK_MODULES = ("socket", "ssl", "trio", "httpx", "trio_websocket", "urllib.request")
 
@@ -96,34 +96,10 @@ def test_replay_subprocess_with_sockets_trapped_trades_and_exits_zero(
     tmp_path: Path, mode: str
 ) -> None:
     (tmp_path / "sitecustomize.py").write_text(SITECUSTOMIZE)
-    env = engine_env({"PYTHONPATH": str(tmp_path), "ENGINE_ENGINE_MODE": mode})
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "engine",
-            "replay",
-            str(REAL_CAPTURE),
-            "--db",
-            str(tmp_path / "e.db"),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO,
-        timeout=120,
-        check=False,
-    )
+    env = {"PYTHONPATH": str(tmp_path), "ENGINE_ENGINE_MODE": mode}
+    done = run_engine(["replay", str(REAL_CAPTURE), "--db", str(tmp_path / "e.db")], env)
     assert "I1-VIOLATION" not in done.stderr
     assert done.returncode == 0, done.stderr[-2000:]
-    report = subprocess.run(
-        [sys.executable, "-m", "engine", "report", "--db", str(tmp_path / "e.db"), "--json"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO,
-        timeout=60,
-        check=False,
-    )
+    report = run_engine(["report", "--db", str(tmp_path / "e.db"), "--json"], env, timeout=60)
     assert report.returncode == 0
     assert '"fills": 0' not in report.stdout

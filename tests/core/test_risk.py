@@ -68,6 +68,16 @@ def test_open_orders_at_limit_vetoed_even_for_sell() -> None:
     assert denial is not None and "projected 3 > limit 2" in denial.detail
 
 
+def test_cap_vetoes_detail_text_is_exact() -> None:
+    # The detail is persisted in vetoes (digested): the three caps share one wording.
+    total = check_total_exposure(proposal(total_exposure=D(950)), LIMITS)
+    assert total is not None and total.reason is VetoReason.RISK_CAP
+    assert total.detail == "max_exposure_usd: current 950, projected 1010.000 > limit 1000"
+    orders = check_open_orders(proposal(open_orders=2), LIMITS)
+    assert orders is not None and orders.reason is VetoReason.RISK_CAP
+    assert orders.detail == "max_open_orders: current 2, projected 3 > limit 2"
+
+
 def test_sell_reducing_position_allowed_when_halted_and_over_caps() -> None:
     p = proposal(
         side=Side.SELL,

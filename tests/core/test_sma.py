@@ -8,13 +8,13 @@ from decimal import Context, Decimal
 import pytest
 
 from engine.config.schema import StrategySection
-from engine.core.events import Side, Signal, Tick, tick_id
+from engine.core.events import NS_PER_S, Side, Signal, Tick, tick_id
 from engine.core.sma import DOWN, UNDEFINED, UP, SmaPair, exact_arithmetic
-from engine.core.strategy import NS_PER_SECOND, SmaCross, from_config
+from engine.core.strategy import SmaCross, from_config
 
-T0 = 1_723_075_200 * NS_PER_SECOND  # 2024-08-08T00:00:00Z, on a bar edge
+T0 = 1_723_075_200 * NS_PER_S  # 2024-08-08T00:00:00Z, on a bar edge
 RECV_LAG = 3_000_000  # ts_recv - ts_event of every test tick, so the two never coincide
-S = NS_PER_SECOND
+S = NS_PER_S
 
 
 def make_tick(n: int, ts_event: int, price: str | Decimal, symbol: str = "BTCUSDT") -> Tick:

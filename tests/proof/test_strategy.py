@@ -12,8 +12,8 @@ from decimal import Decimal
 
 import pytest
 
-from engine.core.events import Tick, tick_id
-from engine.core.strategy import NS_PER_SECOND, SmaCross
+from engine.core.events import NS_PER_S, Tick, tick_id
+from engine.core.strategy import SmaCross
 from engine.proof import strategy
 from engine.proof.evidence import CheckStatus
 from engine.proof.properties import PROPERTIES, run_property
@@ -62,8 +62,8 @@ def ticks(prices: list[str]) -> list[Tick]:
             venue="binance",
             symbol="AAA",
             trade_id=n,
-            ts_event=t0 + n * NS_PER_SECOND,
-            ts_recv=t0 + n * NS_PER_SECOND + 1,
+            ts_event=t0 + n * NS_PER_S,
+            ts_recv=t0 + n * NS_PER_S + 1,
             price=Decimal(p),
             qty=Decimal(1),
         )

@@ -78,12 +78,8 @@ def test_sweep_ranks_every_combination_and_its_best_row_replays_alone(tmp_path: 
     # the best row, replayed alone with its parameters, reproduces the same figures
     best = rows[0]
     alone = tmp_path / "alone.db"
-    env = engine_env({sweep.env_name(k): v for k, v in best["params"].items()})
-    done = subprocess.run(
-        [sys.executable, "-m", "engine", "replay", str(REAL_CAPTURE), "--config", PAPER,
-         "--db", str(alone)],
-        capture_output=True, text=True, env=env, cwd=REPO, timeout=120, check=False,
-    )
+    env = {sweep.env_name(k): v for k, v in best["params"].items()}
+    done = run_engine(["replay", str(REAL_CAPTURE), "--config", PAPER, "--db", str(alone)], env)
     assert done.returncode == 0, done.stderr[-2000:]
     best_db = tmp_path / "a" / best["db"]
     assert _figures(alone) == _figures(best_db)

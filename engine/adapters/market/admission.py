@@ -45,7 +45,7 @@ from typing import Final
 from engine import logs
 from engine.adapters.market.dedup import Gap, Jump, TradeDedup
 from engine.config.schema import IngestSection
-from engine.core.events import Tick
+from engine.core.events import NS_PER_S, Tick
 from engine.counters import Counters
 
 # -- numbers --------------------------------------------------------------------------
@@ -204,7 +204,6 @@ REFUSAL_LOG_EVERY: Final = 1000
 """Log sampling, per reason (and for re-anchors): the first 10, then every 1,000th
 (all counted)."""
 
-_NS_PER_S: Final = 1_000_000_000
 _HUNDRED: Final = Decimal(100)
 _BAND_CONTEXT: Final = decimal.Context(prec=60)
 """Band limits are comparisons, not money: a 60-digit context holds every
@@ -283,7 +282,7 @@ class Admission:
         settings = AdmissionSettings() if settings is None else settings
         self._counters = counters
         self._subscribed = settings.subscribed
-        self._window_ns = round(settings.event_time_window_s * _NS_PER_S)
+        self._window_ns = round(settings.event_time_window_s * NS_PER_S)
         fraction = settings.price_band_pct / _HUNDRED
         quarter = fraction / 4
         self._factors = (_ONE - fraction, _ONE + fraction, _ONE - quarter, _ONE + quarter)
@@ -317,8 +316,8 @@ class Admission:
                 return refuse(
                     Refusal.EVENT_TIME,
                     tick,
-                    f"event time {-lag / _NS_PER_S:+.3f} s from receive time "
-                    f"(window {window / _NS_PER_S} s)",
+                    f"event time {-lag / NS_PER_S:+.3f} s from receive time "
+                    f"(window {window / NS_PER_S} s)",
                 )
             new, note = dedup_admit(tick.venue, tick.symbol, tick.trade_id)
             if not new:

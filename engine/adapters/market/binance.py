@@ -30,15 +30,14 @@ import msgspec
 from engine import logs
 from engine.adapters.market.admission import Refusal, parse_decimal, parse_price, parse_symbol
 from engine.adapters.market.decoding import MalformedMessage
-from engine.core.events import Tick
+from engine.core.events import NS_PER_MS, Tick
 
 VENUE: Final = "binance"
 TRADE_EVENT: Final = "trade"
-_MS_TO_NS: Final = 1_000_000
 _MISSING: Final = -1
 """Sentinel default of the integer fields (real values are never negative)."""
 MAX_ID: Final = 2**63 - 1
-MAX_TIME_MS: Final = MAX_ID // _MS_TO_NS
+MAX_TIME_MS: Final = MAX_ID // NS_PER_MS
 """Ids and times must fit SQLite's signed 64-bit INTEGER (times once in ns)."""
 
 _Id = Annotated[int, msgspec.Meta(le=MAX_ID)]
@@ -114,7 +113,7 @@ def decode(raw: bytes, ts_recv: int, /) -> Tick | None:
         venue=VENUE,
         symbol=symbol,
         trade_id=t,
-        ts_event=T * _MS_TO_NS,
+        ts_event=T * NS_PER_MS,
         ts_recv=ts_recv,
         price=price,
         qty=qty,

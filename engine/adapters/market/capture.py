@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Final, NamedTuple
 
 from engine.adapters.market.history import SHAPES, HistoryFormat, is_history_format, recogniser
+from engine.core.events import NS_PER_S
 from engine.exits import ConfigError
 
 READ_BLOCK_BYTES: Final = 1 << 20
@@ -68,7 +69,6 @@ MAX_TS_DIGITS: Final = len(str(MAX_TS_NS))
 """Longer digit runs are malformed before ``int()`` sees them: past 4,300 digits
 ``int()`` raises instead of returning (CPython's conversion limit)."""
 
-_NS_PER_S: Final = 1_000_000_000
 _NS_DIGITS: Final = 9
 _GZIP_WBITS: Final = 16 + zlib.MAX_WBITS  # gzip header and trailer
 
@@ -232,7 +232,7 @@ def parse_epoch_seconds(text: bytes) -> int:
     whole, _, frac = text.partition(b".")
     if not whole.isdigit() or len(whole) > MAX_TS_DIGITS or (frac and not frac.isdigit()):
         raise ValueError(f"not an epoch-seconds timestamp: {text[:40]!r}")
-    ns = int(whole) * _NS_PER_S + int(frac[:_NS_DIGITS].ljust(_NS_DIGITS, b"0"))
+    ns = int(whole) * NS_PER_S + int(frac[:_NS_DIGITS].ljust(_NS_DIGITS, b"0"))
     if ns > MAX_TS_NS:
         raise ValueError(f"epoch-seconds timestamp beyond 64 bits: {text[:40]!r}")
     return ns

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Final, NamedTuple
 
 from engine.adapters.market.admission import Refusal, parse_decimal, parse_price, parse_symbol
-from engine.core.events import Tick
+from engine.core.events import NS_PER_MS, NS_PER_S, NS_PER_US, Tick
 from engine.exits import ConfigError
 
 MAX_ID: Final = 2**63 - 1
@@ -54,9 +54,6 @@ MAX_FIELD_BYTES: Final = 256
 """A history line longer than this is malformed before it is split."""
 US_THRESHOLD: Final = 10**14
 """A Binance time at or above this is µs, below it ms (see the module docstring)."""
-_NS_PER_US: Final = 1_000
-_NS_PER_MS: Final = 1_000_000
-_NS_PER_S: Final = 1_000_000_000
 MAX_TIME_NS: Final = 2**63 - 1
 
 BINANCE_VENUE: Final = "binance"
@@ -164,7 +161,7 @@ def binance_name(path: Path) -> tuple[str, FileClock]:
             return symbol, NO_CLOCK
         start = calendar.timegm((year, month, int(day), 0, 0, 0))
         days = 1
-    return symbol, FileClock(start * _NS_PER_S, (start + days * 86_400) * _NS_PER_S)
+    return symbol, FileClock(start * NS_PER_S, (start + days * 86_400) * NS_PER_S)
 
 
 class BadRow(NamedTuple):
@@ -201,7 +198,7 @@ def _int(text: str) -> int:
 
 def _binance_ns(text: str) -> int:
     t = _int(text)
-    ns = t * _NS_PER_US if t >= US_THRESHOLD else t * _NS_PER_MS
+    ns = t * NS_PER_US if t >= US_THRESHOLD else t * NS_PER_MS
     if ns > MAX_TIME_NS:
         raise ValueError
     return ns
@@ -285,8 +282,8 @@ def _tardis_rows(lines: list[bytes]) -> tuple[list[Tick], list[BadRow], int]:
             continue
         try:
             trade_id = _int(raw_id)
-            ts_event = _int(t_event) * _NS_PER_US
-            ts_recv = _int(t_local) * _NS_PER_US
+            ts_event = _int(t_event) * NS_PER_US
+            ts_recv = _int(t_local) * NS_PER_US
             if ts_event > MAX_TIME_NS or ts_recv > MAX_TIME_NS:
                 raise ValueError
         except ValueError:

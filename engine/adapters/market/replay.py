@@ -77,7 +77,7 @@ from engine.adapters.market.capture import (
 from engine.adapters.market.decoding import Decoder, MalformedMessage
 from engine.adapters.market.history import history_format, is_history_format, row_decoder
 from engine.adapters.market.venues import decoder_for, detect_venue
-from engine.core.events import Tick
+from engine.core.events import NS_PER_S, Tick
 from engine.counters import Counters
 from engine.exits import ConfigError
 from engine.ports import TickBatch
@@ -97,8 +97,6 @@ VENUE_PROBE_MESSAGES: Final = 100
 HISTORY_BLOCK_BYTES: Final = 1 << 18
 """Bytes read per block of a history file. Merging keeps one decoded block of every
 file named in memory at once (~1.3 MB of ticks per file at this size)."""
-
-_NS_PER_S: Final = 1e9
 
 
 class ReplayStream:
@@ -160,7 +158,7 @@ class ReplayStream:
         admit = Admission(self._counters, self._admission).admit
         batch_size = self._batch_size
         paced = self._speed > 0
-        scale = 1.0 / (_NS_PER_S * self._speed) if paced else 0.0
+        scale = 1.0 / (NS_PER_S * self._speed) if paced else 0.0
         start = 0.0
         r0 = -1
         batch: list[Tick] = []
@@ -235,7 +233,7 @@ class ReplayStream:
         counters = self._counters
         batch_size = self._batch_size
         paced = self._speed > 0
-        scale = 1.0 / (_NS_PER_S * self._speed) if paced else 0.0
+        scale = 1.0 / (NS_PER_S * self._speed) if paced else 0.0
         start = now = 0.0
         r0 = -1
         decode: Decoder | None = None

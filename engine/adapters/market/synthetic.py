@@ -38,7 +38,7 @@ from engine.adapters.market import binance
 from engine.adapters.market.admission import Admission, AdmissionSettings, Refusal, count_refusal
 from engine.adapters.market.capture import format_capture_line
 from engine.adapters.market.decoding import MalformedMessage
-from engine.core.events import Tick
+from engine.core.events import NS_PER_MS, Tick
 from engine.counters import Counters
 from engine.exits import ConfigError
 from engine.ports import TickBatch
@@ -59,7 +59,6 @@ CAPTURE_WRITE_LINES: Final = 10_000
 CAPTURE_GZIP_LEVEL: Final = 1
 """Fast compression: a million-trade capture is written in seconds, not a minute."""
 
-_NS_PER_MS: Final = 1_000_000
 _QTY_UNITS: Final = 100_000  # 1 qty = 100,000 units of 0.00001
 SYMBOL_RE: Final = re.compile(r"[A-Za-z0-9]{1,32}")
 """What a synthetic symbol may be: it is written into Binance-shaped JSON and a
@@ -111,7 +110,7 @@ class _Walk:
         cents = max(cents, 1)
         self._cents[i] = cents
         units = ((r >> 14) & 0x1FFFF) % _QTY_UNITS + 1
-        t_ms = max(0, ts_recv // _NS_PER_MS - 1 - ((r >> 31) & 31))
+        t_ms = max(0, ts_recv // NS_PER_MS - 1 - ((r >> 31) & 31))
         trade_id = self._next_id[i]
         self._next_id[i] = trade_id + 1
         return (

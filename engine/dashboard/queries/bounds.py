@@ -18,5 +18,3 @@ MAX_POINTS: Final = 2000
 """Most points in a chart series. Larger ``points`` is a 400."""
 
 DEFAULT_POINTS: Final = 600
-
-NS_PER_S: Final = 1_000_000_000

@@ -13,7 +13,8 @@ from decimal import Context, Decimal
 from typing import Any, Final
 
 from engine.config.schema import StrategySection
-from engine.dashboard.queries.bounds import MAX_LIMIT, NS_PER_S
+from engine.core.events import NS_PER_S
+from engine.dashboard.queries.bounds import MAX_LIMIT
 
 MAX_BARS: Final = 20_000
 """Most strategy bars one price window may span. A wider window is a 400 naming the bound."""

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from engine.config.schema import StrategySection
-from engine.dashboard.queries.bounds import NS_PER_S
+from engine.core.events import NS_PER_S
 from engine.store.rows import column_names
 from engine.store.schema import HEARTBEAT_COLUMNS, RUN_COLUMNS, RUN_IDENTITY_COLUMNS
 
