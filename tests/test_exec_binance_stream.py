@@ -31,8 +31,10 @@ from engine.core.events import (
     Side,
     VenueFailure,
 )
+from engine.core.live_orders import LiveMode
 from engine.exits import ConfigError, NetworkBudgetExhausted
 from tests.fake_binance_rest import API_KEY, API_SECRET, FakeBinance
+from tests.live_support import live_book, place
 
 GUARD_S = 10.0
 FAST = StreamPolicy(backoff=replace(DEFAULT_POLICY, initial_s=0.01, max_s=0.05), max_failures=3)
@@ -58,6 +60,12 @@ class Stream:
     live: BinanceExecution
     receive: trio.MemoryReceiveChannel[list[Record]]
     send: trio.MemorySendChannel[list[Record]]
+    book: LiveMode
+
+    def track(self, order: Order) -> None:
+        """The core records and opens ``order`` in its book; the adapter maps it."""
+        place(self.book, order)
+        self.live.track(order)
 
     async def next_records(self) -> list[Record]:
         with trio.fail_after(GUARD_S):
@@ -78,8 +86,9 @@ async def stream(nursery: trio.Nursery) -> AsyncIterator[Stream]:
     async with httpx.AsyncClient() as client:
         rest = BinanceRest(base_url=fake.rest_url, credentials=credentials(), client=client,
                            wall_ms=wall_ms)  # fmt: skip
-        live = BinanceExecution(rest=rest, credentials=credentials())
-        yield Stream(fake, live, receive, send)
+        book = live_book()
+        live = BinanceExecution(rest=rest, credentials=credentials(), book=book)
+        yield Stream(fake, live, receive, send, book)
 
 
 async def start(s: Stream, nursery: trio.Nursery, policy: StreamPolicy = FAST) -> None:
@@ -106,7 +115,7 @@ def test_subscribe_request_signed_over_sorted_params() -> None:
 async def test_stream_fill_of_resting_order_arrives_as_records(
     stream: Stream, nursery: trio.Nursery
 ) -> None:
-    stream.live.track(ORDER)
+    stream.track(ORDER)
     with trio.fail_after(GUARD_S):
         await stream.live.submit(ORDER.order_id)
     await start(stream, nursery)
@@ -122,7 +131,7 @@ async def test_stream_fill_of_resting_order_arrives_as_records(
 async def test_stream_reconnect_reconciles_what_was_missed(
     stream: Stream, nursery: trio.Nursery
 ) -> None:
-    stream.live.track(ORDER)
+    stream.track(ORDER)
     with trio.fail_after(GUARD_S):
         await stream.live.submit(ORDER.order_id)
     await start(stream, nursery)
@@ -138,7 +147,7 @@ async def test_stream_reconnect_reconciles_what_was_missed(
 
 
 async def test_stream_duplicate_events_book_once(stream: Stream, nursery: trio.Nursery) -> None:
-    stream.live.track(ORDER)
+    stream.track(ORDER)
     with trio.fail_after(GUARD_S):
         await stream.live.submit(ORDER.order_id)
     await start(stream, nursery)
@@ -158,7 +167,7 @@ async def test_stream_bad_key_is_a_config_error(nursery: trio.Nursery) -> None:
     async with httpx.AsyncClient() as client:
         rest = BinanceRest(base_url=fake.rest_url, credentials=credentials("wrong"),
                            client=client, wall_ms=wall_ms)  # fmt: skip
-        live = BinanceExecution(rest=rest, credentials=credentials("wrong"))
+        live = BinanceExecution(rest=rest, credentials=credentials("wrong"), book=live_book())
         with (
             trio.fail_after(GUARD_S),
             pytest.RaisesGroup(ConfigError, allow_unwrapped=True, flatten_subgroups=True),
