@@ -23,11 +23,13 @@ from engine.adapters.binance_spot.execution import (
 from engine.adapters.binance_spot.rest import BinanceRest, VenueCallError
 from engine.adapters.binance_spot.signing import client_order_id
 from engine.config.schema import Config, EngineSection, LiveSection, Mode
+from engine.core.booking import OrderBook
 from engine.core.events import (
     FailureKind,
     Fill,
     Order,
     OrderEvent,
+    OrderState,
     OrderType,
     Record,
     Side,
@@ -62,6 +64,8 @@ class Venue:
     fake: FakeBinance
     live: BinanceExecution
     book: LiveMode
+    orders: OrderBook
+    """The core's one order book that ``book`` (the LIVE policy) books into."""
     sleeps: list[float] = field(default_factory=list)
 
     async def place(self, order: Order) -> list[Record]:
@@ -96,12 +100,13 @@ async def venue(nursery: trio.Nursery) -> AsyncIterator[Venue]:
             base_url=fake.rest_url, credentials=credentials(), client=client,
             wall_ms=lambda: time.time_ns() // 1_000_000, timeout_s=REQUEST_TIMEOUT_S,
         )  # fmt: skip
-        book = live_book()
+        orders = OrderBook()
+        book = live_book(orders)
         live = BinanceExecution(
             rest=rest, credentials=credentials(), book=book,
             policy=LivePolicy(backoff=replace(DEFAULT_POLICY, initial_s=0.01)), sleep=sleep,
         )  # fmt: skip
-        yield Venue(fake, live, book, sleeps)
+        yield Venue(fake, live, book, orders, sleeps)
 
 
 def states(records: list[Record]) -> list[str]:
@@ -139,6 +144,20 @@ async def test_submit_filled_books_fill_from_response(venue: Venue) -> None:
     assert fill.fee == Decimal("0.1")  # 0.1 % of 100 USDT, charged in USDT
     assert conserves(fill.cash_delta, fill.position_delta, fill.price, fill.fee)
     assert failures(records) == []
+
+
+async def test_submit_answer_is_booked_in_the_core_book_when_submit_returns(venue: Venue) -> None:
+    # One book: the adapter reports the venue's answer into the core's book as it
+    # arrives; the records it returns are the ones the book produced.
+    venue.fake.new_order_plan.append(Behaviour.PARTIAL)
+    with trio.fail_after(GUARD_S):
+        records = await venue.place(make_order())
+    oid = make_order().order_id
+    ledger = venue.orders.ledger
+    assert ledger.position("BTCUSDT") == sum(f.position_delta for f in fills(records))
+    assert ledger.fill_count == len(fills(records)) == 1
+    assert venue.book.state_of(oid) is OrderState.PARTIALLY_FILLED
+    assert venue.orders.open_orders[oid].leaves_qty == Decimal("0.001")  # with its fill
 
 
 async def test_submit_partial_fill_then_rest(venue: Venue) -> None:
