@@ -199,6 +199,30 @@ def test_report_overfill_books_nothing_of_it(book: Book) -> None:
     assert book.held() == 0 and book.live.state_of(OID) is OrderState.SUBMITTED
 
 
+@pytest.mark.parametrize(
+    ("qty", "price", "commission", "cum"),
+    [
+        ("0", "50000", "0", "0"),
+        ("-0.001", "50000", "0", "0"),
+        ("NaN", "50000", "0", "0.001"),
+        ("0.001", "0", "0", "0.001"),
+        ("0.001", "Infinity", "0", "0.001"),
+        ("0.001", "50000", "sNaN", "0.001"),
+        ("0.001", "50000", "0", "NaN"),
+    ],
+)
+def test_report_with_numbers_no_order_can_hold_is_refused(
+    book: Book, qty: str, price: str, commission: str, cum: str
+) -> None:
+    bad = TradeInfo(
+        1, Decimal(qty), Decimal(price), Decimal(commission), fee_asset("BTCUSDT", "USDT"), 1
+    )
+    rep = VenueReport(OID, VenueState.WORKING, 5, Decimal(cum), trades=(bad,))
+    applied = book.live.apply_venue([rep])
+    assert applied.records == [] and len(applied.inconsistent) == 1
+    assert book.held() == 0 and book.live.state_of(OID) is OrderState.SUBMITTED
+
+
 def test_report_unknown_client_id_flagged(book: Book) -> None:
     applied = book.apply(VenueReport("ord:someone-else", VenueState.WORKING, 1, Decimal(0)))
     assert applied.unknown and applied.records == []

@@ -299,10 +299,12 @@ class LiveMode:
         """Book one report (the module docstring's rules).
 
         *Error handling:* ``InconsistentReport``, before anything is booked, when
-        its new trades would overfill the order.
+        its new trades would overfill the order, or a quantity, price or commission
+        is not a finite number (or a trade's quantity or price not positive).
         """
         out = Applied()
         order_id = report.order_id
+        _refuse_implausible(report)
         order = self._book.open_orders.get(order_id)
         if order is None:
             if order_id not in self._held:
@@ -378,3 +380,16 @@ class LiveMode:
         self.fill_ids.add(fill.fill_id)
         if unpriced:
             out.unpriced.append(fill.fill_id)
+
+
+def _refuse_implausible(report: VenueReport) -> None:
+    """Refuse numbers no order can hold, before any comparison could raise on them."""
+    if not report.cum_qty.is_finite() or report.cum_qty < ZERO:
+        raise InconsistentReport(f"{report.order_id}: cumulative quantity {report.cum_qty}")
+    for trade in report.trades:
+        finite = all(d.is_finite() for d in (trade.qty, trade.price, trade.commission))
+        if not (finite and trade.qty > ZERO and trade.price > ZERO):
+            raise InconsistentReport(
+                f"{report.order_id}: venue trade {trade.trade_id} of {trade.qty} @ "
+                f"{trade.price}, commission {trade.commission}"
+            )
