@@ -300,3 +300,19 @@ def test_execution_report_cancel_uses_original_client_id() -> None:
     assert (rep.order_id, rep.state, rep.reason) == (OID, VenueState.CANCELED, "venue: CANCELED")
     assert rep.trades == ()
     assert rep.ts_event == 3_000_000
+
+
+@pytest.mark.parametrize("last_qty", ["sNaN", "NaN", "Infinity"])
+def test_execution_report_with_a_quantity_not_a_number_is_refused_not_a_crash(
+    book: Book, last_qty: str
+) -> None:
+    raw = (
+        b'{"e":"executionReport","E":1,"s":"BTCUSDT","c":"' + CID.encode() + b'","S":"BUY",'
+        b'"o":"LIMIT","q":"0.002","p":"50000","x":"TRADE","X":"PARTIALLY_FILLED","r":"NONE",'
+        b'"i":5,"l":"' + last_qty.encode() + b'","z":"0.001","L":"50000","n":"0","N":null,'
+        b'"T":3,"t":9}'
+    )
+    rep = report_from_execution(OID, execution_report_decoder.decode(raw))
+    applied = book.live.apply_venue([rep])
+    assert applied.records == [] and len(applied.inconsistent) == 1
+    assert book.held() == 0

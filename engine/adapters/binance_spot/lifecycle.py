@@ -70,7 +70,12 @@ def status_reason(status: VenueStatus, reason: str) -> str:
 def report_from_execution(order_id: str, er: ExecutionReport) -> VenueReport:
     """A user-stream ``executionReport`` about ``order_id`` (its client id, mapped)."""
     trades: tuple[TradeInfo, ...] = ()
-    if er.exec_type == "TRADE" and er.trade_id >= 0 and er.last_qty > ZERO:
+    # A quantity that is not a number is handed on: the book refuses the report whole.
+    if (
+        er.exec_type == "TRADE"
+        and er.trade_id >= 0
+        and (not er.last_qty.is_finite() or er.last_qty > ZERO)
+    ):
         trades = (
             TradeInfo(
                 trade_id=er.trade_id,
