@@ -26,7 +26,6 @@ from engine.core.booking import order_record
 from engine.core.events import Fill, Order, OrderEvent, Record, VenueFailure
 from engine.core.execution import Execution
 from engine.core.live_orders import CancelOrder, Intent, SubmitOrder
-from engine.core.restored import RestoredState
 from engine.counters import Counters
 from engine.exits import Overload
 from engine.ports import Persistence, RecordBatch, WriteResult
@@ -117,14 +116,12 @@ class LiveVenue:
         core: Execution,
         credentials: Credentials,
         counters: Counters,
-        restored: RestoredState | None = None,
         stream_policy: StreamPolicy | None = None,
     ) -> None:
         self._config = config
         self._core = core
         self._credentials = credentials
         self._counters = counters
-        self._restored = RestoredState() if restored is None else restored
         self._stream_policy = StreamPolicy() if stream_policy is None else stream_policy
         self._intent_send, self._intent_recv = trio.open_memory_channel[list[Intent]](
             INTENT_QUEUE_BATCHES
