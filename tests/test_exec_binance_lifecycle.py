@@ -209,6 +209,7 @@ def test_report_overfill_books_nothing_of_it(book: Book) -> None:
         ("0.001", "Infinity", "0", "0.001"),
         ("0.001", "50000", "sNaN", "0.001"),
         ("0.001", "50000", "0", "NaN"),
+        ("0.001", "1" + "7" * 90, "0", "0.001"),  # too long to book exactly (EXACT: 80 digits)
     ],
 )
 def test_report_with_numbers_no_order_can_hold_is_refused(

@@ -37,6 +37,7 @@ Either way ``cash_delta + position_delta * price + fee == 0`` holds exactly (I4)
 
 from __future__ import annotations
 
+import decimal
 import enum
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -55,7 +56,7 @@ from engine.core.events import (
     VenueFailure,
 )
 from engine.core.orders import TERMINAL, OrderAction, WorkingOrder
-from engine.core.sizing import EXACT, ZERO
+from engine.core.sizing import EXACT, ZERO, conserves
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,8 +186,15 @@ class VenueBook(Protocol):
     def open_order_ids(self) -> list[str]: ...
 
 
-def fill_amounts(side: Side, trade: TradeInfo) -> tuple[Decimal, Decimal, Decimal, bool]:
-    """``(position_delta, cash_delta, fee, unpriced)`` of one venue trade (module docstring)."""
+Amounts = tuple[Decimal, Decimal, Decimal, bool]
+"""``(position_delta, cash_delta, fee, unpriced)`` of one venue trade."""
+
+
+def fill_amounts(side: Side, trade: TradeInfo) -> Amounts:
+    """``(position_delta, cash_delta, fee, unpriced)`` of one venue trade (module docstring).
+
+    *Error handling:* ``decimal.Inexact`` when a value is too long to compute exactly.
+    """
     signed = trade.qty if side is Side.BUY else EXACT.minus(trade.qty)
     unpriced = False
     if trade.commission == ZERO or trade.fee_asset is FeeAsset.QUOTE:
@@ -310,9 +318,8 @@ class LiveMode:
             if order_id not in self._held:
                 out.unknown.append(order_id)
             return out  # closed already: a late duplicate changes nothing
-        trades = self._new_trades(order, report.trades)
-        for trade in trades:
-            self._book_trade(order, trade, out)
+        for trade, amounts in self._new_trades(order, report.trades):
+            self._book_trade(order, trade, amounts, out)
         if order.state in TERMINAL:
             self._cancelling.discard(order_id)  # filled: the book closed it
             return out
@@ -331,9 +338,12 @@ class LiveMode:
             self._end(order, _REFUSING[state], report, out)
         return out
 
-    def _new_trades(self, order: WorkingOrder, trades: Iterable[TradeInfo]) -> list[TradeInfo]:
-        """The trades of ``order`` not booked yet, once each, by trade id; refused whole when
-        they would overfill it."""
+    def _new_trades(
+        self, order: WorkingOrder, trades: Iterable[TradeInfo]
+    ) -> list[tuple[TradeInfo, Amounts]]:
+        """The trades of ``order`` not booked yet, once each, by trade id, with their
+        ``fill_amounts``; refused whole when they would overfill it or one cannot be
+        booked exactly (a value too long for ``EXACT``)."""
         new: dict[int, TradeInfo] = {}
         for trade in trades:
             if venue_fill_id(order.order_id, trade.trade_id) not in self.fill_ids:
@@ -347,7 +357,20 @@ class LiveMode:
                     f"the remaining {remaining}"
                 )
             remaining = EXACT.subtract(remaining, trade.qty)
-        return [new[trade_id] for trade_id in sorted(new)]
+        booked: list[tuple[TradeInfo, Amounts]] = []
+        for trade_id in sorted(new):
+            trade = new[trade_id]
+            try:
+                amounts = fill_amounts(order.side, trade)
+            except decimal.DecimalException:
+                amounts = None
+            if amounts is None or not conserves(amounts[1], amounts[0], trade.price, amounts[2]):
+                raise InconsistentReport(
+                    f"{order.order_id}: venue trade {trade_id} ({trade.qty} @ {trade.price}, "
+                    f"commission {trade.commission}) cannot be booked exactly"
+                )
+            booked.append((trade, amounts))
+        return booked
 
     def _end(
         self, order: WorkingOrder, action: OrderAction, report: VenueReport, out: Applied
@@ -360,9 +383,11 @@ class LiveMode:
         if order.state is OrderState.SUBMITTED:
             out.records.append(order.transition(OrderAction.ACCEPT, ts_event, "venue: accepted"))
 
-    def _book_trade(self, order: WorkingOrder, trade: TradeInfo, out: Applied) -> None:
+    def _book_trade(
+        self, order: WorkingOrder, trade: TradeInfo, amounts: Amounts, out: Applied
+    ) -> None:
         self._accept(order, trade.ts_event, out)
-        position_delta, cash_delta, fee, unpriced = fill_amounts(order.side, trade)
+        position_delta, cash_delta, fee, unpriced = amounts
         fill = Fill(
             fill_id=venue_fill_id(order.order_id, trade.trade_id),
             order_id=order.order_id,
