@@ -22,7 +22,6 @@ from engine.config.schema import Config, Mode, Source
 from engine.config.strategies import user_class_of
 from engine.core.choice import build_strategy
 from engine.core.execution import Execution
-from engine.core.restored import RestoredState
 from engine.counters import Counters
 from engine.exits import ConfigError
 from engine.ports import MarketDataStream, VenueLink
@@ -101,7 +100,6 @@ def build_venue(
     execution: Execution,
     credentials: Credentials | None,
     counters: Counters,
-    restored: RestoredState,
 ) -> VenueLink | None:
     """The link to the real venue: LIVE only, after the gate (never built in SHADOW/PAPER, I1)."""
     if credentials is None:
@@ -113,7 +111,6 @@ def build_venue(
         core=execution,
         credentials=credentials,
         counters=counters,
-        restored=restored,
     )
 
 
@@ -190,7 +187,7 @@ def run_with(
             strategy=strategy,
             execution=execution,
             store=store,
-            venue=build_venue(config, execution, credentials, counters, restored),
+            venue=build_venue(config, execution, credentials, counters),
             record_start=record_start,
         )
         logs.info(

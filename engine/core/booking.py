@@ -4,8 +4,9 @@
 ledger of fills -- and is the one place that turns "this order filled ``qty``
 at ``price``" or "its remainder is cancelled" into the ``OrderEvent`` / ``Fill``
 records to persist *and* the matching change in memory, so SHADOW's immediate
-fill and PAPER's fills against the tape cannot book differently. LIVE books
-the venue's own records through ``engine.core.live_orders`` into the same book.
+fill, PAPER's fills against the tape and LIVE's venue trades cannot book
+differently. In LIVE it is the only order book: ``engine.core.live_orders``
+turns the venue's reports into bookings here (docs/execution.md, "LIVE").
 
 Ids are deterministic (I3): ``order_id = "ord:" + signal_id`` (also the
 client order id), ``veto_id = "veto:" + signal_id``. A fill id names what
@@ -92,9 +93,7 @@ class OrderBook:
         fee_bps: Decimal,
         out: list[Record],
     ) -> Fill:
-        """Book one simulated fill of ``qty`` at ``price``: its transition, the ``Fill``, the
-        ledger. A fill that completes the order also closes it."""
-        action = fill_action(order, qty)
+        """Book one simulated fill of ``qty`` at ``price`` (SHADOW, PAPER): see ``book``."""
         fee = fee_for(qty, price, fee_bps)
         position_delta = position_delta_for(order.side, qty)
         fill = Fill(
@@ -109,13 +108,18 @@ class OrderBook:
             position_delta=position_delta,
             ts_event=ts_event,
         )
-        out.append(order.transition(action, ts_event, f"{reason}: {qty} @ {price}", qty))
+        self.book(order, fill, f"{reason}: {qty} @ {price}", out)
+        return fill
+
+    def book(self, order: WorkingOrder, fill: Fill, reason: str, out: list[Record]) -> None:
+        """Book ``fill`` of ``order`` -- every mode's one way: its transition, the ``Fill``,
+        the ledger, in that order. A fill that completes the order also closes it."""
+        out.append(order.transition(fill_action(order, fill.qty), fill.ts_event, reason, fill.qty))
         out.append(fill)
         order.fills += 1
         self.ledger.apply(fill)
         if order.state is OrderState.FILLED:
             self.open_orders.pop(order.order_id, None)
-        return fill
 
     def cancel_remainder(
         self, order: WorkingOrder, ts_event: int, reason: str, out: list[Record]

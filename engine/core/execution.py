@@ -30,9 +30,19 @@ from typing import Final
 from engine.config.schema import Config, Mode, OrderTypeName
 from engine.core import exposure
 from engine.core.booking import OrderBook, order_id_for, order_record, veto_id_for
-from engine.core.events import NS_PER_S, OrderType, Record, Side, Signal, Tick, TradingState, Veto
+from engine.core.events import (
+    NS_PER_S,
+    OrderType,
+    Record,
+    Side,
+    Signal,
+    Tick,
+    TradingState,
+    VenueFailure,
+    Veto,
+)
 from engine.core.ledger import Ledger
-from engine.core.live_orders import Intent, LiveMode
+from engine.core.live_orders import Applied, Intent, LiveMode, VenueBook, VenueReport
 from engine.core.modes import ModePolicy, ShadowMode
 from engine.core.orders import WorkingOrder
 from engine.core.paper import PaperMode
@@ -198,15 +208,19 @@ class Execution:
         ``[]`` in SHADOW and PAPER."""
         return self._policy.take_intents()
 
-    def apply_venue(self, records: Iterable[Record]) -> list[Record]:
-        """LIVE: book what the venue said; return the records that changed anything here.
+    def apply_venue(self, items: Iterable[VenueReport | VenueFailure]) -> Applied:
+        """LIVE: book what the venue said (``LiveMode.apply_venue``); ``TypeError`` in SHADOW
+        and PAPER, which have no venue to answer."""
+        return self._policy.apply_venue(items)
 
-        Transitions are adopted by ``seq``, fills booked once by ``fill_id``;
-        applying the same records again returns ``[]``. See ``LiveMode.apply_venue``
-        (its *Error handling*: ``ValueError`` for an inconsistent event; ``TypeError``
-        in SHADOW and PAPER, which have no venue to answer).
-        """
-        return self._policy.apply_venue(records)
+    @property
+    def venue_book(self) -> VenueBook:
+        """LIVE: the one order book as the venue adapter sees it (it reports into it and
+        reads it, never changes an order itself); ``TypeError`` in SHADOW and PAPER."""
+        policy = self._policy
+        if not isinstance(policy, LiveMode):
+            raise TypeError(f"{policy.order_mode} has no venue to report into the book")
+        return policy
 
     # -- exposure ---------------------------------------------------------------
 

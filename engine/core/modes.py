@@ -28,8 +28,8 @@ from typing import Final, Protocol
 
 from engine.config.schema import ExecutionSection, Mode
 from engine.core.booking import OrderBook
-from engine.core.events import Fill, Order, Record, Tick
-from engine.core.live_orders import Intent
+from engine.core.events import Fill, Order, Record, Tick, VenueFailure
+from engine.core.live_orders import Applied, Intent, VenueReport
 from engine.core.orders import OrderAction, WorkingOrder
 
 
@@ -85,8 +85,8 @@ class ModePolicy(Protocol):
         """What to do at the venue since the last call (empties the outbox)."""
         ...
 
-    def apply_venue(self, records: Iterable[Record]) -> list[Record]:
-        """Book what the venue said; return the records that changed anything."""
+    def apply_venue(self, items: Iterable[VenueReport | VenueFailure]) -> Applied:
+        """Book what the venue said; return what it produced (LIVE only)."""
         ...
 
 
@@ -109,7 +109,7 @@ class SimulatedMode:
     def take_intents(self) -> list[Intent]:
         return []
 
-    def apply_venue(self, records: Iterable[Record]) -> list[Record]:
+    def apply_venue(self, items: Iterable[VenueReport | VenueFailure]) -> Applied:
         raise TypeError("a simulated venue (SHADOW, PAPER) has no venue to answer")
 
 

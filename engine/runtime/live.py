@@ -10,9 +10,7 @@ Started only in ``mode = "live"`` after gate G1; never imported in SHADOW or PAP
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from typing import Final
 
 import httpx
@@ -24,10 +22,10 @@ from engine.adapters.binance_spot.execution import BinanceExecution, build_live_
 from engine.adapters.binance_spot.signing import client_order_id
 from engine.adapters.binance_spot.user_stream import StreamPolicy, run_user_stream
 from engine.config.schema import Config
+from engine.core.booking import order_record
 from engine.core.events import Fill, Order, OrderEvent, Record, VenueFailure
 from engine.core.execution import Execution
 from engine.core.live_orders import CancelOrder, Intent, SubmitOrder
-from engine.core.restored import RestoredState
 from engine.counters import Counters
 from engine.exits import Overload
 from engine.ports import Persistence, RecordBatch, WriteResult
@@ -40,9 +38,10 @@ uses ``send_nowait``, and a full queue (the venue hundreds of batches behind)
 stops the engine with OVERLOAD (13) instead of losing an order or a cancel."""
 
 RESULT_QUEUE_BATCHES: Final = 64
-"""sender + user stream -> forwarder: lists of venue records. Never dropped: the
-producers await ``send`` (they are venue-paced, and the forwarder only applies
-records to the core and queues them for persistence)."""
+"""sender + user stream -> forwarder: lists of the records the core's book produced
+from the venue's answers, and the adapter's ``VenueFailure``s. Never dropped: the
+producers await ``send`` (they are venue-paced, and the forwarder only counts, logs
+and queues them for persistence)."""
 
 LIVE_PERSIST_BATCH_AGE_S: Final = 0.02
 """Persistence flush age in LIVE (SHADOW/PAPER: ``engine.store.task.PERSIST_BATCH_AGE_S``).
@@ -117,14 +116,12 @@ class LiveVenue:
         core: Execution,
         credentials: Credentials,
         counters: Counters,
-        restored: RestoredState | None = None,
         stream_policy: StreamPolicy | None = None,
     ) -> None:
         self._config = config
         self._core = core
         self._credentials = credentials
         self._counters = counters
-        self._restored = RestoredState() if restored is None else restored
         self._stream_policy = StreamPolicy() if stream_policy is None else stream_policy
         self._intent_send, self._intent_recv = trio.open_memory_channel[list[Intent]](
             INTENT_QUEUE_BATCHES
@@ -174,7 +171,9 @@ class LiveVenue:
         open orders from earlier runs are reconciled.
         """
         async with records, self._intent_recv, httpx.AsyncClient() as client:
-            adapter = build_live_execution(self._config, client, credentials=self._credentials)
+            adapter = build_live_execution(
+                self._config, client, book=self._core.venue_book, credentials=self._credentials
+            )
             self._restore(adapter)
             result_send, result_recv = trio.open_memory_channel[list[Record]](RESULT_QUEUE_BATCHES)
             async with trio.open_nursery() as nursery:
@@ -185,7 +184,7 @@ class LiveVenue:
                     "live_venue_ready",
                     rest_url=self._config.live.rest_url,
                     ws_url=self._config.live.ws_url,
-                    open_orders=adapter.book.open_order_ids(),
+                    open_orders=adapter.open_order_ids(),
                 )
                 task_status.started()
                 async with result_send:
@@ -197,15 +196,11 @@ class LiveVenue:
     # -- tasks ---------------------------------------------------------------------
 
     def _restore(self, adapter: BinanceExecution) -> None:
-        """Hand the adapter the LIVE orders the core resumed (``Execution.restore`` chose
-        them), each with the venue trades already booked for it, to reconcile."""
-        fills_by_order: dict[str, list[str]] = {}
-        for fill in self._restored.fills:
-            fills_by_order.setdefault(fill.order_id, []).append(fill.fill_id)
+        """Map the LIVE orders the core resumed (``Execution.restore`` chose them; the
+        book holds them and the venue trades already booked) for ``reconcile``."""
+        mode = self._core.mode
         for order in self._core.open_orders.values():
-            # A copy: the adapter's transitions reach the core only through apply_venue,
-            # together with their fills (I2), never by sharing the object.
-            adapter.restore(replace(order), fills_by_order.get(order.order_id, []))
+            adapter.track(order_record(order, mode))
 
     async def _stream(
         self,
@@ -232,19 +227,21 @@ class LiveVenue:
         results: trio.MemoryReceiveChannel[list[Record]],
         records: trio.MemorySendChannel[RecordBatch],
     ) -> None:
-        """Venue records -> the core -> persistence (all of them: inserts are idempotent)."""
+        """What the core's book produced from the venue's answers -> persistence.
+
+        The adapter reported each answer into the book as it came (the book changed
+        the order and the ledger together, I2); this only counts, logs and persists.
+        """
         async with results:
             async for batch in results:
-                changed = self._core.apply_venue(batch)
-                self._note(batch, changed)
+                self._note(batch)
                 await send_or_overload(records, list(batch), "record")
 
-    def _note(self, batch: list[Record], changed: list[Record]) -> None:
+    def _note(self, batch: list[Record]) -> None:
         for record in batch:
             if type(record) is VenueFailure:
                 self._counters.venue_failures += 1
-        for record in changed:
-            if type(record) is OrderEvent:
+            elif type(record) is OrderEvent:
                 logs.info(
                     "live_order_event",
                     order_id=record.order_id,
@@ -284,12 +281,11 @@ class LiveVenue:
     async def _submit(
         self, adapter: BinanceExecution, order: Order, *, stopping: bool
     ) -> list[Record]:
-        # The core recorded (and persisted) Order + SUBMITTED; the adapter's copy of them
-        # is not needed -- only its tracking of the order at the venue (docs/execution.md).
+        # The core recorded Order + SUBMITTED and holds the order; the adapter maps it.
         adapter.track(order)
         if stopping:
             logs.warning("live_order_not_sent", order_id=order.order_id, reason="draining")
-            return adapter.book.give_up(order.order_id, time.time_ns(), NOT_SENT_REASON)
+            return adapter.give_up(order.order_id, NOT_SENT_REASON)
         assert self._write_ahead is not None, "persistence() is called before run()"
         await self._write_ahead.wait_durable(order.order_id)
         logs.info(
@@ -315,7 +311,7 @@ class LiveVenue:
         self, adapter: BinanceExecution, results: trio.MemorySendChannel[list[Record]]
     ) -> None:
         """Drain: cancel every order still open at the venue (bounded, see DRAIN_CANCEL_SHARE)."""
-        open_ids = adapter.book.open_order_ids()
+        open_ids = adapter.open_order_ids()
         if not open_ids:
             return
         bound_s = self._config.engine.drain_timeout_s * DRAIN_CANCEL_SHARE
@@ -328,6 +324,6 @@ class LiveVenue:
         if bounded.cancelled_caught:
             logs.error(
                 "live_drain_cancel_incomplete",
-                still_open=adapter.book.open_order_ids(),
+                still_open=adapter.open_order_ids(),
                 bound_s=bound_s,
             )

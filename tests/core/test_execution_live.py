@@ -1,9 +1,9 @@
 """The execution core in LIVE mode: the same risk chain and ledger, the venue outside.
 
-Venue records are produced the way the LIVE adapter produces them: by its pure
-half, ``engine.adapters.binance_spot.lifecycle.LiveBook``, fed with venue
-reports -- so the core is tested against the exact ``OrderEvent``/``Fill``
-shapes it will see. No I/O anywhere in this file.
+The venue's answers reach the core the way the LIVE adapter hands them over:
+as ``VenueReport``s made by its wire -> report half
+(``engine.adapters.binance_spot.lifecycle``), which the core's one order book
+turns into ``OrderEvent``s and ``Fill``s. No I/O anywhere in this file.
 """
 
 from __future__ import annotations
@@ -12,13 +12,11 @@ from collections import defaultdict
 from decimal import Decimal
 
 import msgspec
-import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from engine.adapters.binance_spot.lifecycle import LiveBook, TradeInfo, VenueReport
-from engine.adapters.binance_spot.signing import client_order_id
+from engine.adapters.binance_spot.lifecycle import STATES, fee_asset, status_reason
 from engine.adapters.binance_spot.wire import VenueStatus
 from engine.config.schema import (
     Config,
@@ -44,7 +42,7 @@ from engine.core.events import (
     VetoReason,
 )
 from engine.core.execution import Execution
-from engine.core.live_orders import CancelOrder, SubmitOrder
+from engine.core.live_orders import CancelOrder, SubmitOrder, TradeInfo, VenueReport, VenueState
 from engine.core.restored import RestoredOrder, RestoredState
 from engine.core.sizing import conserves
 
@@ -102,48 +100,66 @@ def signal(t: Tick, side: Side) -> Signal:
 
 
 class Venue:
-    """The adapter's pure half, driven by hand: what the venue says about each order."""
+    """The venue, driven by hand: what it says about each order, as the adapter reports it."""
 
     def __init__(self) -> None:
-        self.book = LiveBook()
         self.orders: dict[str, Order] = {}
+        self.cum: dict[str, Decimal] = {}
+        """What the venue counts as filled, per order."""
+        self.said: set[str] = set()
+        """Orders the venue has said anything about (it placed them)."""
+        self.ended: set[str] = set()
         self.next_trade = 1
 
     def take(self, ex: Execution) -> list[CancelOrder]:
-        """Track every submit intent; return the cancel intents."""
+        """Place every submit intent; return the cancel intents."""
         cancels = []
         for intent in ex.take_intents():
             if isinstance(intent, SubmitOrder):
-                self.book.add(intent.order, "tracked")
                 self.orders[intent.order.order_id] = intent.order
+                self.cum[intent.order.order_id] = Decimal(0)
             else:
                 cancels.append(intent)
         return cancels
 
+    def open_order_ids(self) -> list[str]:
+        return sorted(oid for oid in self.orders if oid not in self.ended)
+
+    def leaves(self, order_id: str) -> Decimal:
+        return self.orders[order_id].qty - self.cum[order_id]
+
     def report(
         self, order_id: str, status: VenueStatus, fill_qty: str | None = None, price: str = "50000"
-    ) -> list[Record]:
-        working = self.book.get(order_id)
+    ) -> list[VenueReport]:
         trades: tuple[TradeInfo, ...] = ()
-        cum = working.filled_qty
         if fill_qty is not None:
             qty = Decimal(fill_qty)
             trades = (
                 TradeInfo(self.next_trade, qty, Decimal(price), qty * Decimal(price) / 1000,
-                          "USDT", T0 + self.next_trade * MS),
+                          fee_asset(SYMBOL, "USDT"), T0 + self.next_trade * MS),
             )  # fmt: skip
             self.next_trade += 1
-            cum += qty
-        applied = self.book.apply(
+            self.cum[order_id] += qty
+        self.said.add(order_id)
+        if status in (VenueStatus.FILLED, VenueStatus.CANCELED, VenueStatus.REJECTED):
+            self.ended.add(order_id)
+        return [
             VenueReport(
-                client_id=client_order_id(order_id),
-                status=status,
+                order_id=order_id,
+                state=STATES[status],
                 ts_event=T0 + self.next_trade * MS,
-                cum_qty=cum,
+                cum_qty=self.cum[order_id],
+                reason=status_reason(status, ""),
                 trades=trades,
             )
-        )
-        return applied.records
+        ]
+
+
+def booked(ex: Execution, reports: list[VenueReport]) -> list[Record]:
+    """What the core's book produced from ``reports`` (and nothing refused or unknown)."""
+    applied = ex.apply_venue(reports)
+    assert applied.inconsistent == [] and applied.unknown == []
+    return applied.records
 
 
 def buy(ex: Execution, n: int, price: str = "50000") -> list[Record]:
@@ -186,9 +202,9 @@ def test_live_venue_fill_books_the_ledger_and_closes_the_order() -> None:
     buy(ex, 1)
     venue.take(ex)
     oid = "ord:sig:binance:BTCUSDT:1"
-    records = venue.report(oid, VenueStatus.FILLED, "0.00199")
-    changed = ex.apply_venue(records)
-    assert changed == records  # ACCEPTED, FILLED, the fill: all new
+    reports = venue.report(oid, VenueStatus.FILLED, "0.00199")
+    records = booked(ex, reports)  # ACCEPTED, FILLED, the fill: all new
+    assert booked(ex, reports) == []
     assert [r.state for r in records if isinstance(r, OrderEvent)] == [
         OrderState.ACCEPTED, OrderState.FILLED,
     ]  # fmt: skip
@@ -204,11 +220,12 @@ def test_live_duplicate_venue_records_change_nothing() -> None:
     venue.take(ex)
     oid = "ord:sig:binance:BTCUSDT:1"
     first = venue.report(oid, VenueStatus.PARTIALLY_FILLED, "0.001")
-    ex.apply_venue(first)
+    first += venue.report(oid, VenueStatus.PARTIALLY_FILLED)
+    booked(ex, first)
     before = (ex.ledger.cash, ex.ledger.fill_count, ex.ledger.position(SYMBOL))
     order_before = (ex.open_orders[oid].state, ex.open_orders[oid].filled_qty)
-    assert ex.apply_venue(first) == []
-    assert ex.apply_venue(list(reversed(first))) == []
+    assert booked(ex, first) == []
+    assert booked(ex, list(reversed(first))) == []
     assert (ex.ledger.cash, ex.ledger.fill_count, ex.ledger.position(SYMBOL)) == before
     assert (ex.open_orders[oid].state, ex.open_orders[oid].filled_qty) == order_before
 
@@ -220,34 +237,36 @@ def test_live_events_out_of_order_adopt_the_latest_and_ignore_the_older() -> Non
     oid = "ord:sig:binance:BTCUSDT:1"
     accepted = venue.report(oid, VenueStatus.NEW)
     filled = venue.report(oid, VenueStatus.FILLED, "0.00199")
-    assert ex.apply_venue(filled) == filled  # the stream overtook the submit response
+    records = booked(ex, filled)  # the stream overtook the submit response
+    assert [r.state for r in records if isinstance(r, OrderEvent)] == [
+        OrderState.ACCEPTED, OrderState.FILLED,
+    ]  # fmt: skip
     assert ex.open_orders == {}
-    assert ex.apply_venue(accepted) == []  # older: persisted by the caller, changes nothing
+    assert booked(ex, accepted) == []  # older: changes nothing
     assert ex.ledger.position(SYMBOL) == Decimal("0.00199")
 
 
 def test_live_venue_failures_and_unknown_orders_are_ignored() -> None:
     ex = Execution(live_config())
-    stray = OrderEvent(
-        order_id="ord:elsewhere", seq=1, state=OrderState.ACCEPTED, ts_event=T0, reason="x",
-        filled_qty=Decimal(0), leaves_qty=Decimal(1),
-    )  # fmt: skip
-    assert ex.apply_venue([stray]) == []
+    stray = VenueReport("ord:elsewhere", VenueState.WORKING, T0, Decimal(0))
+    applied = ex.apply_venue([stray])
+    assert applied.records == []
+    assert applied.unknown == ["ord:elsewhere"]  # the adapter records it as INCONSISTENT
 
 
-def test_live_event_the_table_cannot_reach_raises() -> None:
+def test_live_report_the_order_cannot_hold_is_refused_and_books_nothing() -> None:
+    # The core makes every transition itself from the lifecycle table, so no report can
+    # ask for an edge the table lacks; what a report can get wrong is the quantity.
     ex = Execution(live_config())
     buy(ex, 1)
     oid = "ord:sig:binance:BTCUSDT:1"
-    jump = OrderEvent(
-        order_id=oid, seq=1, state=OrderState.PARTIALLY_FILLED, ts_event=T0, reason="bug",
-        filled_qty=Decimal("0.001"), leaves_qty=Decimal("0.00099"),
-    )  # fmt: skip
-    with pytest.raises(ValueError, match="no transition SUBMITTED -> PARTIALLY_FILLED"):
-        ex.apply_venue([jump])
-    overfill = msgspec.structs.replace(jump, state=OrderState.ACCEPTED, filled_qty=Decimal("0.1"))
-    with pytest.raises(ValueError, match="outside"):
-        ex.apply_venue([overfill])
+    trade = TradeInfo(1, Decimal("0.1"), Decimal(50000), Decimal(0), fee_asset(SYMBOL, None), T0)
+    overfill = VenueReport(oid, VenueState.WORKING, T0, Decimal("0.1"), trades=(trade,))
+    applied = ex.apply_venue([overfill])
+    assert applied.records == []
+    (why,) = applied.inconsistent
+    assert "exceeds the remaining 0.00199" in why
+    assert ex.ledger.fill_count == 0 and ex.open_orders[oid].state is OrderState.SUBMITTED
 
 
 # --------------------------------------------------------------------------- caps (I2)
@@ -324,8 +343,8 @@ def test_live_restore_resumes_open_live_orders_and_books_known_fills_once() -> N
     buy(ex, 1)
     venue.take(ex)
     oid = "ord:sig:binance:BTCUSDT:1"
-    records = venue.report(oid, VenueStatus.PARTIALLY_FILLED, "0.001")
-    ex.apply_venue(records)
+    reports = venue.report(oid, VenueStatus.PARTIALLY_FILLED, "0.001")
+    records = booked(ex, reports)
     order = next(r for r in buy(Execution(live_config()), 1) if isinstance(r, Order))
     fills = tuple(r for r in records if isinstance(r, Fill))
     still_open = RestoredOrder(
@@ -339,7 +358,7 @@ def test_live_restore_resumes_open_live_orders_and_books_known_fills_once() -> N
     again.restore(restored)
     assert again.open_orders[oid].filled_qty == Decimal("0.001")
     assert again.ledger.position(SYMBOL) == Decimal("0.001")
-    assert again.apply_venue(records) == []  # already in the database: booked once
+    assert booked(again, reports) == []  # already in the database: booked once
     assert buy(again, 1) == []  # decided before the restart
     shadow = Execution(live_config(mode=Mode.SHADOW))
     shadow.restore(restored)
@@ -370,7 +389,7 @@ class LiveMachine(RuleBasedStateMachine):
         self.n = 0
         self.price = {SYMBOL: Decimal(50000), "ETHUSDT": Decimal(3000)}
         self.last: Tick | None = None
-        self.history: list[list[Record]] = []
+        self.history: list[list[VenueReport]] = []
         self.fills: dict[str, Fill] = {}
         self.orders: dict[str, Order] = {}
         self.closed: set[str] = set()
@@ -404,11 +423,11 @@ class LiveMachine(RuleBasedStateMachine):
                     assert sum(before.values()) + added <= self.MAX_TOTAL
         self.venue.take(self.ex)
 
-    @precondition(lambda self: bool(self.venue.book.open_order_ids()))
+    @precondition(lambda self: bool(self.venue.open_order_ids()))
     @rule(data=st.data(), what=st.sampled_from(["accept", "part", "fill", "cancel", "reject"]))
     def venue_answers(self, data: st.DataObject, what: str) -> None:
-        oid = data.draw(st.sampled_from(self.venue.book.open_order_ids()))
-        leaves = self.venue.book.get(oid).leaves_qty
+        oid = data.draw(st.sampled_from(self.venue.open_order_ids()))
+        leaves = self.venue.leaves(oid)
         price = str(self.price[self.venue.orders[oid].symbol])
         if what == "accept":
             records = self.venue.report(oid, VenueStatus.NEW)
@@ -416,7 +435,7 @@ class LiveMachine(RuleBasedStateMachine):
             records = self.venue.report(oid, VenueStatus.PARTIALLY_FILLED, "0.00001", price)
         elif what == "fill":
             records = self.venue.report(oid, VenueStatus.FILLED, str(leaves), price)
-        elif what == "reject" and self.venue.book.get(oid).state is OrderState.SUBMITTED:
+        elif what == "reject" and oid not in self.venue.said:
             records = self.venue.report(oid, VenueStatus.REJECTED)
         else:
             records = self.venue.report(oid, VenueStatus.CANCELED)
@@ -425,9 +444,8 @@ class LiveMachine(RuleBasedStateMachine):
             return
         self.deliver(records)
 
-    def deliver(self, records: list[Record]) -> None:
-        self.ex.apply_venue(records)
-        for record in records:
+    def deliver(self, reports: list[VenueReport]) -> None:
+        for record in booked(self.ex, reports):
             if isinstance(record, Fill):
                 self.fills[record.fill_id] = record
             elif isinstance(record, OrderEvent):
@@ -439,8 +457,8 @@ class LiveMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def redeliver(self, data: st.DataObject) -> None:
         """A late or duplicate delivery of an earlier batch."""
-        records = data.draw(st.sampled_from(self.history))
-        self.deliver(records)
+        reports = data.draw(st.sampled_from(self.history))
+        self.deliver(reports)
 
     @invariant()
     def caps_and_ledger(self) -> None:
@@ -472,7 +490,7 @@ def test_live_failed_cancel_is_requested_again_at_the_next_tick() -> None:
         operation="cancel_order", kind=FailureKind.TIMEOUT, http_status=0, code=0,
         message="read timed out", attempt=1, ts_event=T0,
     )  # fmt: skip
-    assert ex.apply_venue([failure]) == []
+    assert ex.apply_venue([failure]).records == []
     ex.process([tick(1002)])
     (again,) = ex.take_intents()
     assert isinstance(again, CancelOrder) and again.order_id == cancel.order_id

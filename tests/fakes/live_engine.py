@@ -122,11 +122,10 @@ class Engine:
         self.store = SqliteStore.open(db)
         self.counters = Counters()
         self.execution = Execution(self.config)
-        restored = load_restored_state(self.store.connection)
-        self.execution.restore(restored)
+        self.execution.restore(load_restored_state(self.store.connection))
         self.venue = LiveVenue(
             config=self.config, core=self.execution, credentials=credentials(),
-            counters=self.counters, restored=restored,
+            counters=self.counters,
             stream_policy=StreamPolicy(backoff=replace(DEFAULT_POLICY, initial_s=0.01, max_s=0.05)),
         )  # fmt: skip
         self.code: ExitCode | None = None

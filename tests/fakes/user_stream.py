@@ -21,8 +21,10 @@ from engine.adapters.binance_spot.credentials import Credentials, Secret
 from engine.adapters.binance_spot.execution import BinanceExecution
 from engine.adapters.binance_spot.rest import BinanceRest
 from engine.adapters.binance_spot.user_stream import StreamPolicy
-from engine.core.events import Record
+from engine.core.events import Order, Record
+from engine.core.live_orders import LiveMode
 from tests.fakes.fake_binance_rest import API_KEY, API_SECRET, FakeBinance
+from tests.fakes.live_support import live_book, place
 
 GUARD_S = 10.0
 FAST = StreamPolicy(backoff=replace(DEFAULT_POLICY, initial_s=0.01, max_s=0.05), max_failures=3)
@@ -40,6 +42,12 @@ class Stream:
     live: BinanceExecution
     receive: trio.MemoryReceiveChannel[list[Record]]
     send: trio.MemorySendChannel[list[Record]]
+    book: LiveMode
+
+    def track(self, order: Order) -> None:
+        """The core records and opens ``order`` in its book; the adapter maps it."""
+        place(self.book, order)
+        self.live.track(order)
 
     async def next_records(self) -> list[Record]:
         with trio.fail_after(GUARD_S):
@@ -60,5 +68,6 @@ async def stream(nursery: trio.Nursery) -> AsyncIterator[Stream]:
     async with httpx.AsyncClient() as client:
         rest = BinanceRest(base_url=fake.rest_url, credentials=credentials(), client=client,
                            wall_ms=wall_ms)  # fmt: skip
-        live = BinanceExecution(rest=rest, credentials=credentials())
-        yield Stream(fake, live, receive, send)
+        book = live_book()
+        live = BinanceExecution(rest=rest, credentials=credentials(), book=book)
+        yield Stream(fake, live, receive, send, book)

@@ -4,14 +4,19 @@ Nothing constructs this outside ``mode = "live"``, and the runtime calls
 ``engine.proof.gate.enforce`` before it builds one (L1). SHADOW and PAPER never import
 it (I1).
 
-*Using it.* ``track(order)`` returns the ``Order`` and its SUBMITTED event:
-persist them first, then ``await submit(order_id)``. (In the engine the core's
-LIVE ``Execution`` already recorded both, and ``engine.runtime.live`` waits until they
-are committed before it submits.) Every method returns the
-records to persist -- order transitions, fills, and a ``VenueFailure`` for
-every failed call (each is also logged: L4). Fills normally arrive through
-``run_user_stream`` (the WebSocket-API user-data stream); the order response
-(``FULL``) and ``myTrades`` deliver the same trades, deduplicated by trade id.
+*Using it.* The adapter holds no order book: it is given the core's one book
+(``engine.core.live_orders.VenueBook``), reports every answer of the venue into
+it as a ``VenueReport`` and reads it (which orders are open, in what state);
+it never changes an order itself. What it keeps is the venue's: the client id
+<-> order id map and the calls. The core records an order (``Order`` +
+SUBMITTED) and opens it in the book; ``track(order)`` then maps it here, and
+``await submit(order_id)`` sends it once those records are committed
+(``engine.runtime.live`` waits for that). Every method returns the records to
+persist -- the order transitions and fills the book produced, and a
+``VenueFailure`` for every failed call or refused report (each is also logged:
+L4). Fills normally arrive through ``run_user_stream`` (the WebSocket-API
+user-data stream); the order response (``FULL``) and ``myTrades`` deliver the
+same trades, which the book books once by trade id.
 
 *Placing an order without ever doubling it.* The client order id is derived
 from our order id (``client_order_id``), so the venue itself refuses a second
@@ -47,20 +52,14 @@ from engine import logs
 from engine.adapters.backoff import DEFAULT_POLICY, Backoff, BackoffPolicy
 from engine.adapters.binance_spot.credentials import Credentials, load_credentials
 from engine.adapters.binance_spot.failures import failure_id_for
-from engine.adapters.binance_spot.lifecycle import (
-    InconsistentReport,
-    LiveBook,
-    VenueReport,
-    report_from_execution,
-    report_from_order,
-)
+from engine.adapters.binance_spot.lifecycle import report_from_execution, report_from_order
 from engine.adapters.binance_spot.rest import BinanceRest, VenueCallError
 from engine.adapters.binance_spot.signing import client_order_id
 from engine.adapters.binance_spot.wire import ExecutionReport, VenueOrder
 from engine.config.schema import Config
-from engine.core.booking import order_record
 from engine.core.events import FailureKind, Order, OrderState, Record, VenueFailure
-from engine.core.orders import WorkingOrder
+from engine.core.live_orders import VenueBook, VenueReport, VenueState
+from engine.core.sizing import ZERO
 from engine.exits import ConfigError
 
 MODE: Final = "live"
@@ -100,13 +99,18 @@ class BinanceExecution:
         *,
         rest: BinanceRest,
         credentials: Credentials,
-        book: LiveBook | None = None,
+        book: VenueBook,
         wall_ns: Callable[[], int] = time.time_ns,
         policy: LivePolicy = LivePolicy(),
         sleep: Sleep = trio.sleep,
     ) -> None:
         self.rest = rest
-        self.book = LiveBook() if book is None else book
+        self.book = book
+        """The core's one order book (reported into and read; never changed here)."""
+        self._orders: dict[str, Order] = {}
+        """The orders sent or being sent, by our order id (what a call needs to name them)."""
+        self._by_client: dict[str, str] = {}
+        """Client order id -> our order id."""
         self._credentials = credentials
         self._wall_ns = wall_ns
         self._policy = policy
@@ -165,45 +169,57 @@ class BinanceExecution:
 
     # -- orders ---------------------------------------------------------------------
 
-    def track(self, order: Order) -> list[Record]:
-        """Start tracking ``order``; persist the returned Order + SUBMITTED before ``submit``."""
+    def track(self, order: Order) -> None:
+        """Map ``order`` (recorded and opened in the book by the core) before ``submit``."""
         if order.mode.lower() != MODE:
             raise ValueError(f"{order.order_id}: a {order.mode!r} order cannot go to a live venue")
-        cid = client_order_id(order.order_id)
-        return [*self.book.add(order, f"live: sending to binance as {cid}")]
+        self._orders[order.order_id] = order
+        self._by_client[client_order_id(order.order_id)] = order.order_id
 
     def is_open(self, order_id: str) -> bool:
-        """Whether ``order_id`` is tracked here and not in a terminal state."""
-        return self.book.is_open(order_id)
+        """Whether the book holds ``order_id`` as open."""
+        return self.book.state_of(order_id) is not None
 
-    def restore(self, working: WorkingOrder, fill_ids: list[str]) -> None:
-        """Resume an order a previous run left open (then ``reconcile``)."""
-        self.book.restore(working, fill_ids)
+    def open_order_ids(self) -> list[str]:
+        """The open orders of the book that were sent (or are being sent) from here."""
+        return [oid for oid in self.book.open_order_ids() if oid in self._orders]
+
+    def _end(self, order_id: str, state: VenueState, reason: str) -> list[Record]:
+        """Our own end of an order still SUBMITTED (refused outright, or given up)."""
+        report = VenueReport(order_id, state, self._wall_ns(), cum_qty=ZERO, reason=reason)
+        out: list[Record] = []
+        self._apply(order_id, report, out)
+        return out
+
+    def give_up(self, order_id: str, reason: str) -> list[Record]:
+        """We stop trying to place an order the venue does not have (DENIED: our side's no)."""
+        return self._end(order_id, VenueState.NOT_PLACED, reason)
 
     async def submit(self, order_id: str) -> list[Record]:
         """Place a tracked order (see module docstring for the retry rules)."""
-        working = self.book.get(order_id)
+        order = self._orders[order_id]
         cid = client_order_id(order_id)
         backoff = self._backoff()
         out: list[Record] = []
         last = ""
         for attempt in range(1, self._policy.max_submit_attempts + 1):
-            if working.state is not OrderState.SUBMITTED:
+            if self.book.state_of(order_id) is not OrderState.SUBMITTED:
                 return out  # the stream settled it meanwhile
             try:
-                response = await self.rest.new_order(order_record(working, MODE), cid)
+                response = await self.rest.new_order(order, cid)
             except VenueCallError as exc:
                 out.append(self._call_failure("new_order", order_id, exc, attempt))
                 last = f"{exc.kind}: {exc.message}"
                 if exc.kind is FailureKind.VENUE_ERROR:
                     if attempt > 1:  # a refused *retry* may mean "already there": look first
-                        resolution = await self._resolve(working, cid, out, queries=1)
+                        resolution = await self._resolve(order, cid, out, queries=1)
                         if resolution is Resolution.FOUND:
                             return out
-                    out += self.book.reject(order_id, self._wall_ns(), exc.code, exc.message)
+                    reason = f"venue {exc.code}: {exc.message}"
+                    out += self._end(order_id, VenueState.REJECTED, reason)
                     return out
                 if exc.outcome_unknown:
-                    resolution = await self._resolve(working, cid, out)
+                    resolution = await self._resolve(order, cid, out)
                     if resolution is Resolution.FOUND:
                         return out
                     if resolution is Resolution.UNKNOWN:
@@ -229,7 +245,7 @@ class BinanceExecution:
                 f"not placed after {attempt} attempt(s); last: {last}", attempt=attempt,
             )
         )  # fmt: skip
-        out += self.book.give_up(order_id, self._wall_ns(), f"live: not placed ({last})")
+        out += self.give_up(order_id, f"live: not placed ({last})")
         return out
 
     def _delay(self, exc: VenueCallError, backoff: Backoff) -> float | None:
@@ -242,7 +258,7 @@ class BinanceExecution:
         return backoff.next_delay()
 
     async def _resolve(
-        self, working: WorkingOrder, cid: str, out: list[Record], queries: int | None = None
+        self, order: Order, cid: str, out: list[Record], queries: int | None = None
     ) -> Resolution:
         """Ask the venue whether it has ``cid``; book what it says when it does."""
         backoff = self._backoff()
@@ -250,13 +266,13 @@ class BinanceExecution:
         total = self._policy.resolve_queries if queries is None else queries
         for attempt in range(1, total + 1):
             try:
-                found = await self.rest.query_order(working.symbol, cid)
+                found = await self.rest.query_order(order.symbol, cid)
             except VenueCallError as exc:
-                out.append(self._call_failure("query_order", working.order_id, exc, attempt))
+                out.append(self._call_failure("query_order", order.order_id, exc, attempt))
             else:
                 answered = True
                 if found is not None:
-                    out += await self._book_order(working.order_id, found)
+                    out += await self._book_order(order.order_id, found)
                     return Resolution.FOUND
             if attempt < total:
                 await self._sleep(backoff.next_delay())
@@ -265,29 +281,27 @@ class BinanceExecution:
     async def _book_order(self, order_id: str, order: VenueOrder) -> list[Record]:
         """Book an order response/query, fetching the trades when the venue counted more."""
         out: list[Record] = []
-        applied = self._apply(order_id, report_from_order(order), out)
-        if applied:
+        if self._apply(order_id, report_from_order(order_id, order), out):
             try:
                 trades = await self.rest.my_trades(order.symbol, order.orderId)
             except VenueCallError as exc:
                 out.append(self._call_failure("my_trades", order_id, exc))
             else:
-                self._apply(order_id, report_from_order(order, trades), out)
+                self._apply(order_id, report_from_order(order_id, order, trades), out)
         return out
 
     def _apply(self, order_id: str, report: VenueReport, out: list[Record]) -> bool:
-        """Apply one report into ``out``; return whether the order's trades must be fetched."""
-        try:
-            applied = self.book.apply(report)
-        except InconsistentReport as exc:
-            out.append(self.failure("apply_report", order_id, FailureKind.INCONSISTENT, str(exc)))
-            return False
+        """Report into the book, into ``out``; return whether the order's trades must be
+        fetched."""
+        applied = self.book.apply_venue([report])
         out += applied.records
+        for message in applied.inconsistent:
+            out.append(self.failure("apply_report", order_id, FailureKind.INCONSISTENT, message))
         if applied.unknown:
             out.append(
                 self.failure(
                     "apply_report", order_id, FailureKind.INCONSISTENT,
-                    f"report for unknown client order id {report.client_id}",
+                    f"report for unknown client order id {client_order_id(order_id)}",
                 )
             )  # fmt: skip
         for fill_id in applied.unpriced:
@@ -301,12 +315,14 @@ class BinanceExecution:
 
     async def cancel(self, order_id: str) -> list[Record]:
         """Cancel the unfilled remainder; a venue that no longer has it open is asked why."""
-        working = self.book.get(order_id)
+        order = self._orders[order_id]
         out: list[Record] = []
         try:
-            response = await self.rest.cancel_order(working.symbol, client_order_id(order_id))
+            response = await self.rest.cancel_order(order.symbol, client_order_id(order_id))
         except VenueCallError as exc:
-            out.append(self._call_failure("cancel_order", order_id, exc))
+            failure = self._call_failure("cancel_order", order_id, exc)
+            self.book.apply_venue([failure])  # not confirmed: the core may ask again
+            out.append(failure)
             out += await self.refresh(order_id)
             return out
         out += await self._book_order(order_id, response)
@@ -314,27 +330,29 @@ class BinanceExecution:
 
     async def refresh(self, order_id: str) -> list[Record]:
         """Query one order and book whatever the venue knows that we do not."""
-        working = self.book.get(order_id)
+        order = self._orders[order_id]
         out: list[Record] = []
         try:
-            found = await self.rest.query_order(working.symbol, client_order_id(order_id))
+            found = await self.rest.query_order(order.symbol, client_order_id(order_id))
         except VenueCallError as exc:
             out.append(self._call_failure("query_order", order_id, exc))
             return out
         if found is None:
-            if working.state is OrderState.SUBMITTED:
+            state = self.book.state_of(order_id)
+            if state is OrderState.SUBMITTED:
                 out.append(
                     self.failure(
                         "query_order", order_id, FailureKind.GAVE_UP,
                         "the venue has no such order: it was never placed",
                     )
                 )  # fmt: skip
-                out += self.book.give_up(order_id, self._wall_ns(), "live: never reached venue")
+                out += self.give_up(order_id, "live: never reached venue")
             else:
+                held = "closed" if state is None else str(state)
                 out.append(
                     self.failure(
                         "query_order", order_id, FailureKind.INCONSISTENT,
-                        f"venue does not know an order we hold as {working.state}",
+                        f"venue does not know an order we hold as {held}",
                     )
                 )  # fmt: skip
             return out
@@ -344,13 +362,13 @@ class BinanceExecution:
     async def reconcile(self) -> list[Record]:
         """Refresh every open order (after a reconnect or a restart)."""
         out: list[Record] = []
-        for order_id in self.book.open_order_ids():
+        for order_id in self.open_order_ids():
             out += await self.refresh(order_id)
         return out
 
     async def on_execution_report(self, report: ExecutionReport) -> list[Record]:
         """Book one user-stream ``executionReport`` (fetching trades if it reveals a gap)."""
-        order_id = self.book.order_id_for_client(report.our_client_id)
+        order_id = self._by_client.get(report.our_client_id)
         if order_id is None:
             logs.warning(
                 "live_report_ignored",
@@ -359,7 +377,7 @@ class BinanceExecution:
             )
             return []
         out: list[Record] = []
-        if self._apply(order_id, report_from_execution(report), out):
+        if self._apply(order_id, report_from_execution(order_id, report), out):
             out += await self.refresh(order_id)
         return out
 
@@ -386,10 +404,11 @@ def build_live_execution(
     client: httpx.AsyncClient,
     environ: Mapping[str, str] = os.environ,
     *,
+    book: VenueBook,
     credentials: Credentials | None = None,
 ) -> BinanceExecution:
-    """The LIVE adapter for ``config`` (credentials loaded and checked here: ConfigError/12,
-    unless already loaded ones are passed).
+    """The LIVE adapter for ``config``, reporting into ``book`` (credentials loaded and
+    checked here: ConfigError/12, unless already loaded ones are passed).
 
     Call only after ``engine.proof.gate.enforce`` passed.
     """
@@ -401,4 +420,4 @@ def build_live_execution(
     rest = BinanceRest(
         base_url=config.live.rest_url, credentials=credentials, client=client, wall_ms=wall_ms
     )
-    return BinanceExecution(rest=rest, credentials=credentials)
+    return BinanceExecution(rest=rest, credentials=credentials, book=book)

@@ -23,20 +23,24 @@ from engine.adapters.binance_spot.execution import (
 from engine.adapters.binance_spot.rest import BinanceRest, VenueCallError
 from engine.adapters.binance_spot.signing import client_order_id
 from engine.config.schema import Config, EngineSection, LiveSection, Mode
+from engine.core.booking import OrderBook
 from engine.core.events import (
     FailureKind,
     Fill,
     Order,
     OrderEvent,
+    OrderState,
     OrderType,
     Record,
     Side,
     VenueFailure,
 )
+from engine.core.live_orders import LiveMode
 from engine.core.sizing import conserves
 from engine.exits import ConfigError
 from engine.store.sqlite_store import SqliteStore
 from tests.fakes.fake_binance_rest import API_KEY, API_SECRET, Behaviour, FakeBinance
+from tests.fakes.live_support import live_book, place
 
 GUARD_S = 10.0
 """Every test is bounded: a regression fails fast instead of hanging CI."""
@@ -59,12 +63,22 @@ def make_order(
 class Venue:
     fake: FakeBinance
     live: BinanceExecution
+    book: LiveMode
+    orders: OrderBook
+    """The core's one order book that ``book`` (the LIVE policy) books into."""
     sleeps: list[float] = field(default_factory=list)
 
     async def place(self, order: Order) -> list[Record]:
-        records = self.live.track(order)
+        records = track(self.live, self.book, order)
         records += await self.live.submit(order.order_id)
         return records
+
+
+def track(live: BinanceExecution, book: LiveMode, order: Order) -> list[Record]:
+    """The core records and opens ``order`` in its book; the adapter maps it."""
+    records = place(book, order)
+    live.track(order)
+    return records
 
 
 def credentials(secret: str = API_SECRET) -> Credentials:
@@ -86,11 +100,13 @@ async def venue(nursery: trio.Nursery) -> AsyncIterator[Venue]:
             base_url=fake.rest_url, credentials=credentials(), client=client,
             wall_ms=lambda: time.time_ns() // 1_000_000, timeout_s=REQUEST_TIMEOUT_S,
         )  # fmt: skip
+        orders = OrderBook()
+        book = live_book(orders)
         live = BinanceExecution(
-            rest=rest, credentials=credentials(),
+            rest=rest, credentials=credentials(), book=book,
             policy=LivePolicy(backoff=replace(DEFAULT_POLICY, initial_s=0.01)), sleep=sleep,
         )  # fmt: skip
-        yield Venue(fake, live, sleeps)
+        yield Venue(fake, live, book, orders, sleeps)
 
 
 def states(records: list[Record]) -> list[str]:
@@ -128,6 +144,20 @@ async def test_submit_filled_books_fill_from_response(venue: Venue) -> None:
     assert fill.fee == Decimal("0.1")  # 0.1 % of 100 USDT, charged in USDT
     assert conserves(fill.cash_delta, fill.position_delta, fill.price, fill.fee)
     assert failures(records) == []
+
+
+async def test_submit_answer_is_booked_in_the_core_book_when_submit_returns(venue: Venue) -> None:
+    # One book: the adapter reports the venue's answer into the core's book as it
+    # arrives; the records it returns are the ones the book produced.
+    venue.fake.new_order_plan.append(Behaviour.PARTIAL)
+    with trio.fail_after(GUARD_S):
+        records = await venue.place(make_order())
+    oid = make_order().order_id
+    ledger = venue.orders.ledger
+    assert ledger.position("BTCUSDT") == sum(f.position_delta for f in fills(records))
+    assert ledger.fill_count == len(fills(records)) == 1
+    assert venue.book.state_of(oid) is OrderState.PARTIALLY_FILLED
+    assert venue.orders.open_orders[oid].leaves_qty == Decimal("0.001")  # with its fill
 
 
 async def test_submit_partial_fill_then_rest(venue: Venue) -> None:
@@ -281,7 +311,7 @@ async def test_reconcile_books_fills_missed_while_away(venue: Venue) -> None:
 
 
 async def test_reconcile_gives_up_order_venue_never_got(venue: Venue) -> None:
-    venue.live.track(make_order())
+    track(venue.live, venue.book, make_order())
     with trio.fail_after(GUARD_S):
         records = await venue.live.reconcile()
     assert states(records) == ["DENIED"]
@@ -295,8 +325,9 @@ async def test_wrong_secret_is_refused_by_venue_and_recorded(nursery: trio.Nurse
         bad = credentials("not-the-secret")
         rest = BinanceRest(base_url=fake.rest_url, credentials=bad, client=client,
                            wall_ms=lambda: time.time_ns() // 1_000_000)  # fmt: skip
-        live = BinanceExecution(rest=rest, credentials=bad)
-        live.track(make_order())
+        book = live_book()
+        live = BinanceExecution(rest=rest, credentials=bad, book=book)
+        track(live, book, make_order())
         with trio.fail_after(GUARD_S):
             records = await live.submit(make_order().order_id)
     assert states(records) == ["REJECTED"]
@@ -310,8 +341,9 @@ async def test_clock_outside_recv_window_refused(nursery: trio.Nursery) -> None:
     async with httpx.AsyncClient() as client:
         rest = BinanceRest(base_url=fake.rest_url, credentials=credentials(), client=client,
                            wall_ms=lambda: time.time_ns() // 1_000_000 - 60_000)  # fmt: skip
-        live = BinanceExecution(rest=rest, credentials=credentials())
-        live.track(make_order())
+        book = live_book()
+        live = BinanceExecution(rest=rest, credentials=credentials(), book=book)
+        track(live, book, make_order())
         with trio.fail_after(GUARD_S):
             records = await live.submit(make_order().order_id)
     assert failures(records)[0].code == -1021
@@ -330,8 +362,9 @@ async def test_unreachable_venue_not_sent_gives_up(nursery: trio.Nursery) -> Non
     async with httpx.AsyncClient() as client:
         rest = BinanceRest(base_url=f"http://127.0.0.1:{port}", credentials=credentials(),
                            client=client, wall_ms=lambda: 0)  # fmt: skip
-        live = BinanceExecution(rest=rest, credentials=credentials(), sleep=sleep)
-        live.track(make_order())
+        book = live_book()
+        live = BinanceExecution(rest=rest, credentials=credentials(), book=book, sleep=sleep)
+        track(live, book, make_order())
         with trio.fail_after(GUARD_S):
             records = await live.submit(make_order().order_id)
     assert [f.kind for f in failures(records)] == [FailureKind.NETWORK] * 3 + [FailureKind.GAVE_UP]
@@ -380,8 +413,9 @@ async def test_build_live_execution_from_config_places_on_configured_venue(
     config = Config(engine=EngineSection(mode=Mode.LIVE), live=LiveSection(rest_url=fake.rest_url))
     env = {"BINANCE_API_KEY": API_KEY, "BINANCE_API_SECRET": API_SECRET}
     async with httpx.AsyncClient() as client:
-        live = build_live_execution(config, client, env)
-        live.track(make_order())
+        book = live_book()
+        live = build_live_execution(config, client, env, book=book)
+        track(live, book, make_order())
         with trio.fail_after(GUARD_S):
             records = await live.submit(make_order().order_id)
     assert states(records) == ["ACCEPTED"]
@@ -391,11 +425,11 @@ async def test_build_live_execution_without_credentials_is_config_error() -> Non
 
     async with httpx.AsyncClient() as client:
         with pytest.raises(ConfigError, match="BINANCE_API_KEY"):
-            build_live_execution(Config(), client, {})
+            build_live_execution(Config(), client, {}, book=live_book())
 
 
 def test_track_refuses_a_non_live_order() -> None:
-    live = BinanceExecution(rest=None, credentials=credentials())  # type: ignore[arg-type]
+    live = BinanceExecution(rest=None, credentials=credentials(), book=live_book())  # type: ignore[arg-type]
     paper = Order(
         **{**{f: getattr(make_order(), f) for f in Order.__struct_fields__}, "mode": "paper"}
     )
@@ -456,4 +490,4 @@ async def test_build_live_execution_unusable_url_is_config_error(
     env = {"BINANCE_API_KEY": API_KEY, "BINANCE_API_SECRET": API_SECRET}
     async with httpx.AsyncClient() as client:
         with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
-            build_live_execution(config, client, env)
+            build_live_execution(config, client, env, book=live_book())

@@ -28,6 +28,7 @@ from engine.core.events import (
 )
 from engine.exits import ConfigError, NetworkBudgetExhausted
 from tests.fakes.fake_binance_rest import API_KEY, API_SECRET, FakeBinance
+from tests.fakes.live_support import live_book
 from tests.fakes.user_stream import FAST, GUARD_S, Stream, credentials, wall_ms
 from tests.fakes.user_stream import stream as stream  # noqa: PLC0414 -- the fixture
 
@@ -63,7 +64,7 @@ def test_subscribe_request_signed_over_sorted_params() -> None:
 async def test_stream_fill_of_resting_order_arrives_as_records(
     stream: Stream, nursery: trio.Nursery
 ) -> None:
-    stream.live.track(ORDER)
+    stream.track(ORDER)
     with trio.fail_after(GUARD_S):
         await stream.live.submit(ORDER.order_id)
     await start(stream, nursery)
@@ -79,7 +80,7 @@ async def test_stream_fill_of_resting_order_arrives_as_records(
 async def test_stream_reconnect_reconciles_what_was_missed(
     stream: Stream, nursery: trio.Nursery
 ) -> None:
-    stream.live.track(ORDER)
+    stream.track(ORDER)
     with trio.fail_after(GUARD_S):
         await stream.live.submit(ORDER.order_id)
     await start(stream, nursery)
@@ -95,7 +96,7 @@ async def test_stream_reconnect_reconciles_what_was_missed(
 
 
 async def test_stream_duplicate_events_book_once(stream: Stream, nursery: trio.Nursery) -> None:
-    stream.live.track(ORDER)
+    stream.track(ORDER)
     with trio.fail_after(GUARD_S):
         await stream.live.submit(ORDER.order_id)
     await start(stream, nursery)
@@ -115,7 +116,7 @@ async def test_stream_bad_key_is_a_config_error(nursery: trio.Nursery) -> None:
     async with httpx.AsyncClient() as client:
         rest = BinanceRest(base_url=fake.rest_url, credentials=credentials("wrong"),
                            client=client, wall_ms=wall_ms)  # fmt: skip
-        live = BinanceExecution(rest=rest, credentials=credentials("wrong"))
+        live = BinanceExecution(rest=rest, credentials=credentials("wrong"), book=live_book())
         with (
             trio.fail_after(GUARD_S),
             pytest.RaisesGroup(ConfigError, allow_unwrapped=True, flatten_subgroups=True),
