@@ -2,7 +2,7 @@
 
 The venue's answers reach the core the way the LIVE adapter hands them over:
 as ``VenueReport``s made by its wire -> report half
-(``engine.adapters.binance_spot.lifecycle``), which the core's one order book
+(``engine.adapters.binance_spot.reports``), which the core's one order book
 turns into ``OrderEvent``s and ``Fill``s. No I/O anywhere in this file.
 """
 
@@ -16,7 +16,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from engine.adapters.binance_spot.lifecycle import STATES, fee_asset, status_reason
+from engine.adapters.binance_spot.reports import STATES, fee_asset, status_reason
 from engine.adapters.binance_spot.wire import VenueStatus
 from engine.config.schema import (
     Config,

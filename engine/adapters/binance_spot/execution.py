@@ -52,7 +52,7 @@ from engine import logs
 from engine.adapters.backoff import DEFAULT_POLICY, Backoff, BackoffPolicy
 from engine.adapters.binance_spot.credentials import Credentials, load_credentials
 from engine.adapters.binance_spot.failures import failure_id_for
-from engine.adapters.binance_spot.lifecycle import report_from_execution, report_from_order
+from engine.adapters.binance_spot.reports import report_from_execution, report_from_order
 from engine.adapters.binance_spot.rest import BinanceRest, VenueCallError
 from engine.adapters.binance_spot.signing import client_order_id
 from engine.adapters.binance_spot.wire import ExecutionReport, VenueOrder

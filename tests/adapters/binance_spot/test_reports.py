@@ -1,5 +1,5 @@
 """Venue reports -> order transitions and fills: the core's one LIVE book, fed the way the
-Binance adapter feeds it (its wire -> report half, ``binance_spot.lifecycle``)."""
+Binance adapter feeds it (its wire -> report half, ``binance_spot.reports``)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from engine.adapters.binance_spot.execution import BinanceExecution
-from engine.adapters.binance_spot.lifecycle import (
+from engine.adapters.binance_spot.reports import (
     STATES,
     fee_asset,
     report_from_execution,
