@@ -7,8 +7,8 @@ no connection is ever shared between worker threads.
 
 Why it cannot write: the file is opened with ``mode=ro`` (SQLite refuses every
 write with "attempt to write a readonly database") and ``PRAGMA query_only``
-is switched on as a second lock. A reader never blocks the engine's writer in
-WAL mode.
+is switched on as a second lock (both by ``engine.store.connection.open_readonly``).
+A reader never blocks the engine's writer in WAL mode.
 
 Why a deadline: every query is bounded by parameters, but a wide time window
 over a big tick table can still take long; a progress handler aborts any
@@ -66,9 +66,7 @@ class ReadOnlyDatabase:
         if not self.path.is_file():
             raise DatabaseUnavailable(f"database {str(self.path)!r} does not exist (yet)")
         try:
-            conn = open_readonly(self.path)
-            conn.execute(f"PRAGMA busy_timeout = {READ_BUSY_TIMEOUT_MS}")
-            conn.execute("PRAGMA query_only = 1")
+            conn = open_readonly(self.path, busy_timeout_ms=READ_BUSY_TIMEOUT_MS)
         except sqlite3.Error as exc:
             raise DatabaseUnavailable(f"cannot open database {str(self.path)!r}: {exc}") from None
         deadline = time.monotonic() + self.deadline_s

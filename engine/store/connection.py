@@ -358,8 +358,11 @@ def _version(path: Path) -> tuple[int, int, int, int] | None:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
-def open_readonly(path: str | Path, *, verify: bool = True) -> sqlite3.Connection:
-    """A connection that cannot write (``mode=ro``): dashboard, digest, report, healthcheck.
+def open_readonly(
+    path: str | Path, *, verify: bool = True, busy_timeout_ms: int | None = None
+) -> sqlite3.Connection:
+    """A connection that cannot write (``mode=ro``, ``query_only``): dashboard, digest, report,
+    healthcheck. ``busy_timeout_ms`` bounds the wait on a lock (sqlite3's 5 s otherwise).
 
     With ``verify`` (the default) the file must pass a bounded ``PRAGMA quick_check``
     (``READER_QUICK_CHECK_MAX_S``; one that runs out of time is let through): a reader
@@ -372,6 +375,9 @@ def open_readonly(path: str | Path, *, verify: bool = True) -> sqlite3.Connectio
     """
     db_path = Path(path).resolve()
     conn = sqlite3.connect(db_path.as_uri() + "?mode=ro", uri=True, check_same_thread=False)
+    conn.execute("PRAGMA query_only = 1")
+    if busy_timeout_ms is not None:
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
     if verify:
         try:
             _verify_for_reader(conn, db_path)
