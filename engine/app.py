@@ -137,8 +137,8 @@ def run_with(
 ) -> int:
     """Open the store, wire the pipeline, run it under Trio; return the exit code.
 
-    A run that would not continue the database's account (another mode or risk
-    config, an older capture: ``engine.store.runs``) is refused with exit 12
+    A run that would not continue the database's account (another mode, risk
+    config or strategy, an older capture: ``engine.store.runs``) is refused with exit 12
     before anything is written. On exit the summary (``engine.store.report``) states
     this run's counts and the database's totals.
     """
