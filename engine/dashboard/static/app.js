@@ -156,13 +156,15 @@ function polyline(svg, points, cls, s) {
   svg.append(svgEl("polyline", { class: cls, points: pts.join(" "), "data-points": pts.length }));
 }
 
-// What the run's strategy is, for a person: "sma_cross fast=5 slow=20 on 1 s bars".
+// What the run's strategy is, for a person: "sma_cross fast=5 slow=20 on 1 s bars"
+// (the bars only when they are the strategy's own parameter; the chart's are then its).
 function strategyText(strategy, barSeconds) {
   if (!strategy) return "";
+  const own = Object.prototype.hasOwnProperty.call(strategy.params || {}, "bar_seconds");
   const params = Object.entries(strategy.params || {}).filter(([k]) => k !== "bar_seconds")
     .map(([k, v]) => `${k}=${typeof v === "object" ? JSON.stringify(v) : v}`);
   const bars = barSeconds === 0 ? "trade bars" : `${barSeconds} s bars`;
-  return [strategy.kind, ...params].join(" ") + " on " + bars;
+  return [strategy.kind, ...params].join(" ") + (own ? " on " + bars : "");
 }
 
 // The legend names only what is drawn: the SMA lines exist for the SMA crossover alone.
