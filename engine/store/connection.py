@@ -74,6 +74,11 @@ interrupted, ``integrity_check_incomplete`` is logged and the engine starts anyw
 an unverified file is refused later by the first write or read that meets the damage
 (exit 12), while refusing a big healthy file forever would be worse."""
 
+ANNOUNCED_CHECK_BYTES: Final = 64 << 20
+"""The writer logs ``integrity_check_started`` before checking a file (with its WAL) of
+at least this size: about 1 s per GB, so a start that will take noticeably long
+says what it is doing (and a stop asked for meanwhile is taken at once)."""
+
 READER_QUICK_CHECK_MAX_S: Final = 2.0
 """The same bound for a reader (dashboard request, report, digest, healthcheck)."""
 
@@ -282,8 +287,9 @@ def open_writer(
     if problems:
         conn.close()
         raise ConfigError(f"database {str(db_path)!r}: " + "; ".join(problems))
-    if on_disk:
-        logs.info("integrity_check_started", path=str(db_path), bytes=_file_bytes(db_path))
+    size = _file_bytes(db_path) if on_disk else 0
+    if size >= ANNOUNCED_CHECK_BYTES:  # a check that takes a while says so before it starts
+        logs.info("integrity_check_started", path=str(db_path), bytes=size)
     try:
         verdict = quick_check(conn, QUICK_CHECK_MAX_S, stop)
     except sqlite3.Error as exc:  # too damaged to be checked at all
