@@ -24,12 +24,16 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Callable
 from types import FrameType, TracebackType
-from typing import Final
+from typing import Any, Final, TypeAlias
 
 from engine.exits import StoppedDuringStartup
 
 STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
+
+Handler: TypeAlias = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
+"""What ``signal.signal`` returns and takes back."""
 
 
 class StartupStop:
@@ -37,7 +41,7 @@ class StartupStop:
 
     def __init__(self) -> None:
         self.signal_name: str | None = None
-        self._previous: dict[int, object] = {}
+        self._previous: dict[int, Handler] = {}
 
     def __enter__(self) -> StartupStop:
         if threading.current_thread() is threading.main_thread():
@@ -52,7 +56,7 @@ class StartupStop:
         tb: TracebackType | None,
     ) -> None:
         for signum, handler in self._previous.items():
-            signal.signal(signum, handler)  # type: ignore[arg-type]  # getsignal's own value
+            signal.signal(signum, handler)
         self._previous.clear()
 
     def _note(self, signum: int, frame: FrameType | None) -> None:
