@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import nox
 
 nox.options.sessions = ["tests", "lint"]
@@ -69,11 +72,45 @@ def live_bench(session: nox.Session) -> None:
     session.run("python", "bench/bench_live.py", *session.posargs)
 
 
-@nox.session
+@nox.session(venv_backend="venv", reuse_venv=False)
 def proof(session: nox.Session) -> None:
-    """Build the proof bundle that gate G1 requires for LIVE."""
-    install_locked(session, dev=True)
+    """Build the proof bundle that gate G1 requires for LIVE, in the service's environment.
+
+    The bundle's ``lock_hash`` covers every installed distribution, and the gate
+    compares it with the service's. So this venv is made as ``bash scripts/install``
+    makes the service's (docs/operations.md "Install"): ``python -m venv`` (not
+    virtualenv, which seeds ``wheel``), always fresh, exactly the runtime lock and the
+    engine -- no test or lint tools -- and checked to hold nothing else before the
+    proof runs. Its bundle is accepted by a service installed from the same lock and
+    revision (``tests/e2e/test_proof_env.py``).
+    """
+    install_locked(session, dev=False)
+    listed = session.run(
+        "python", "-c",
+        "from engine.proof.evidence import installed_libraries as i; print(*i(), sep='\\n')",
+        silent=True,
+    )
+    installed = set(str(listed).split())
+    wanted = locked_libraries(RUNTIME_LOCK) | {
+        line for line in installed if line.startswith("hybrid-engine==")
+    }
+    if installed != wanted:
+        session.error(
+            f"the proof venv is not exactly {RUNTIME_LOCK}: extra {sorted(installed - wanted)},"
+            f" missing {sorted(wanted - installed)} (run nox without --reuse-venv=always)"
+        )
     session.run("hybrid-engine", "proof", *session.posargs)
+
+
+def locked_libraries(lock: str) -> set[str]:
+    """The ``name==version`` pins of a pip-compile lock file, names normalised as pip
+    (and ``engine.proof.evidence.installed_libraries``) does."""
+    pins = set()
+    for line in Path(lock).read_text().splitlines():
+        match = re.match(r"([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)", line)
+        if match:
+            pins.add(f"{re.sub(r'[-_.]+', '-', match[1]).lower()}=={match[2]}")
+    return pins
 
 
 @nox.session

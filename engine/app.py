@@ -23,13 +23,14 @@ from engine.config.strategies import user_class_of
 from engine.core.choice import build_strategy
 from engine.core.execution import Execution
 from engine.counters import Counters
-from engine.exits import ConfigError
+from engine.exits import ConfigError, ExitCode, StoppedDuringStartup
 from engine.ports import MarketDataStream, VenueLink
 from engine.runtime.console import start_line
 from engine.runtime.identity import identify_run
 from engine.runtime.pipeline import Components, new_run_id, run_engine
 from engine.runtime.sdnotify import Notifier
 from engine.runtime.shutdown import HardDeadline
+from engine.runtime.startup import StartupStop
 from engine.runtime.state import RunState
 from engine.store.connection import DatabaseCorrupt
 from engine.store.report import print_run_summary
@@ -114,11 +115,13 @@ def build_venue(
     )
 
 
-def open_store(path: str, key: str, config: Config) -> SqliteStore:
+def open_store(
+    path: str, key: str, config: Config, stop: StartupStop | None = None
+) -> SqliteStore:
     """Open the database, refusing a path that cannot hold it with one line naming ``key``."""
     admit_db_path(path, key)
     try:
-        return SqliteStore.open(path, busy_timeout_ms=config.engine.busy_timeout_ms)
+        return SqliteStore.open(path, busy_timeout_ms=config.engine.busy_timeout_ms, stop=stop)
     except ConfigError as exc:
         raise ConfigError(f"{key}: {exc}") from None
 
@@ -134,23 +137,51 @@ def run_with(
 ) -> int:
     """Open the store, wire the pipeline, run it under Trio; return the exit code.
 
-    A run that would not continue the database's account (another mode or risk
-    config, an older capture: ``engine.store.runs``) is refused with exit 12
+    A run that would not continue the database's account (another mode, risk
+    config or strategy, an older capture: ``engine.store.runs``) is refused with exit 12
     before anything is written. On exit the summary (``engine.store.report``) states
-    this run's counts and the database's totals.
+    this run's counts and the database's totals. SIGINT/SIGTERM before the pipeline
+    runs (``engine.runtime.startup``) ends the start-up at its next step: exit 0, no
+    run recorded, ingest never started.
     """
+    with StartupStop() as startup:
+        try:
+            return _start_and_run(
+                config, startup, command=command, captures=captures, speed=speed,
+                db_path=db_path, arm_live=arm_live,
+            )
+        except StoppedDuringStartup as stop:
+            logs.info("startup_stopped", signal=stop.signal_name, step=stop.step, exit_code=0)
+            logs.human(
+                f"hybrid-engine: {stop.signal_name} during start-up ({stop.step}): stopped"
+                " before the run started; no run recorded, nothing traded; exit 0"
+            )
+            return int(ExitCode.COMPLETE)
+
+
+def _start_and_run(
+    config: Config,
+    startup: StartupStop,
+    *,
+    command: str,
+    captures: Sequence[str],
+    speed: float | None,
+    db_path: str | None,
+    arm_live: bool,
+) -> int:
     credentials = check_mode(config, arm_live)
     counters = Counters()
     strategy = build_strategy(config.strategy, user_class_of(config.strategy))
     source = build_source(config, counters, captures, speed)
     identity = identify_run(config, captures)
+    startup.check("identifying the run")
     if not config.engine.store_ticks and identity.source_kind != "replay":
         raise ConfigError(
             "engine.store_ticks: false is for a replay only (its ticks are on disk already);"
             f" this run's source is {identity.source_kind}"
         )
     path = db_path or config.engine.db_path
-    store = open_store(path, "--db" if db_path else "engine.db_path", config)
+    store = open_store(path, "--db" if db_path else "engine.db_path", config, startup)
     store.store_ticks = config.engine.store_ticks
     deadline = HardDeadline()
     try:
@@ -161,6 +192,7 @@ def run_with(
         except sqlite3.DatabaseError as exc:  # damage quick_check did not see
             raise DatabaseCorrupt(f"engine.db_path: cannot restore from {path!r}: {exc}") from None
         execution.restore(restored)
+        startup.check("restoring the account")
         run_id = new_run_id()
         record_start = partial(
             store.start_run,
@@ -181,6 +213,7 @@ def run_with(
             trading_state=lambda: execution.trading_state,
             abandon_writes=store.abandon,
             process_deadline=deadline,
+            startup_signal=lambda: startup.signal_name,
         )
         components = Components(
             source=source,

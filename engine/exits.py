@@ -55,6 +55,16 @@ class Overload(EngineError):
     exit_code = ExitCode.OVERLOAD
 
 
+class StoppedDuringStartup(Exception):
+    """Raised by the start-up (``engine.runtime.startup``) when SIGINT/SIGTERM arrived before
+    the pipeline ran: the command exits 0 (COMPLETE) with nothing started."""
+
+    def __init__(self, signal_name: str, step: str) -> None:
+        super().__init__(f"{signal_name} during start-up ({step})")
+        self.signal_name = signal_name
+        self.step = step
+
+
 # Highest first. CONFIG wins because no restart can fix it; CRASH (an unknown
 # exception, i.e. a bug) comes next so it is never masked by the symptoms it
 # causes elsewhere; then the restartable, explained failures from most to least

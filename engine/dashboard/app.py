@@ -63,10 +63,10 @@ from engine.dashboard.queries.market import symbols as query_symbols
 from engine.dashboard.queries.records import RecordFilter, fills, orders, signals
 from engine.dashboard.queries.records import vetoes as query_vetoes
 from engine.dashboard.queries.runs import (
+    chart_strategy,
     counter_rates,
     latest_heartbeats,
     latest_run,
-    strategy_params,
 )
 from engine.dashboard.queries.runs import heartbeats as query_heartbeats
 from engine.dashboard.queries.runs import runs as query_runs
@@ -304,9 +304,7 @@ def build_app(
                     heartbeat, beats[1] if len(beats) > 1 else None
                 )
             if run is not None:
-                params = strategy_params(run)
-                run["strategy"] = {"fast": params.fast, "slow": params.slow,
-                                   "bar_seconds": params.bar_seconds}
+                run["strategy"] = chart_strategy(run).to_builtins()
                 run.pop("config", None)
             return {
                 "now_wall_ns": now,
@@ -363,9 +361,8 @@ def build_app(
         points = p.required_int("points", DEFAULT_POINTS, 2, MAX_POINTS)
 
         def read(conn: Any) -> dict[str, Any]:
-            params = strategy_params(latest_run(conn))
             return query_prices(conn, symbol, from_ns=start, to_ns=end, points=points,
-                                  params=params)
+                                  strategy=chart_strategy(latest_run(conn)))
 
         return _json(await dash.read(read))
 

@@ -101,21 +101,26 @@ async def signal_task(
 ) -> None:
     """First SIGINT/SIGTERM: stop ingest and start the drain. Second: stop now.
 
-    Reports started once the receiver is installed: a signal before that would be
-    Trio's KeyboardInterrupt (SIGINT) or the default action (SIGTERM), not a drain.
+    Reports started once the receiver is installed. A signal before that was noted by
+    the start-up (``engine.runtime.startup``, ``state.startup_signal``): one that came
+    after the start-up's last check starts the drain here, before anything runs.
     """
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        early = state.startup_signal()
+        if early is not None:
+            _request_drain(state, early, "during start-up")
         task_status.started()
         async for signum in signals:
             if not state.draining:
-                begin_drain(state, f"signal {_signal_name(signum)}")
-                logs.info(
-                    "shutdown_requested",
-                    signal=_signal_name(signum),
-                    drain_timeout_s=state.config.engine.drain_timeout_s,
-                )
+                _request_drain(state, _signal_name(signum))
             else:
                 force_stop(state, f"second signal {_signal_name(signum)}")
+
+
+def _request_drain(state: RunState, name: str, when: str = "") -> None:
+    begin_drain(state, f"signal {name}{' ' + when if when else ''}")
+    logs.info("shutdown_requested", signal=name,
+              drain_timeout_s=state.config.engine.drain_timeout_s)
 
 
 def begin_drain(state: RunState, why: str) -> None:

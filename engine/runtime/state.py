@@ -43,6 +43,9 @@ class RunState:
     """The fault that made the engine stop its intake and drain (a queue that stayed
     full, disk full): raised after the drain, so it picks the exit code (13) while
     everything already accepted is still written."""
+    startup_signal: Callable[[], str | None] = lambda: None
+    """The signal that arrived during start-up, after its last check
+    (``engine.runtime.startup``): ``signal_task`` starts the drain on it at once."""
     process_deadline: ProcessDeadline | None = None
     """Set by the composition root in a real process: once the stop began, the
     process ends by ``drain_timeout_s`` + ``HARD_STOP_GRACE_S`` even if the writer

@@ -32,8 +32,9 @@ import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Final, NamedTuple
+from typing import Final, NamedTuple, Protocol
 
+from engine import logs
 from engine.exits import ConfigError
 
 BUSY_TIMEOUT_MS: Final = 5000
@@ -73,6 +74,11 @@ interrupted, ``integrity_check_incomplete`` is logged and the engine starts anyw
 an unverified file is refused later by the first write or read that meets the damage
 (exit 12), while refusing a big healthy file forever would be worse."""
 
+ANNOUNCED_CHECK_BYTES: Final = 64 << 20
+"""The writer logs ``integrity_check_started`` before checking a file (with its WAL) of
+at least this size: about 1 s per GB, so a start that will take noticeably long
+says what it is doing (and a stop asked for meanwhile is taken at once)."""
+
 READER_QUICK_CHECK_MAX_S: Final = 2.0
 """The same bound for a reader (dashboard request, report, digest, healthcheck)."""
 
@@ -96,6 +102,19 @@ class DatabaseCorrupt(ConfigError, sqlite3.DatabaseError):
     ``sqlite3.DatabaseError``, so every reader's existing handler for an unreadable
     database (``report``/``digest``: exit 12 one line; dashboard: 503) refuses it.
     """
+
+
+class StopCheck(Protocol):
+    """A stop that may be asked for while the database opens
+    (``engine.runtime.startup.StartupStop``)."""
+
+    def requested(self) -> bool:
+        """Whether a stop was asked for (cheap: asked every ``_PROGRESS_OPCODES``)."""
+        ...
+
+    def check(self, step: str) -> None:
+        """Raise the stop (``StoppedDuringStartup``) if one was asked for."""
+        ...
 
 
 class FileIdentity(NamedTuple):
@@ -210,7 +229,9 @@ def file_pragma_problems(conn: sqlite3.Connection) -> list[str]:
     return check_pragmas({name: values[name] for name in FILE_PRAGMAS})
 
 
-def open_writer(path: str | Path, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> sqlite3.Connection:
+def open_writer(
+    path: str | Path, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS, stop: StopCheck | None = None
+) -> sqlite3.Connection:
     """Open the engine's one writer connection, apply the PRAGMAs and verify them.
 
     ``busy_timeout_ms`` exists for tests that need to meet a lock quickly; the
@@ -223,7 +244,10 @@ def open_writer(path: str | Path, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> 
 
     The file is created owner-only (``make_owner_only``), must be writable
     (``unwritable_reason``) and must pass a bounded ``PRAGMA quick_check``
-    (``QUICK_CHECK_MAX_S``) before anything reads it.
+    (``QUICK_CHECK_MAX_S``) before anything reads it. A ``stop`` asked for while it
+    runs (SIGINT/SIGTERM at start-up) interrupts the check at once and raises
+    ``stop``'s own exception, the connection closed: a big file is not read to the
+    end for a process that is to stop.
 
     *Error handling:* ``ConfigError`` (exit 12) naming each PRAGMA that does not
     read back as required (the connection is closed first), when the file
@@ -263,17 +287,34 @@ def open_writer(path: str | Path, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> 
     if problems:
         conn.close()
         raise ConfigError(f"database {str(db_path)!r}: " + "; ".join(problems))
+    size = _file_bytes(db_path) if on_disk else 0
+    if size >= ANNOUNCED_CHECK_BYTES:  # a check that takes a while says so before it starts
+        logs.info("integrity_check_started", path=str(db_path), bytes=size)
     try:
-        verdict = quick_check(conn, QUICK_CHECK_MAX_S)
+        verdict = quick_check(conn, QUICK_CHECK_MAX_S, stop)
     except sqlite3.Error as exc:  # too damaged to be checked at all
         conn.close()
         raise DatabaseCorrupt(_corrupt_message(db_path, str(exc), "engine.db_path")) from None
+    except BaseException:  # the stop
+        conn.close()
+        raise
     if verdict is not None and verdict != "ok":
         conn.close()
         raise DatabaseCorrupt(_corrupt_message(db_path, verdict, "engine.db_path"))
     if on_disk:
         make_owner_only(db_path, create=False)  # -wal, -shm exist now: left wider before?
     return conn
+
+
+def _file_bytes(path: Path) -> int:
+    """The database's size with its WAL (what the check reads), 0 if unknown."""
+    total = 0
+    for name in (path, Path(f"{path}-wal")):
+        try:
+            total += name.stat().st_size
+        except OSError:
+            continue
+    return total
 
 
 IN_MEMORY: Final = (":memory:", "")
@@ -313,10 +354,13 @@ def _corrupt_message(path: Path, verdict: str, key: str = "") -> str:
     )
 
 
-def quick_check(conn: sqlite3.Connection, max_s: float) -> str | None:
+def quick_check(
+    conn: sqlite3.Connection, max_s: float, stop: StopCheck | None = None
+) -> str | None:
     """``PRAGMA quick_check``, bounded: ``"ok"``, the problems found, or ``None`` if it ran
     out of time (``max_s``, by a progress handler; the connection's own handler, if
-    any, is replaced and cleared afterwards).
+    any, is replaced and cleared afterwards). The same handler interrupts the check
+    when ``stop`` is requested, and ``stop.check`` then raises.
 
     *Error handling:* a file too damaged to check at all raises ``sqlite3.DatabaseError``.
     """
@@ -325,6 +369,8 @@ def quick_check(conn: sqlite3.Connection, max_s: float) -> str | None:
 
     def check() -> int:
         nonlocal expired
+        if stop is not None and stop.requested():
+            return 1
         expired = time.monotonic() > deadline
         return 1 if expired else 0
 
@@ -332,11 +378,15 @@ def quick_check(conn: sqlite3.Connection, max_s: float) -> str | None:
     try:
         rows = conn.execute(f"PRAGMA quick_check({QUICK_CHECK_MESSAGES})").fetchall()
     except sqlite3.OperationalError as exc:
+        if stop is not None:
+            stop.check("PRAGMA quick_check")
         if expired or getattr(exc, "sqlite_errorcode", None) == _SQLITE_INTERRUPT:
             return None
         raise
     finally:
         conn.set_progress_handler(None, 0)
+    if stop is not None:
+        stop.check("PRAGMA quick_check")
     return "; ".join(str(row[0]) for row in rows)
 
 

@@ -17,6 +17,7 @@ Checks (any failure makes ``ok`` false and the CLI exit non-zero):
 
 from __future__ import annotations
 
+import decimal
 import json
 import sqlite3
 import sys
@@ -67,6 +68,38 @@ MAX_LISTED_PROBLEMS = 20
 
 MAX_REPORTED_RUNS = 20
 """Runs listed in a report (the latest ones); ``runs_total`` counts all of them."""
+
+MAX_SHOWN_DECIMALS: Final = 20
+"""Decimal places the audit's text shows. Cash, fees, positions and marks are exact
+sums of fill products (8-decimal prices and quantities, a fee rate: at most about
+20 places) and are shown exactly; only the pro-rata cost basis of a partial sale
+is rounded at 40 digits (``engine.core.ledger.COST_CONTEXT``), and a realised PnL
+carrying it is shown rounded to this many places, marked ``~``. ``--json`` keeps
+every value's exact string."""
+
+
+def shown(value: Decimal) -> str:
+    """An audit amount for a person: exact, without trailing zeros or an exponent
+    (``-0.2318132380800000000000000000`` -> ``-0.23181323808``, ``1E+2`` -> ``100``);
+    past ``MAX_SHOWN_DECIMALS`` places rounded (half-even) to them and marked ``~``.
+    For display only: nothing stored or digested passes through here. (Not
+    ``Decimal.normalize``: it rounds to the context's 28 digits, silently.)"""
+    if not value.is_finite():
+        return str(value)
+    approx = ""
+    if -int(value.as_tuple().exponent) > MAX_SHOWN_DECIMALS:
+        wide = decimal.Context(prec=len(value.as_tuple().digits) + 1,
+                               rounding=decimal.ROUND_HALF_EVEN)
+        rounded = value.quantize(Decimal(1).scaleb(-MAX_SHOWN_DECIMALS), context=wide)
+        approx = "" if rounded == value else "~"
+        value = rounded
+    sign, digits, exponent = value.as_tuple()
+    exponent = int(exponent)
+    while exponent < 0 and len(digits) > 1 and digits[-1] == 0:
+        digits, exponent = digits[:-1], exponent + 1
+    if not any(digits):
+        return approx + "0"  # not "-0", not "0.00"
+    return approx + format(Decimal((sign, digits, exponent)), "f")
 
 
 @dataclass(slots=True)
@@ -123,6 +156,10 @@ class Report:
             "run": self.run.to_builtins() if self.run is not None else None,
         }
 
+    def _mark(self, symbol: str) -> str:
+        mark = self.marks.get(symbol)
+        return "?" if mark is None else shown(mark)
+
     def to_text(self, *, trades: bool = False) -> str:
         head = [] if self.run is None else [*self.run.text_lines(trades=trades), "", "audit"]
         lines = [
@@ -131,14 +168,14 @@ class Report:
             f"trading state     {self.trading_state}",
             "positions         "
             + (
-                ", ".join(f"{s} {q} @ {self.marks.get(s, '?')}" for s, q in self.positions.items())
+                ", ".join(f"{s} {shown(q)} @ {self._mark(s)}" for s, q in self.positions.items())
                 or "none"
             ),
-            f"cash              {self.cash}",
-            f"fees              {self.fees}",
-            f"realised PnL      {self.realised_pnl}",
-            f"unrealised PnL    {self.unrealised_pnl}",
-            f"equity            {self.equity}",
+            f"cash              {shown(self.cash)}",
+            f"fees              {shown(self.fees)}",
+            f"realised PnL      {shown(self.realised_pnl)}",
+            f"unrealised PnL    {shown(self.unrealised_pnl)}",
+            f"equity            {shown(self.equity)}",
             f"signals           {self.signals}",
             "orders            "
             + (", ".join(f"{k} {v}" for k, v in self.orders_by_state.items()) or "none"),

@@ -13,6 +13,11 @@ may continue the database (docs/operations.md, "One database, one account"):
 * its **risk-config hash** must equal that of every previous run that recorded
   one -- a run from before migration ``0005_run_identity`` recorded none and is
   compatible with any ("missing is compatible");
+* its **strategy** -- kind and parameters (``strategy_params_json``, decimals
+  normalised, so ``100`` and ``100.00`` are the same) -- must equal that of every
+  previous run that recorded one (missing is compatible, as for the hash): two
+  strategies' trades in one account would make its report and digest describe
+  neither;
 * each **capture** it replays must either be one a previous run replayed (the
   same size and head/tail hash: a restart after a crash continues), or begin at
   or after the last trade the database holds (the next day's capture). A capture
@@ -46,6 +51,10 @@ SUMMARY_TABLES: Final = ("ticks", "signals", "orders", "fills", "vetoes")
 
 MAX_LISTED_MODES: Final = 3
 """Modes named in a refusal (a database mixed before this check existed may hold several)."""
+
+
+MAX_STRATEGY_LABEL_CHARS: Final = 200
+"""Longest strategy description a refusal prints (kind and parameters)."""
 
 
 class CaptureIdentity(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -132,6 +141,36 @@ def previous_risk_hashes(conn: sqlite3.Connection) -> list[str]:
     return [str(r[0]) for r in rows]
 
 
+def previous_strategies(conn: sqlite3.Connection) -> list[tuple[str, str]]:
+    """``(strategy_kind, strategy_params_json)`` of the previous runs that recorded one."""
+    if not (has_table(conn, "runs") and has_column(conn, "runs", "strategy_kind")):
+        return []
+    rows = conn.execute(
+        "SELECT DISTINCT strategy_kind, strategy_params_json FROM runs"
+        " WHERE strategy_kind IS NOT NULL ORDER BY strategy_kind, strategy_params_json"
+    )
+    return sorted({(str(kind), _canonical_json(params)) for kind, params in rows})
+
+
+def _canonical_json(text: object) -> str:
+    """A stored JSON value re-encoded as ``_json`` writes it (as stored if unreadable)."""
+    if not isinstance(text, str):
+        return "{}"
+    try:
+        return _json(json.loads(text))
+    except ValueError:
+        return text
+
+
+def strategy_label(kind: str, params_json: str) -> str:
+    """A strategy as a refusal names it: ``sma_cross {"fast":5,...}`` (at most
+    ``MAX_STRATEGY_LABEL_CHARS``; a user kind's path and its parameters can be long)."""
+    label = f"{kind} {params_json}"
+    if len(label) > MAX_STRATEGY_LABEL_CHARS:
+        label = label[: MAX_STRATEGY_LABEL_CHARS - 3] + "..."
+    return label
+
+
 def known_captures(conn: sqlite3.Connection) -> set[tuple[int, str]]:
     """``(size, head_tail_sha256)`` of every capture a previous run replayed."""
     if not (has_table(conn, "runs") and has_column(conn, "runs", "source_json")):
@@ -190,6 +229,14 @@ def continuation_refusal(
             f"database {db_label} was written with risk config {hashes[0][:12]}; this run's"
             f" [risk]/[execution] settings hash to {identity.risk_config_hash[:12]}: restore"
             f" the settings those runs used, or {advice}"
+        )
+    mine = (identity.strategy_kind, _json(identity.strategy_params))
+    strategies = [s for s in previous_strategies(conn) if s != mine]
+    if strategies:
+        return (
+            f"database {db_label} was written by strategy {strategy_label(*strategies[0])};"
+            f" this run's strategy is {strategy_label(*mine)}: restore the [strategy]"
+            f" settings those runs used, or {advice}"
         )
     if identity.captures:
         return _capture_refusal(conn, identity.captures, db_label, advice)

@@ -73,6 +73,7 @@ from engine.store.connection import (
     DB_SIDE_FILES,
     DatabaseCorrupt,
     FileIdentity,
+    StopCheck,
     file_identity,
     open_writer,
     read_pragmas,
@@ -295,14 +296,20 @@ class SqliteStore:
         retry_first_s: float = RETRY_BACKOFF_FIRST_S,
         retry_max_s: float = RETRY_BACKOFF_MAX_S,
         sleep: Callable[[float], None] = time.sleep,
+        stop: StopCheck | None = None,
     ) -> SqliteStore:
         """Open the writer, verify PRAGMAs, run migrations, log ``store_opened`` (S1).
+
+        ``stop``: a stop asked for at start-up interrupts the writer's integrity check
+        (``connection.open_writer``) and is checked again before the migrations.
 
         *Error handling:* ``ConfigError`` (exit 12) when a PRAGMA does not hold;
         a failing migration propagates after its rollback (the file is unchanged).
         """
-        conn = open_writer(path, busy_timeout_ms=busy_timeout_ms)
+        conn = open_writer(path, busy_timeout_ms=busy_timeout_ms, stop=stop)
         try:
+            if stop is not None:
+                stop.check("opening the database")
             applied = migrate(conn)
         except sqlite3.Error as exc:
             conn.close()

@@ -20,6 +20,7 @@ from engine.dashboard.app import (
     build_app,
 )
 from engine.dashboard.db import ReadOnlyDatabase
+from engine.dashboard.queries.runs import chart_strategy
 from engine.logs import Captured
 from engine.store.report import build_report
 from engine.store.rows import columns_of
@@ -55,7 +56,9 @@ async def test_status_replay_db_reports_run_counters_and_stopped_engine(app: Any
     assert status["mode"] == "shadow"
     assert status["run"]["command"] == "replay"
     assert status["run"]["exit_code"] == 0 and status["run"]["clean_shutdown"] is True
-    assert status["run"]["strategy"] == {"fast": 5, "slow": 20, "bar_seconds": 1}
+    assert status["run"]["strategy"] == {
+        "kind": "sma_cross", "params": {"fast": 5, "slow": 20, "bar_seconds": 1},
+        "bar_seconds": 1, "lines": ["sma_fast", "sma_slow"], "fast": 5, "slow": 20}
     heartbeat = status["heartbeat"]
     assert heartbeat["final"] is True
     assert heartbeat["counters"]["tick_count"] == TRADES
@@ -104,6 +107,48 @@ async def test_prices_window_filters_bars_and_signals(app: Any) -> None:
     assert all(start <= bar[0] <= end + 10**9 for bar in part["bars"])
     assert part["bars"][0][2] is not None  # warm-up bars before the window define the SMAs
     assert all(start <= s["ts_event"] <= end + 10**9 for s in part["signals"])
+
+
+@pytest.fixture(scope="session")
+def donchian_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return replay_database(tmp_path_factory.mktemp("donchian") / "donchian.db",
+                           env={"ENGINE_STRATEGY_KIND": "donchian_breakout",
+                                "ENGINE_STRATEGY_LOOKBACK": "30"})
+
+
+async def test_prices_of_another_strategy_have_its_bars_and_no_sma(donchian_db: Path) -> None:
+    app = build_app(str(donchian_db))
+    data = await _get(app, "/api/prices", "symbol=BTCUSDT&points=2000")
+    assert data["strategy"] == {"kind": "donchian_breakout",
+                                "params": {"lookback": 30, "bar_seconds": 1}}
+    assert data["columns"] == ["ts_event", "close"]
+    assert data["fast"] is None and data["slow"] is None
+    assert data["bars"] and all(len(bar) == 2 for bar in data["bars"])
+    assert data["signals"]  # its own signals are still marked
+    status = await _get(app, "/api/status")
+    assert status["run"]["strategy"]["kind"] == "donchian_breakout"
+    assert status["run"]["strategy"]["lines"] == []
+    assert "fast" not in status["run"]["strategy"]
+
+
+def test_chart_strategy_draws_smas_only_for_the_sma_crossover() -> None:
+    user = chart_strategy({"strategy_kind": "momentum.py:Momentum",
+                           "strategy_params": {"lookback": 50, "fast": 3}})
+    assert user.sma is None and user.to_builtins()["lines"] == [] and user.bar_seconds == 1
+    sma = chart_strategy({"strategy_kind": "sma_cross",
+                          "strategy_params": {"fast": 3, "slow": 30, "bar_seconds": 0}})
+    assert sma.sma is not None and (sma.sma.fast, sma.sma.slow, sma.bar_seconds) == (3, 30, 0)
+    # before run identities: the recorded configuration's [strategy] table (no kind: the SMA)
+    legacy = chart_strategy({"config": {"strategy": {"fast": 4, "slow": 9}}})
+    assert legacy.kind == "sma_cross" and legacy.sma is not None and legacy.sma.slow == 9
+    legacy_donchian = chart_strategy({"config": {"strategy": {"kind": "donchian_breakout"}}})
+    assert legacy_donchian.sma is None
+    # values the chart cannot use fall back to the defaults, never an error
+    odd = chart_strategy({"strategy_kind": "sma_cross",
+                          "strategy_params": {"fast": 30, "slow": 20, "bar_seconds": -1}})
+    assert odd.sma is not None and (odd.sma.fast, odd.sma.slow, odd.bar_seconds) == (5, 20, 1)
+    assert chart_strategy(None).kind == "sma_cross"
+    assert chart_strategy({"strategy_kind": 7, "strategy_params": "x"}).kind == "sma_cross"
 
 
 async def test_prices_unknown_symbol_is_empty_not_error(app: Any) -> None:

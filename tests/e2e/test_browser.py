@@ -50,6 +50,10 @@ async def test_page_renders_charts_counters_and_tables_in_chromium(tmp_path: Pat
     for series in ("price", "sma-fast", "sma-slow"):
         points = re.search(rf'<polyline class="{series}" points="[^"]+" data-points="(\d+)"', svg)
         assert points and int(points.group(1)) > 100, series
+    # labelled by the run's strategy: the SMA crossover's lines, named with their lengths
+    assert re.search(r'id="strategy-label" class="muted">sma_cross fast=5 slow=20 on 1 s bars<',
+                     dom)
+    assert "SMA fast (5 bars)" in dom and "SMA slow (20 bars)" in dom
     assert len(re.findall(r'class="marker buy"', svg)) == 8
     assert len(re.findall(r'class="marker sell"', svg)) == 8
     # the equity curve
@@ -57,3 +61,27 @@ async def test_page_renders_charts_counters_and_tables_in_chromium(tmp_path: Pat
     # tables: orders with transitions, vetoes with their reason
     assert dom.count('<span class="chip FILLED"') == 15
     assert "NO_POSITION" in dom
+
+
+async def test_chart_of_another_strategy_draws_no_sma_and_says_which_strategy(
+    tmp_path: Path,
+) -> None:
+    db = replay_database(tmp_path / "donchian.db",
+                         env={"ENGINE_STRATEGY_KIND": "donchian_breakout"})
+    with trio.fail_after(BROWSER_TIMEOUT_S):
+        async with trio.open_nursery() as nursery:
+            url = await serve_dashboard(nursery, db)
+            dom = await _render(url + "/", tmp_path / "profile")
+            nursery.cancel_scope.cancel()
+    chart = re.search(r'<svg id="chart-BTCUSDT".*?</svg>', dom, re.S)
+    assert chart is not None
+    svg = chart.group(0)
+    assert re.search(r'<polyline class="price" points="[^"]+" data-points="\d+"', svg)
+    assert "sma-" not in svg  # no line the strategy never compared
+    assert re.search(r'class="marker (buy|sell)"', svg)  # its own signals are marked
+    legend = re.search(r'<div class="legend" data-strategy="donchian_breakout">.*?</div>', dom)
+    assert legend is not None and "SMA" not in legend.group(0) and "price" in legend.group(0)
+    assert re.search(
+        r'id="strategy-label" class="muted">donchian_breakout lookback=20 on 1 s bars<', dom)
+    section = re.search(r"<h2>Price and signals.*?</section>", dom, re.S)
+    assert section is not None and "SMA" not in section.group(0)  # heading, legend, aria-label

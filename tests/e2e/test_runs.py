@@ -88,6 +88,22 @@ def test_other_risk_config_refused_with_12(tmp_path: Path) -> None:
     assert db_state(db) == before
 
 
+def test_other_strategy_refused_with_12_naming_both_and_database_unchanged(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "e.db"
+    assert replay(db, REAL_CAPTURE).returncode == 0
+    before = db_state(db)
+    donchian = replay(db, REAL_CAPTURE, env={"ENGINE_STRATEGY_KIND": "donchian_breakout"})
+    assert_refused(donchian, "written by strategy sma_cross {", "strategy is donchian_breakout {")
+    fast = replay(db, REAL_CAPTURE, env={"ENGINE_STRATEGY_FAST": "3"})
+    assert_refused(fast, '"fast":5', '"fast":3')
+    assert db_state(db) == before
+    # the default parameters written out explicitly are the same strategy: it continues
+    same = replay(db, REAL_CAPTURE, env={"ENGINE_STRATEGY_FAST": "5", "ENGINE_STRATEGY_SLOW": "20"})
+    assert same.returncode == 0, same.stderr[-2000:]
+
+
 def test_older_capture_refused_with_12(tmp_path: Path, halves: tuple[Path, Path]) -> None:
     early, late = halves
     db = tmp_path / "e.db"

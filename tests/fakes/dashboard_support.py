@@ -31,9 +31,10 @@ from engine.store.sqlite_store import SqliteStore
 from tests.fakes.engine_process import REAL_CAPTURE, run_engine
 
 
-def replay_database(path: Path) -> Path:
-    """Replay the real capture into ``path`` in a fresh process; return ``path``."""
-    result = run_engine(["replay", str(REAL_CAPTURE), "--db", str(path)])
+def replay_database(path: Path, env: dict[str, str] | None = None) -> Path:
+    """Replay the real capture into ``path`` in a fresh process (with ``env``'s
+    ``ENGINE_*`` overrides); return ``path``."""
+    result = run_engine(["replay", str(REAL_CAPTURE), "--db", str(path)], env=env)
     if result.returncode != 0:
         raise AssertionError(f"replay failed ({result.returncode}):\n{result.stderr[-2000:]}")
     return path

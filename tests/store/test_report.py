@@ -8,13 +8,15 @@ from decimal import Decimal
 from pathlib import Path
 
 import msgspec
+from hypothesis import given
+from hypothesis import strategies as st
 
 from engine.config.schema import Config, RiskSection
 from engine.core.events import Side
 from engine.core.execution import Execution
-from engine.store.report import build_report
+from engine.store.report import MAX_SHOWN_DECIMALS, build_report, shown
 from engine.store.sqlite_store import SqliteStore
-from tests.fakes.engine_process import run_engine
+from tests.fakes.engine_process import REAL_CAPTURE, REPLAYS, run_engine
 from tests.fakes.events import signal, tick
 
 
@@ -115,3 +117,49 @@ def test_report_cli_sqlite_without_engine_tables_exit_12(tmp_path: Path) -> None
         done.stderr
     )
     assert "conservation" not in done.stdout  # no "all OK" report for a foreign file
+
+
+AUDIT_AMOUNTS = ("cash", "fees", "realised PnL", "unrealised PnL", "equity")
+
+
+def test_report_audit_shows_exact_amounts_without_trailing_zeros(tmp_path: Path) -> None:
+    """A real PAPER replay: its realised PnL is stored with 28 digits (trailing zeros
+    of a pro-rata basis); the text shows each audit amount exactly and readably, the
+    JSON keeps the exact strings, and the digest is what it was."""
+    db = tmp_path / "paper.db"
+    done = run_engine(["replay", str(REAL_CAPTURE), "--config", str(REPLAYS / "paper.toml"),
+                       "--db", str(db)])
+    assert done.returncode == 0, done.stderr[-2000:]
+    before = run_engine(["digest", "--db", str(db)]).stdout
+    data = json.loads(run_engine(["report", "--db", str(db), "--json"]).stdout)
+    text = run_engine(["report", "--db", str(db)]).stdout
+    audit = {line[:18].strip(): line[18:] for line in text.split("\naudit\n", 1)[1].splitlines()
+             if line[:1] != " "}  # "label             value", the label 18 wide
+    assert len(data["realised_pnl"].split(".")[1]) >= 20  # the long stored form is real
+    for label, key in zip(AUDIT_AMOUNTS, ("cash", "fees", "realised_pnl", "unrealised_pnl",
+                                          "equity"), strict=True):
+        value = audit[label].strip()
+        assert Decimal(value) == Decimal(data[key]), label  # exact: same number
+        assert not value.endswith("0") and "E" not in value, (label, value)
+    symbol, position = next(iter(data["positions"].items()))
+    assert f"{symbol} {shown(Decimal(position))} @ {shown(Decimal(data['marks'][symbol]))}" in text
+    assert "@ 61685.99\n" in text  # the mark, not 61685.99000000
+    assert run_engine(["digest", "--db", str(db)]).stdout == before
+
+
+FINITE = st.decimals(allow_nan=False, allow_infinity=False, places=None)
+
+
+@given(FINITE)
+def test_shown_is_exact_up_to_its_decimals_else_rounded_and_marked(value: Decimal) -> None:
+    text = shown(value)
+    assert "E" not in text and "e" not in text and text != "-0"
+    if "." in text:
+        assert not text.endswith("0")
+    places = -int(value.as_tuple().exponent)
+    if places <= MAX_SHOWN_DECIMALS:
+        assert Decimal(text) == value and not text.startswith("~")
+    else:
+        number = Decimal(text.removeprefix("~"))
+        assert abs(number - value) <= Decimal(1).scaleb(-MAX_SHOWN_DECIMALS) / 2
+        assert text.startswith("~") == (number != value)

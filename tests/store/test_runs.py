@@ -76,8 +76,10 @@ def fill(n: int) -> Fill:
 
 
 def identity(mode: str = "shadow", risk: str = "r" * 64,
-             captures: tuple[CaptureIdentity, ...] = ()) -> RunIdentity:
-    return RunIdentity(mode=mode, strategy_kind="sma_cross", strategy_params={"fast": 5},
+             captures: tuple[CaptureIdentity, ...] = (), kind: str = "sma_cross",
+             params: dict[str, object] | None = None) -> RunIdentity:
+    return RunIdentity(mode=mode, strategy_kind=kind,
+                       strategy_params={"fast": 5} if params is None else params,
                        risk_config_hash=risk, source_kind="replay" if captures else "synthetic",
                        source={}, captures=captures)
 
@@ -202,6 +204,30 @@ def test_other_risk_config_refused_same_continues(tmp_path: Path) -> None:
     store.close()
 
 
+def test_other_strategy_kind_or_parameters_refused_naming_both(tmp_path: Path) -> None:
+    store = SqliteStore.open(tmp_path / "e.db")
+    start(store, "run-a", identity(params={"fast": 5, "slow": "20"}))
+    conn = store.connection
+    kind = continuation_refusal(conn, identity(kind="donchian_breakout", params={"n": 20}), "e.db")
+    assert kind is not None and "\n" not in kind and "new --db" in kind
+    assert 'strategy sma_cross {"fast":5,"slow":"20"}' in kind
+    assert "this run's strategy is donchian_breakout" in kind
+    other = continuation_refusal(conn, identity(params={"fast": 3, "slow": "20"}), "e.db")
+    assert other is not None and '{"fast":3,"slow":"20"}' in other
+    # the same kind and parameters, whatever order the keys come in, continue
+    assert continuation_refusal(conn, identity(params={"slow": "20", "fast": 5}), "e.db") is None
+    store.close()
+
+
+def test_strategy_refusal_line_is_bounded_for_a_long_user_kind(tmp_path: Path) -> None:
+    store = SqliteStore.open(tmp_path / "e.db")
+    start(store, "run-a", identity())
+    long_kind = "strategies/" + "x" * 400 + ".py:Mine"
+    reason = continuation_refusal(store.connection, identity(kind=long_kind), "e.db")
+    assert reason is not None and len(reason) < 700 and "..." in reason
+    store.close()
+
+
 def test_database_predating_run_identity_missing_hash_is_compatible_mode_still_binds(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -216,6 +242,7 @@ def test_database_predating_run_identity_missing_hash_is_compatible_mode_still_b
     assert conn.execute("SELECT risk_config_hash, source_json FROM runs").fetchone() == (None, None)
     assert conn.execute("SELECT run_id FROM ticks").fetchone() == (None,)
     assert continuation_refusal(conn, identity("shadow", risk="z" * 64), "old.db") is None
+    assert continuation_refusal(conn, identity(kind="donchian_breakout"), "old.db") is None
     assert continuation_refusal(conn, identity("paper"), "old.db") is not None
     [run] = load_runs(conn, 5)
     assert run.run_id == "run-old" and run.mode == "shadow"
@@ -251,21 +278,28 @@ def test_capture_rules_empty_account_takes_any_capture(tmp_path: Path) -> None:
 
 MODES = st.sampled_from(["shadow", "paper", "live"])
 HASHES = st.sampled_from(["a" * 64, "b" * 64, None])
+STRATEGIES = st.sampled_from([("sma_cross", {"fast": 5}), ("sma_cross", {"fast": 3}),
+                              ("donchian_breakout", {"fast": 5})])
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=FIXTURE_OK)
-@given(previous=st.lists(st.tuples(MODES, HASHES), max_size=5), mode=MODES,
-       risk=st.sampled_from(["a" * 64, "b" * 64]))
-def test_refused_exactly_when_a_previous_mode_or_recorded_hash_differs(
+@given(previous=st.lists(st.tuples(MODES, HASHES, st.none() | STRATEGIES), max_size=5),
+       mode=MODES, risk=st.sampled_from(["a" * 64, "b" * 64]), strategy=STRATEGIES)
+def test_refused_exactly_when_a_previous_mode_recorded_hash_or_strategy_differs(
     tmp_path_factory: pytest.TempPathFactory,
-    previous: list[tuple[str, str | None]], mode: str, risk: str,
+    previous: list[tuple[str, str | None, tuple[str, dict[str, object]] | None]],
+    mode: str, risk: str, strategy: tuple[str, dict[str, object]],
 ) -> None:
     store = SqliteStore.open(tmp_path_factory.mktemp("p") / "e.db")
-    for i, (m, h) in enumerate(previous):
+    for i, (m, h, s) in enumerate(previous):
+        kind, params = (None, None) if s is None else (s[0], json.dumps(s[1]))
         store.connection.execute(
-            "INSERT INTO runs (run_id, mode, risk_config_hash) VALUES (?, ?, ?)", (f"r{i}", m, h))
-    refused = continuation_refusal(store.connection, identity(mode, risk), "e.db") is not None
-    expected = any(m != mode or (h is not None and h != risk) for m, h in previous)
+            "INSERT INTO runs (run_id, mode, risk_config_hash, strategy_kind,"
+            " strategy_params_json) VALUES (?, ?, ?, ?, ?)", (f"r{i}", m, h, kind, params))
+    who = identity(mode, risk, kind=strategy[0], params=strategy[1])
+    refused = continuation_refusal(store.connection, who, "e.db") is not None
+    expected = any(m != mode or (h is not None and h != risk) or (s is not None and s != strategy)
+                   for m, h, s in previous)
     assert refused == expected
     store.close()
 

@@ -1,4 +1,9 @@
-"""Market data: traded symbols, last prices, and the price chart with the strategy's SMAs.
+"""Market data: traded symbols, last prices, and the price chart of the run's strategy.
+
+The chart's bars are the strategy's (its ``bar_seconds``); the fast and slow SMAs
+are added only when the strategy is the SMA crossover (``ChartStrategy.sma``):
+another built-in or a user strategy gets its bars and signals, and no line it
+never compared.
 
 Reads the ``ticks`` table only through index seeks and bounded ranges: a price
 window holds at most ``MAX_BARS`` strategy bars, its SMA warm-up looks back a
@@ -12,9 +17,9 @@ from collections.abc import Sequence
 from decimal import Context, Decimal
 from typing import Any, Final
 
-from engine.config.schema import StrategySection
 from engine.core.events import NS_PER_S
 from engine.dashboard.queries.bounds import MAX_LIMIT
+from engine.dashboard.queries.runs import ChartStrategy
 
 MAX_BARS: Final = 20_000
 """Most strategy bars one price window may span. A wider window is a 400 naming the bound."""
@@ -109,9 +114,10 @@ def prices(
     from_ns: int | None,
     to_ns: int | None,
     points: int,
-    params: StrategySection,
+    strategy: ChartStrategy,
 ) -> dict[str, Any]:
-    """Bar closes of one symbol with the strategy's fast/slow SMAs and its signals.
+    """Bar closes of one symbol with its signals, and the SMA crossover's fast/slow SMAs
+    when that is the strategy.
 
     Bars are the strategy's (``bar_seconds`` buckets; each close is the bucket's
     last trade by event time; trade bars when ``bar_seconds == 0``), so the
@@ -119,19 +125,20 @@ def prices(
     the window are read too, so the averages are defined from its first bar.
     The series is then thinned to at most ``points`` points for drawing.
     """
-    bar_ns = params.bar_seconds * NS_PER_S
+    sma = strategy.sma
+    bar_ns = strategy.bar_seconds * NS_PER_S
     last = last_tick(conn, symbol)
     if last is None:
-        return _empty_prices(symbol, params, from_ns, to_ns)
+        return _empty_prices(symbol, strategy, from_ns, to_ns)
     end = to_ns if to_ns is not None else int(last["last_ts_event"])
     start = from_ns if from_ns is not None else end - DEFAULT_WINDOW_S * NS_PER_S
-    warmup = params.slow - 1
+    warmup = sma.slow - 1 if sma is not None else 0
     if bar_ns > 0:
         start -= start % bar_ns  # whole bars only
         span_bars = (end - start) // bar_ns + 1
         if span_bars > MAX_BARS:
             raise WindowTooWide(
-                f"window spans {span_bars} bars of {params.bar_seconds} s; at most {MAX_BARS}"
+                f"window spans {span_bars} bars of {strategy.bar_seconds} s; at most {MAX_BARS}"
                 " (narrow from_ns/to_ns)"
             )
         # A bar's close is its bucket's last trade in arrival order, as in the strategy;
@@ -165,13 +172,12 @@ def prices(
         rows.reverse()
         bars = [(int(t), Decimal(p)) for t, p in rows]
         n_warm = min(warmup, max(0, len(bars) - 1)) if truncated else 0
-    closes = [c for _, c in bars]
-    fast = _sma(closes, params.fast)
-    slow = _sma(closes, params.slow)
-    series = [
-        [ts, str(close), f, s]
-        for (ts, close), f, s in zip(bars, fast, slow, strict=True)
-    ][n_warm:]
+    series: list[list[Any]] = [[ts, str(close)] for ts, close in bars]
+    if sma is not None:
+        closes = [c for _, c in bars]
+        for row, f, s in zip(series, _sma(closes, sma.fast), _sma(closes, sma.slow), strict=True):
+            row += [f, s]
+    series = series[n_warm:]
     step = max(1, -(-len(series) // points))
     if step > 1:
         # Keep every step-th bar and always the last one (the current price).
@@ -185,13 +191,9 @@ def prices(
         (symbol, start, end + bar_ns, MAX_LIMIT),
     ).fetchall()
     return {
-        "symbol": symbol,
-        "bar_seconds": params.bar_seconds,
-        "fast": params.fast,
-        "slow": params.slow,
+        **_chart_head(symbol, strategy),
         "from_ns": start,
         "to_ns": end,
-        "columns": ["ts_event", "close", "sma_fast", "sma_slow"],
         "bars": series,
         "thinned_by": step,
         "truncated": truncated,
@@ -202,11 +204,23 @@ def prices(
     }
 
 
-def _empty_prices(symbol: str, params: StrategySection, from_ns: int | None, to_ns: int | None
+def _chart_head(symbol: str, strategy: ChartStrategy) -> dict[str, Any]:
+    """What a price chart says about its strategy: ``columns`` has the SMA columns only
+    for the SMA crossover (``fast``/``slow`` are ``null`` otherwise)."""
+    sma = strategy.sma
+    return {
+        "symbol": symbol,
+        "strategy": {"kind": strategy.kind, "params": strategy.params},
+        "bar_seconds": strategy.bar_seconds,
+        "fast": sma.fast if sma is not None else None,
+        "slow": sma.slow if sma is not None else None,
+        "columns": ["ts_event", "close", *(("sma_fast", "sma_slow") if sma else ())],
+    }
+
+
+def _empty_prices(symbol: str, strategy: ChartStrategy, from_ns: int | None, to_ns: int | None
                   ) -> dict[str, Any]:
     return {
-        "symbol": symbol, "bar_seconds": params.bar_seconds, "fast": params.fast,
-        "slow": params.slow, "from_ns": from_ns, "to_ns": to_ns,
-        "columns": ["ts_event", "close", "sma_fast", "sma_slow"], "bars": [],
+        **_chart_head(symbol, strategy), "from_ns": from_ns, "to_ns": to_ns, "bars": [],
         "thinned_by": 1, "truncated": False, "signals": [],
     }

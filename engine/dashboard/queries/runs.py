@@ -17,7 +17,8 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Final
 
 from engine.config.schema import StrategySection
 from engine.core.events import NS_PER_S
@@ -136,17 +137,59 @@ def counter_rates(newer: dict[str, Any], older: dict[str, Any] | None) -> dict[s
     return rates
 
 
-def strategy_params(run: dict[str, Any] | None) -> StrategySection:
-    """The strategy settings the latest run recorded (defaults when it recorded none)."""
-    section = (run or {}).get("config") or {}
-    raw = section.get("strategy") if isinstance(section, dict) else None
-    if not isinstance(raw, dict):
-        return StrategySection()
-    try:
-        return StrategySection(
-            fast=int(raw.get("fast", 5)),
-            slow=int(raw.get("slow", 20)),
-            bar_seconds=int(raw.get("bar_seconds", 1)),
-        )
-    except (TypeError, ValueError):
-        return StrategySection()
+SMA_KIND: Final = "sma_cross"
+"""The one strategy whose indicator lines the price chart draws (its fast and slow SMAs)."""
+
+MAX_KIND_CHARS: Final = 300
+"""A recorded kind longer than this is cut for display (a user kind is a path)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChartStrategy:
+    """What the price chart shows for the run's strategy: its bars, and its SMA lines
+    only when the strategy is the SMA crossover (``sma``), so no legend names lines
+    the strategy never compared."""
+
+    kind: str
+    params: dict[str, Any]
+    bar_seconds: int
+    sma: StrategySection | None
+
+    def to_builtins(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": self.kind, "params": self.params,
+                               "bar_seconds": self.bar_seconds,
+                               "lines": ["sma_fast", "sma_slow"] if self.sma else []}
+        if self.sma is not None:  # the keys /api/status always had for the SMA strategy
+            out.update(fast=self.sma.fast, slow=self.sma.slow)
+        return out
+
+
+def chart_strategy(run: dict[str, Any] | None) -> ChartStrategy:
+    """The strategy the run recorded (``strategy_kind``/``strategy_params``; before
+    migration ``0005_run_identity``, its configuration's ``[strategy]`` table; the
+    default SMA crossover when it recorded neither). Leniently read: a value the
+    chart cannot use falls back to its default, never an error."""
+    run = run or {}
+    kind, params = run.get("strategy_kind"), run.get("strategy_params")
+    if not isinstance(kind, str):
+        config = run.get("config")
+        table = config.get("strategy") if isinstance(config, dict) else None
+        table = dict(table) if isinstance(table, dict) else {}
+        kind, params = table.pop("kind", SMA_KIND), table
+    kind = kind[:MAX_KIND_CHARS] if isinstance(kind, str) else SMA_KIND
+    params = params if isinstance(params, dict) else {}
+    bar_seconds = _int_in(params.get("bar_seconds"), 0, 86_400, 1)
+    sma = None
+    if kind == SMA_KIND:
+        fast = _int_in(params.get("fast"), 1, 9_999, 5)
+        slow = _int_in(params.get("slow"), 2, 10_000, 20)
+        if slow <= fast:
+            fast, slow = 5, 20
+        sma = StrategySection(fast=fast, slow=slow, bar_seconds=bar_seconds)
+    return ChartStrategy(kind=kind, params=params, bar_seconds=bar_seconds, sma=sma)
+
+
+def _int_in(value: object, low: int, high: int, default: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        return default
+    return value

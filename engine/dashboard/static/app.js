@@ -156,28 +156,54 @@ function polyline(svg, points, cls, s) {
   svg.append(svgEl("polyline", { class: cls, points: pts.join(" "), "data-points": pts.length }));
 }
 
-function chartFor(symbol) {
+// What the run's strategy is, for a person: "sma_cross fast=5 slow=20 on 1 s bars"
+// (the bars only when they are the strategy's own parameter; the chart's are then its).
+function strategyText(strategy, barSeconds) {
+  if (!strategy) return "";
+  const own = Object.prototype.hasOwnProperty.call(strategy.params || {}, "bar_seconds");
+  const params = Object.entries(strategy.params || {}).filter(([k]) => k !== "bar_seconds")
+    .map(([k, v]) => `${k}=${typeof v === "object" ? JSON.stringify(v) : v}`);
+  const bars = barSeconds === 0 ? "trade bars" : `${barSeconds} s bars`;
+  return [strategy.kind, ...params].join(" ") + (own ? " on " + bars : "");
+}
+
+// The legend names only what is drawn: the SMA lines exist for the SMA crossover alone.
+function legendFor(data) {
+  const legend = el("div", { class: "legend", "data-strategy": data.strategy ? data.strategy.kind : "" });
+  legend.append(el("span", { class: "k-price" }, "\u25ac price"));
+  if (data.columns.includes("sma_fast")) {
+    legend.append(el("span", { class: "k-fast" }, `\u25ac SMA fast (${data.fast} bars)`),
+      el("span", { class: "k-slow" }, `\u25ac SMA slow (${data.slow} bars)`));
+  }
+  legend.append(el("span", { class: "k-buy" }, "\u25b2 BUY"), el("span", { class: "k-sell" }, "\u25bc SELL"));
+  return legend;
+}
+
+function chartFor(data) {
+  const symbol = data.symbol;
   const id = "chart-" + symbol.replace(/[^A-Za-z0-9_-]/g, "_");
   let svg = document.getElementById(id);
   if (!svg) {
     const box = el("div", { class: "chart-box" });
     box.append(el("h3", {}, symbol));
     svg = svgEl("svg", { id, class: "chart", viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: "none",
-      role: "img", "aria-label": `${symbol} price with SMAs and signals` });
-    const legend = el("div", { class: "legend" });
-    legend.innerHTML = '<span class="k-price">&#9644; price</span><span class="k-fast">&#9644; SMA fast</span>' +
-      '<span class="k-slow">&#9644; SMA slow</span><span class="k-buy">&#9650; BUY</span><span class="k-sell">&#9660; SELL</span>';
-    box.append(svg, legend);
+      role: "img" });
+    box.append(svg, el("div", { class: "legend" }));
     $("#charts").append(box);
   }
+  const sma = data.columns.includes("sma_fast");
+  svg.setAttribute("aria-label", `${symbol} price${sma ? " with SMAs" : ""} and signals`);
+  svg.nextElementSibling.replaceWith(legendFor(data));
   return svg;
 }
 
 function renderPrices(data) {
-  const svg = chartFor(data.symbol);
+  const svg = chartFor(data);
   svg.replaceChildren();
   svg.dataset.bars = data.bars.length;
   svg.dataset.signals = data.signals.length;
+  const label = $("#strategy-label");
+  if (label) label.textContent = strategyText(data.strategy, data.bar_seconds);
   if (data.bars.length === 0) return;
   const xs = data.bars.map((b) => Number(b[0]));
   const ys = [];
@@ -186,8 +212,11 @@ function renderPrices(data) {
   const s = scales(xs, ys);
   axes(svg, s, 2);
   polyline(svg, data.bars.map((b) => [b[0], b[1]]), "price", s);
-  polyline(svg, data.bars.map((b) => [b[0], b[2]]), "sma-fast", s);
-  polyline(svg, data.bars.map((b) => [b[0], b[3]]), "sma-slow", s);
+  const column = (name) => data.columns.indexOf(name);
+  if (column("sma_fast") > 0) {
+    polyline(svg, data.bars.map((b) => [b[0], b[column("sma_fast")]]), "sma-fast", s);
+    polyline(svg, data.bars.map((b) => [b[0], b[column("sma_slow")]]), "sma-slow", s);
+  }
   for (const sig of data.signals) {
     const x = s.x(Number(sig.ts_event)), y = s.y(Number(sig.price));
     const buy = sig.side === "BUY";
