@@ -31,7 +31,7 @@ import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final, Protocol
 
@@ -41,6 +41,7 @@ from engine.config.load import ENV_PREFIX, env_overrides, load_config
 from engine.config.strategies import BUILTINS
 from engine.exits import ConfigError
 from engine.store.connection import open_readonly
+from engine.store.figures import finite_decimal
 from engine.store.report import build_report
 
 MAX_KEYS: Final = 8
@@ -312,14 +313,7 @@ async def _stop(process: trio.Process) -> None:
 
 
 def _sort_value(outcome: Outcome, key: str) -> Decimal | None:
-    value = outcome.figures.get(key)
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        number = Decimal(str(value))
-    except InvalidOperation:
-        return None
-    return number if number.is_finite() else None
+    return finite_decimal(outcome.figures.get(key))
 
 
 def rank(outcomes: Sequence[Outcome], key: str) -> list[Outcome]:

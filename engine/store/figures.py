@@ -58,6 +58,17 @@ class Point:
     equity: Decimal
 
 
+def finite_decimal(value: object) -> Decimal | None:
+    """A stored JSON scalar as an exact finite ``Decimal`` (``None``: null, a bool, NaN, text)."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = Decimal(str(value))
+    except decimal.InvalidOperation:
+        return None
+    return number if number.is_finite() else None
+
+
 def decimals_of(value: Decimal) -> int:
     """Significant decimal places of ``value`` (``61685.99000000`` -> 2)."""
     exponent = value.normalize().as_tuple().exponent

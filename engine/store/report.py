@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from engine import logs
-from engine.core.events import Fill, TradingState
+from engine.core.events import NS_PER_S, Fill, TradingState
 from engine.core.ledger import Ledger
 from engine.core.sizing import conserves
 from engine.exits import ConfigError, ExitCode
@@ -40,6 +40,7 @@ from engine.store.figures import (
     Money,
     PricePoint,
     figures_builtins,
+    finite_decimal,
     money_for,
     run_figures,
     trip_builtins,
@@ -285,8 +286,6 @@ MAX_PRICE_POINTS: Final = 2_000
 """Price path resolution: the last trade of each symbol in each of at most this many
 intervals of the run (whole seconds, at least one); see docs/report.md."""
 
-NS_PER_S: Final = 1_000_000_000
-
 
 @dataclass(frozen=True, slots=True)
 class RunFigures:
@@ -439,14 +438,8 @@ def _run_columns(
 def starting_cash_of(config: dict[str, Any]) -> Decimal | None:
     """``[execution] starting_cash`` from a run's recorded configuration (``None``: unset)."""
     execution = config.get("execution")
-    value = execution.get("starting_cash") if isinstance(execution, dict) else None
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        cash = Decimal(str(value))
-    except InvalidOperation:
-        return None
-    return cash if cash.is_finite() and cash > 0 else None
+    cash = finite_decimal(execution.get("starting_cash") if isinstance(execution, dict) else None)
+    return cash if cash is not None and cash > 0 else None
 
 
 def _fills(conn: sqlite3.Connection, where: str, args: tuple[object, ...]) -> list[Fill]:

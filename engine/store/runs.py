@@ -42,6 +42,7 @@ from typing import Any, Final
 
 import msgspec
 
+from engine.core.events import NS_PER_MS
 from engine.exits import ConfigError
 from engine.store.rows import has_column, has_table, row_count
 from engine.store.schema import RUN_COLUMNS, RUN_IDENTITY_COLUMNS
@@ -115,7 +116,7 @@ def _json(value: object) -> str:
 def iso_ns(ts_ns: int) -> str:
     """An event time for a person: UTC, milliseconds (the raw ns if out of datetime's range)."""
     try:
-        moment = dt.datetime.fromtimestamp(ts_ns // 1_000_000 / 1000, tz=dt.UTC)
+        moment = dt.datetime.fromtimestamp(ts_ns // NS_PER_MS / 1000, tz=dt.UTC)
     except (OverflowError, OSError, ValueError):
         return f"{ts_ns} ns"
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")

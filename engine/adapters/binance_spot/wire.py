@@ -19,7 +19,7 @@ from typing import Final
 
 import msgspec
 
-NS_PER_MS: Final = 1_000_000
+from engine.core.events import NS_PER_MS
 
 
 def ms_to_ns(ms: int) -> int:
