@@ -33,10 +33,10 @@ from engine.runtime.shutdown import HardDeadline
 from engine.runtime.startup import StartupStop
 from engine.runtime.state import RunState
 from engine.store.connection import DatabaseCorrupt
-from engine.store.report import print_run_summary
 from engine.store.restore import load_restored_state
 from engine.store.runs import check_continuation
 from engine.store.sqlite_store import SqliteStore
+from engine.store.summary import print_run_summary
 
 if TYPE_CHECKING:  # imported for real only in LIVE (check_mode)
     from engine.adapters.binance_spot.credentials import Credentials

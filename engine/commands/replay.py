@@ -28,7 +28,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def run(args: argparse.Namespace) -> int:
     admit_argument("--speed", args.speed, "ingest.speed")  # refused like its TOML twin
     config = load_config(args.config)
-    # run_with prints the end-of-run summary (engine.store.report.print_run_summary).
+    # run_with prints the end-of-run summary (engine.store.summary.print_run_summary).
     return run_with(
         config, command="replay", captures=args.captures, speed=args.speed, db_path=args.db
     )

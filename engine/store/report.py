@@ -20,20 +20,15 @@ from __future__ import annotations
 import decimal
 import json
 import sqlite3
-import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from pathlib import Path
 from typing import Any, Final
 
-from engine import logs
 from engine.core.events import NS_PER_S, Fill, TradingState
 from engine.core.ledger import Ledger
 from engine.core.sizing import conserves
-from engine.exits import ConfigError, ExitCode
-from engine.store.connection import open_readonly
-from engine.store.digest import digest
+from engine.exits import ConfigError
 from engine.store.figures import (
     SAMPLE_NS,
     Figures,
@@ -53,7 +48,6 @@ from engine.store.rows import (
     record_of,
     row_count,
     select_rows,
-    table_counts,
 )
 from engine.store.runs import (
     SUMMARY_TABLES,
@@ -490,6 +484,21 @@ def _signal_prices(conn: sqlite3.Connection, run_id: str) -> list[Decimal]:
     return prices
 
 
+def ticks_processed(conn: sqlite3.Connection, run_id: str) -> int | None:
+    """The ticks run ``run_id`` handed downstream (its last heartbeat's ``ingest_processed``)."""
+    if not has_table(conn, "heartbeats"):
+        return None
+    row = conn.execute(
+        "SELECT counters FROM heartbeats WHERE run_id = ? ORDER BY hb_id DESC LIMIT 1", (run_id,)
+    ).fetchone()
+    try:
+        counters = json.loads(row[0]) if row is not None else None
+    except (TypeError, ValueError):
+        return None
+    value = counters.get("ingest_processed") if isinstance(counters, dict) else None
+    return value if isinstance(value, int) else None
+
+
 def run_report(conn: sqlite3.Connection, run: RunRecord) -> RunFigures:
     """The figures of ``run``: its fills, booked after those of the runs before it."""
     rowid, config, params = _run_columns(conn, run.run_id)
@@ -516,7 +525,7 @@ def run_report(conn: sqlite3.Connection, run: RunRecord) -> RunFigures:
     # a run that stored no ticks still stored its signals, each at a trade's price.
     traded = [p.price for p in prices] or _signal_prices(conn, run.run_id)
     money = money_for(traded or [f.price for f in fills], [f.qty for f in fills])
-    processed = _ticks_processed(conn, run.run_id)
+    processed = ticks_processed(conn, run.run_id)
     return RunFigures(
         run=run,
         strategy_params=params,
@@ -561,98 +570,3 @@ def build_report(conn: sqlite3.Connection, run: str | None = None) -> Report:
     if chosen is not None:
         report.run = run_report(conn, chosen)
     return report
-
-
-# -------------------------------------------------------------- the end-of-run summary
-
-
-@dataclass(frozen=True, slots=True)
-class RunSummary:
-    """What ``replay`` and ``run`` say on exit: this run's counts apart from the totals."""
-
-    run_id: str
-    run: RunRecord | None
-    totals: dict[str, int]
-    modes: list[str]
-    runs_total: int
-    digest: str
-    ticks_processed: int | None = None
-    """Ticks the run handed downstream (its final heartbeat's ``ingest_processed``):
-    a restart replays ticks the database already holds, which it does not write again."""
-
-
-def _ticks_processed(conn: sqlite3.Connection, run_id: str) -> int | None:
-    if not has_table(conn, "heartbeats"):
-        return None
-    row = conn.execute(
-        "SELECT counters FROM heartbeats WHERE run_id = ? ORDER BY hb_id DESC LIMIT 1", (run_id,)
-    ).fetchone()
-    try:
-        counters = json.loads(row[0]) if row is not None else None
-    except (TypeError, ValueError):
-        return None
-    value = counters.get("ingest_processed") if isinstance(counters, dict) else None
-    return value if isinstance(value, int) else None
-
-
-def run_summary(conn: sqlite3.Connection, run_id: str) -> RunSummary:
-    """The summary of run ``run_id`` in the database at ``conn`` (read-only)."""
-    found = load_runs(conn, 1, run_id=run_id)
-    return RunSummary(
-        run_id=run_id,
-        run=found[0] if found else None,
-        totals=table_counts(conn),
-        modes=previous_modes(conn),
-        runs_total=count_runs(conn),
-        digest=digest(conn),
-        ticks_processed=_ticks_processed(conn, run_id),
-    )
-
-
-def _outcome(code: int) -> str:
-    if code == 0:
-        return "complete"
-    name = ExitCode(code).name if code in ExitCode._value2member_map_ else "?"
-    return f"stopped with exit {code} ({name})"
-
-
-def summary_text(summary: RunSummary, command: str, code: int, db_path: str) -> str:
-    """Three lines: this run (mode, what it wrote), the database's totals, its digest."""
-    run = summary.run
-    mode = (run.mode if run else None) or "?"
-    this_run = counts_text(run.counts) if run else "nothing (no run row recorded)"
-    processed = summary.ticks_processed
-    read = "" if processed is None else f"processed {processed} ticks and "
-    plural = "run" if summary.runs_total == 1 else "runs"
-    return (
-        f"{command} {_outcome(code)}, mode {mode}, {summary.run_id}: this run {read}wrote "
-        f"{this_run}\n"
-        f"database {Path(db_path).resolve()} ({summary.runs_total} {plural}, mode "
-        f"{', '.join(summary.modes) or '?'}): {counts_text(summary.totals)}\n"
-        f"digest {summary.digest} of the database (inspect: hybrid-engine report --db {db_path})"
-    )
-
-
-def print_run_summary(db_path: str, run_id: str, command: str, code: int) -> None:
-    """Log ``<command>_results`` and print ``summary_text`` on stderr (never raises on a
-    database it cannot read: the exit code already says how the run ended)."""
-    try:
-        conn = open_readonly(db_path)
-        try:
-            summary = run_summary(conn, run_id)
-        finally:
-            conn.close()
-    except (sqlite3.Error, OSError) as exc:
-        logs.warning(f"{command}_results_unavailable", db_path=db_path, error=repr(exc))
-        return
-    logs.info(
-        f"{command}_results",
-        db_path=str(Path(db_path).resolve()),
-        run_id=run_id,
-        mode=summary.run.mode if summary.run else None,
-        exit_code=code,
-        digest=summary.digest,
-        this_run=summary.run.counts if summary.run else None,
-        **summary.totals,
-    )
-    print(summary_text(summary, command, code, db_path), file=sys.stderr)

@@ -26,7 +26,6 @@ from engine.runtime.identity import (
 )
 from engine.store import schema
 from engine.store.digest import digest
-from engine.store.report import run_summary, summary_text
 from engine.store.runs import (
     AccountMismatch,
     CaptureIdentity,
@@ -38,6 +37,7 @@ from engine.store.runs import (
 )
 from engine.store.schema import RUN_TAGGED_TABLES
 from engine.store.sqlite_store import SqliteStore
+from engine.store.summary import run_summary, summary_text
 from tests.fakes.engine_process import REAL_CAPTURE
 from tests.fakes.legacy_store import open_legacy_store
 
