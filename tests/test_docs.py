@@ -107,3 +107,29 @@ def test_architecture_doc_names_every_channel_constant() -> None:
     for name in ("TICK_QUEUE_BATCHES", "DECISION_QUEUE_BATCHES", "RECORD_QUEUE_BATCHES"):
         assert name in doc
         assert f"{getattr(engine.runtime.pipeline, name)} batches" in doc
+
+
+def _words_of_block(text: str, after: str) -> set[str]:
+    """The words of the first fenced block after the heading ``after``."""
+    block = text.split(after, 1)[1].split("```", 2)[1]
+    return set(re.findall(r"[a-z_]+", block))
+
+
+ENGINE_MODULES = sorted(
+    p.relative_to(REPO).as_posix()
+    for p in (REPO / "engine").rglob("*.py")
+    if p.stem not in {"__init__", "__main__"} and "commands" not in p.parts
+)
+
+
+@pytest.mark.parametrize("module", ENGINE_MODULES)
+def test_layout_pictures_name_every_module(module: str) -> None:
+    """The README's layout block and docs/architecture.md's picture of the parts name every
+    module of engine/ (commands/ is named as a folder: one thin module per command)."""
+    name = Path(module).stem
+    readme = (REPO / "README.md").read_text()
+    architecture = (REPO / "docs" / "architecture.md").read_text()
+    assert name in _words_of_block(readme, "## Layout"), f"README layout lacks {module}"
+    assert name in _words_of_block(architecture, "## Parts and arrows"), (
+        f"docs/architecture.md picture lacks {module}"
+    )
