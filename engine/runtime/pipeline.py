@@ -49,19 +49,33 @@ from engine.store.task import PERSIST_BATCH_AGE_S, run_persistence
 
 T = TypeVar("T")
 
+COALESCE_ITEMS: Final = 4_096
+"""The most ticks (decisions) the strategy (execution) task takes as one batch: after
+each ``receive`` it adds every list already queued behind it (``receive_nowait``, no
+checkpoint per list) up to this size, so a burst costs one ``on_batch``, one
+``process`` and one hop per channel instead of one per list. It also bounds the lists
+those tasks send, and so the decision and record queues in items below."""
+
 TICK_QUEUE_BATCHES: Final = 16
-"""ingest -> strategy. Overload policy is the source's: a replay awaits (lossless
-backpressure); a live feed drops the newest tick from its bounded pending buffer
-and counts ``bp_drops_tick`` (its socket reader never waits)."""
+"""ingest -> strategy, in lists of at most 1,000 ticks (``REPLAY_BATCH_TICKS``,
+``LIVE_PENDING_TICKS``): at most 16,000 ticks. Overload policy is the source's: a
+replay awaits (lossless backpressure); a live feed drops the newest tick from its
+bounded pending buffer and counts ``bp_drops_tick`` (its socket reader never waits)."""
 
-DECISION_QUEUE_BATCHES: Final = 16
-"""strategy -> execution. Never dropped: a full queue is lossless backpressure (the
-tick queue fills behind it and the intake refuses at the edge: a live feed drops and
-counts ``bp_drops_tick``, a replay reads more slowly). Full for ``enqueue_timeout_s``:
-the engine stops its intake and drains (``stop_on_fault``), then exits 13."""
+DECISION_QUEUE_BATCHES: Final = 4
+"""strategy -> execution, in lists of at most ``COALESCE_ITEMS`` ticks (with their
+signals): at most 16,384 ticks. Never dropped: a full queue is lossless backpressure
+(the tick queue fills behind it and the intake refuses at the edge: a live feed drops
+and counts ``bp_drops_tick``, a replay reads more slowly). Full for
+``enqueue_timeout_s``: the engine stops its intake and drains (``stop_on_fault``),
+then exits 13."""
 
-RECORD_QUEUE_BATCHES: Final = 64
-"""execution -> persistence. Never dropped: same policy as ``DECISION_QUEUE_BATCHES``."""
+RECORD_QUEUE_BATCHES: Final = 4
+"""execution -> persistence, in lists of the records of at most ``COALESCE_ITEMS``
+decisions: the records of at most 16,384 ticks. Never dropped: same policy as
+``DECISION_QUEUE_BATCHES``. Persistence keeps receiving while it writes
+(``engine.store.task``), so this queue fills only when the writer is a whole batch
+behind."""
 
 ENQUEUE_TIMEOUT_S: Final = 30.0
 """Default of ``engine.enqueue_timeout_s``: how long a batch that must not be dropped
@@ -112,6 +126,25 @@ async def send_or_overload(
     await send.send(item)
 
 
+def take_queued(receive: trio.MemoryReceiveChannel[list[T]], first: list[T], cap: int) -> list[T]:
+    """``first`` and every list already queued behind it, in order, until ``cap`` items.
+
+    No checkpoint: what is not queued yet is left for the next ``receive``. ``first``
+    is never modified (its producer may still hold it).
+    """
+    batch = first
+    while len(batch) < cap:
+        try:
+            more = receive.receive_nowait()
+        except (trio.WouldBlock, trio.EndOfChannel):  # EndOfChannel: the next receive ends
+            break
+        if batch is first:
+            batch = first + more
+        else:
+            batch.extend(more)
+    return batch
+
+
 async def ingest_task(
     source: MarketDataStream, send: trio.MemorySendChannel[TickBatch], state: RunState
 ) -> None:
@@ -157,7 +190,8 @@ async def strategy_task(
     failure: StrategyFailed | None = None
     clock = time.perf_counter_ns
     async with receive, send:
-        async for ticks in receive:
+        async for first in receive:
+            ticks = take_queued(receive, first, COALESCE_ITEMS)
             decisions: DecisionBatch
             if failure is None:
                 started = clock()
@@ -229,7 +263,8 @@ async def execution_task(
 ) -> None:
     async with receive, send:
         try:
-            async for decisions in receive:
+            async for first in receive:
+                decisions = take_queued(receive, first, COALESCE_ITEMS)
                 before = execution.trading_state
                 produced = execution.process(decisions)
                 count_records(produced, counters, mode)
