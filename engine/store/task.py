@@ -64,6 +64,7 @@ from __future__ import annotations
 
 import math
 import sys
+import threading
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -137,13 +138,17 @@ async def run_persistence(
     async def write_once(batch: list[Record]) -> WriteResult:
         if abandon is None:
             return await trio.to_thread.run_sync(store.write_records, batch, limiter=limiter)
+        in_thread = threading.Event()
+
+        def write_in_thread() -> WriteResult:
+            in_thread.set()
+            return store.write_records(batch)
+
         with _single_error():  # the nursery wraps the write's own failure
             async with trio.open_nursery() as nursery:
-                done = await nursery.start(_abandon_if_cancelled, abandon)
+                done = await nursery.start(_abandon_if_cancelled, abandon, in_thread.is_set)
                 try:
-                    return await trio.to_thread.run_sync(
-                        store.write_records, batch, limiter=limiter
-                    )
+                    return await trio.to_thread.run_sync(write_in_thread, limiter=limiter)
                 finally:
                     done.cancel()
 
@@ -191,15 +196,23 @@ async def run_persistence(
 
 
 async def _abandon_if_cancelled(
-    abandon: Callable[[], None], *, task_status: trio.TaskStatus[trio.CancelScope]
+    abandon: Callable[[], None],
+    started: Callable[[], bool],
+    *,
+    task_status: trio.TaskStatus[trio.CancelScope],
 ) -> None:
-    """Wait; call ``abandon`` if cancelled from outside (not through the scope it hands back)."""
+    """Wait; call ``abandon`` if cancelled from outside (not through the scope it hands
+    back) once the write ``started`` in the worker thread. A write still waiting for the
+    writer's ``CapacityLimiter`` is simply not started (Trio cancels that wait), so
+    nothing is abandoned: ``abandon`` is for a write stuck *in* SQLite, and it has a
+    cost -- after it the final checkpoint is ``PASSIVE`` and leaves the WAL in place
+    (``SqliteStore.checkpoint``)."""
     with trio.CancelScope() as done:
         task_status.started(done)
         try:
             await trio.sleep_forever()
         except trio.Cancelled:
-            if not done.cancel_called:
+            if not done.cancel_called and started():
                 abandon()
             raise
 
