@@ -67,8 +67,7 @@ import sys
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
-from typing import Final
+from typing import Final, NamedTuple
 
 import trio
 from trio_util import AsyncValue
@@ -250,15 +249,15 @@ async def batch_records(
                 pending.close()
 
 
-@dataclass(frozen=True)
-class _Held:
-    """What the two tasks of ``batch_records`` wait on."""
+class _Held(NamedTuple):
+    """What the two tasks of ``batch_records`` wait on (a tuple: it is rebuilt for every
+    list received)."""
 
-    records: int = 0
+    records: int
     """Records pending (received, not yet taken by the writer)."""
-    closed: bool = False
+    closed: bool
     """The channel ended: nothing more will be added."""
-    writing: bool = False
+    writing: bool
     """A write is in flight."""
 
 
@@ -269,7 +268,7 @@ class _Pending:
         self.records: list[Record] = []
         self.since = math.inf
         """``trio.current_time()`` when the oldest pending record arrived."""
-        self.held = AsyncValue(_Held())
+        self.held = AsyncValue(_Held(0, False, False))
 
     def add(self, incoming: list[Record]) -> None:
         if not incoming:
@@ -277,19 +276,22 @@ class _Pending:
         if not self.records:
             self.since = trio.current_time()
         self.records.extend(incoming)
-        self.held.value = replace(self.held.value, records=len(self.records))
+        held = self.held.value
+        self.held.value = _Held(len(self.records), held.closed, held.writing)
 
     def take(self) -> list[Record]:
         """Everything pending, for a write that starts now."""
         batch, self.records, self.since = self.records, [], math.inf
-        self.held.value = replace(self.held.value, records=0, writing=True)
+        self.held.value = _Held(0, self.held.value.closed, True)
         return batch
 
     def written(self) -> None:
-        self.held.value = replace(self.held.value, writing=False)
+        held = self.held.value
+        self.held.value = _Held(held.records, held.closed, False)
 
     def close(self) -> None:
-        self.held.value = replace(self.held.value, closed=True)
+        held = self.held.value
+        self.held.value = _Held(held.records, True, held.writing)
 
 
 async def _collect(
