@@ -21,7 +21,7 @@ from engine.core.events import Record, Signal, Tick
 from engine.counters import Counters
 from engine.ports import DecisionBatch, TickBatch
 from engine.runtime.pipeline import COALESCE_ITEMS, execution_task, strategy_task, take_queued
-from engine.store.task import batch_records
+from engine.store.task import Backlog, batch_records
 from tests.test_store_task import tick, ticks
 
 
@@ -269,3 +269,23 @@ async def test_write_failure_propagates_unwrapped(failing_write: int) -> None:
             await send.send(ticks(i * 4, 4))
     with pytest.raises(OSError, match="disk gone"):
         await batch_records(receive, write, max_batch_records=4, max_batch_age_s=1.0)
+
+
+async def test_backlog_counts_lists_held_until_written(autojump_clock: trio.abc.Clock) -> None:
+    # The watchdog adds these to the queues: work waiting in persistence is pending work.
+    writer = GatedWriter()
+    backlog = Backlog()
+    send, receive = trio.open_memory_channel[list[Record]](4)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(lambda: batch_records(receive, writer.write, max_batch_records=100,
+                                                 max_batch_age_s=0.2, backlog=backlog))
+        async with send:
+            await send.send(ticks(0, 3))
+            await writer.started.wait()  # one list in the write in flight
+            await send.send(ticks(3, 3))
+            await send.send([])  # an empty list is no work
+            await trio.testing.wait_all_tasks_blocked()
+            assert backlog.lists == 2
+            writer.gate.set()
+    assert backlog.lists == 0
+    assert [r for b in writer.batches for r in b] == ticks(0, 6)

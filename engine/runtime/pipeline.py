@@ -45,7 +45,7 @@ from engine.runtime.shutdown import (
 )
 from engine.runtime.state import RunState
 from engine.store.sqlite_store import SqliteStore, StorageFailed, StorageFull
-from engine.store.task import PERSIST_BATCH_AGE_S, run_persistence
+from engine.store.task import PERSIST_BATCH_AGE_S, Backlog, run_persistence
 
 T = TypeVar("T")
 
@@ -318,10 +318,11 @@ async def run_pipeline(components: Components, state: RunState) -> None:
         services.start_soon(drain_deadline_task, state)
         services.start_soon(_heartbeats, state, components.store, limiter)
         queues = (tick_send, decision_send, record_send)
+        backlog = Backlog()  # lists persistence holds: pending work too
         services.start_soon(
             watchdog_task,
             state,
-            lambda: sum(q.statistics().current_buffer_used for q in queues),
+            lambda: sum(q.statistics().current_buffer_used for q in queues) + backlog.lists,
         )
         with state.pipeline_scope:
             async with trio.open_nursery() as pipeline:
@@ -336,6 +337,7 @@ async def run_pipeline(components: Components, state: RunState) -> None:
                         max_batch_age_s=persist_age_s,
                         abandon=state.abandon_writes,
                         on_fault=on_fault,
+                        backlog=backlog,
                     )
                 )
                 if venue is not None:  # LIVE: trades only once the venue's view is reconciled

@@ -121,6 +121,7 @@ async def run_persistence(
     max_batch_age_s: float = PERSIST_BATCH_AGE_S,
     abandon: Callable[[], None] | None = None,
     on_fault: Callable[[EngineError], None] | None = None,
+    backlog: Backlog | None = None,
 ) -> None:
     """Persist every record list received until the channel closes (see module docstring).
 
@@ -188,7 +189,11 @@ async def run_persistence(
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     try:
         await batch_records(
-            receive, write, max_batch_records=max_batch_records, max_batch_age_s=max_batch_age_s
+            receive,
+            write,
+            max_batch_records=max_batch_records,
+            max_batch_age_s=max_batch_age_s,
+            backlog=backlog,
         )
     finally:
         sys.setswitchinterval(before)
@@ -223,6 +228,7 @@ async def batch_records(
     max_batch_records: int,
     max_batch_age_s: float,
     max_collect_records: int = PERSIST_COLLECT_RECORDS,
+    backlog: Backlog | None = None,
 ) -> None:
     """The batching policy alone: call ``write`` with each due batch, in arrival order.
 
@@ -239,7 +245,7 @@ async def batch_records(
     is in flight. Records held: the batch being written plus the pending list,
     each bounded by its limit plus one incoming list.
     """
-    pending = _Pending()
+    pending = _Pending(Backlog() if backlog is None else backlog)
     async with receive:
         with _single_error():
             async with trio.open_nursery() as nursery:
@@ -247,6 +253,15 @@ async def batch_records(
                                    max_batch_age_s)
                 await _collect(receive, pending, max_batch_records, max_collect_records)
                 pending.close()
+
+
+class Backlog:
+    """How many record lists the persistence task holds that are not yet written (pending
+    or in the write in flight). The watchdog counts them with the queues: work waiting
+    while nothing is persisted is a stall, wherever it waits (``watchdog_task``)."""
+
+    def __init__(self) -> None:
+        self.lists = 0
 
 
 class _Held(NamedTuple):
@@ -264,7 +279,10 @@ class _Held(NamedTuple):
 class _Pending:
     """Records received and not yet handed to ``write``; ``held`` wakes the other task."""
 
-    def __init__(self) -> None:
+    def __init__(self, backlog: Backlog) -> None:
+        self.backlog = backlog
+        self.lists = 0
+        """Non-empty lists in ``records``."""
         self.records: list[Record] = []
         self.since = math.inf
         """``trio.current_time()`` when the oldest pending record arrived."""
@@ -276,16 +294,20 @@ class _Pending:
         if not self.records:
             self.since = trio.current_time()
         self.records.extend(incoming)
+        self.lists += 1
+        self.backlog.lists += 1
         held = self.held.value
         self.held.value = _Held(len(self.records), held.closed, held.writing)
 
-    def take(self) -> list[Record]:
-        """Everything pending, for a write that starts now."""
+    def take(self) -> tuple[list[Record], int]:
+        """Everything pending and how many lists it was, for a write that starts now."""
         batch, self.records, self.since = self.records, [], math.inf
+        lists, self.lists = self.lists, 0
         self.held.value = _Held(0, self.held.value.closed, True)
-        return batch
+        return batch, lists
 
-    def written(self) -> None:
+    def written(self, lists: int) -> None:
+        self.backlog.lists -= lists
         held = self.held.value
         self.held.value = _Held(held.records, held.closed, False)
 
@@ -335,10 +357,11 @@ async def _write_when_due(
         if now.records < max_records and not now.closed:
             with trio.move_on_at(pending.since + max_age_s):
                 await held.wait_value(lambda h: h.records >= max_records or h.closed)
+        batch, lists = pending.take()
         try:
-            await write(pending.take())
+            await write(batch)
         finally:
-            pending.written()
+            pending.written(lists)
 
 
 @contextmanager
