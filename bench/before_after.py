@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-LIVE_ARGS = "--rates 1000,5000,10000,20000,22500,25000,30000 --profile-rate 0"
+LIVE_ARGS = "--profile-rate 0"
 REPLAY_ARGS = "--trades 1000000 --runs 3"
 
 

@@ -68,7 +68,8 @@ sys.path.insert(0, str(REPO))
 import live_profile  # noqa: E402 -- bench/ modules, beside this script
 from live_floor import floor_step, latency_figures  # noqa: E402
 
-DEFAULT_RATES = (1_000, 5_000, 10_000, 20_000)
+DEFAULT_RATES = (1_000, 5_000, 10_000, 20_000, 22_500, 25_000, 30_000)
+"""The issue's four rates, then past 0.5x the floor (~22k/s here) to find the highest sustained."""
 DEFAULT_SECONDS = 3.0
 FLOOR_FRAMES = 150_000
 """Frames the floor reads unpaced for its top speed (~3 s at ~50k frames/s)."""
