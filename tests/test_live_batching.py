@@ -97,7 +97,7 @@ async def test_forwarder_lone_tick_is_sent_without_waiting_for_more(
         nursery.cancel_scope.cancel()
 
 
-# -- strategy and execution take everything queued as one batch -----------------------
+# -- strategy and execution take everything queued in one hop --------------------------
 
 
 async def test_strategy_and_execution_take_everything_queued_as_one_batch(
@@ -118,8 +118,8 @@ async def test_strategy_and_execution_take_everything_queued_as_one_batch(
     async with record_recv:
         async for batch in record_recv:
             records.extend(batch)
-    assert strategy.sizes == [30]
-    assert [len(b) for b in execution.batches] == [30]
+    assert strategy.sizes == [3] * 10  # on_batch per list as sent (a failure's reach)...
+    assert [len(b) for b in execution.batches] == [30]  # ...but one hop, one batch
     assert records == ticks(0, 30)
 
 
@@ -132,8 +132,10 @@ async def test_coalesced_batches_stop_at_the_cap(autojump_clock: trio.abc.Clock)
         tick_send.send_nowait(ticks(i * size, size))
     await tick_send.aclose()
     await strategy_task(strategy, tick_recv, decision_send, Counters())
-    assert strategy.sizes == [2 * size, 2 * size]  # 2 lists reach the cap; never more
-    got = [d for _ in range(2) for d in decision_recv.receive_nowait()]
+    assert strategy.sizes == [size] * 4
+    sent = [decision_recv.receive_nowait() for _ in range(2)]
+    assert [len(b) for b in sent] == [2 * size, 2 * size]  # 2 lists reach the cap
+    got = [d for batch in sent for d in batch]
     assert got == ticks(0, 4 * size)
 
 

@@ -126,23 +126,30 @@ async def send_or_overload(
     await send.send(item)
 
 
-def take_queued(receive: trio.MemoryReceiveChannel[list[T]], first: list[T], cap: int) -> list[T]:
-    """``first`` and every list already queued behind it, in order, until ``cap`` items.
-
-    No checkpoint: what is not queued yet is left for the next ``receive``. ``first``
-    is never modified (its producer may still hold it).
-    """
-    batch = first
-    while len(batch) < cap:
+def queued_lists(
+    receive: trio.MemoryReceiveChannel[list[T]], first: list[T], cap: int
+) -> list[list[T]]:
+    """``first`` and every list already queued behind it, in order, until they hold
+    ``cap`` items. No checkpoint: what is not queued yet is left for the next
+    ``receive``. The lists are returned as they came (never modified)."""
+    lists = [first]
+    held = len(first)
+    while held < cap:
         try:
             more = receive.receive_nowait()
         except (trio.WouldBlock, trio.EndOfChannel):  # EndOfChannel: the next receive ends
             break
-        if batch is first:
-            batch = first + more
-        else:
-            batch.extend(more)
-    return batch
+        lists.append(more)
+        held += len(more)
+    return lists
+
+
+def take_queued(receive: trio.MemoryReceiveChannel[list[T]], first: list[T], cap: int) -> list[T]:
+    """``queued_lists`` as one list (``first`` itself when nothing else was queued)."""
+    lists = queued_lists(receive, first, cap)
+    if len(lists) == 1:
+        return first
+    return [item for batch in lists for item in batch]
 
 
 async def ingest_task(
@@ -191,28 +198,32 @@ async def strategy_task(
     clock = time.perf_counter_ns
     async with receive, send:
         async for first in receive:
-            ticks = take_queued(receive, first, COALESCE_ITEMS)
-            decisions: DecisionBatch
-            if failure is None:
-                started = clock()
-                try:
-                    decisions = strategy.on_batch(ticks)
-                except Exception as exc:  # the strategy's bug: drain, then exit 1
-                    failure = StrategyFailed(f"strategy raised {type(exc).__name__}: {exc}")
-                    logs.error(
-                        "strategy_failed",
-                        error=f"{type(exc).__name__}: {exc}",
-                        traceback=traceback.format_exc(),
-                    )
+            # One hop for everything queued, but ``on_batch`` per list as it was sent:
+            # which ticks a failing call takes down with it must not depend on timing.
+            decided: DecisionBatch = []
+            for ticks in queued_lists(receive, first, COALESCE_ITEMS):
+                decisions: DecisionBatch
+                if failure is None:
+                    started = clock()
+                    try:
+                        decisions = strategy.on_batch(ticks)
+                    except Exception as exc:  # the strategy's bug: drain, then exit 1
+                        failure = StrategyFailed(f"strategy raised {type(exc).__name__}: {exc}")
+                        logs.error(
+                            "strategy_failed",
+                            error=f"{type(exc).__name__}: {exc}",
+                            traceback=traceback.format_exc(),
+                        )
+                        decisions = list(ticks)
+                        if on_fault is not None:
+                            on_fault(failure)
+                    counters.strategy_ns += clock() - started
+                else:
                     decisions = list(ticks)
-                    if on_fault is not None:
-                        on_fault(failure)
-                counters.strategy_ns += clock() - started
-            else:
-                decisions = list(ticks)
-            counters.tick_count += len(ticks)
-            counters.signal_count += len(decisions) - len(ticks)
-            await send_or_overload(send, decisions, "decision", policy)
+                counters.tick_count += len(ticks)
+                counters.signal_count += len(decisions) - len(ticks)
+                decided.extend(decisions)
+            await send_or_overload(send, decided, "decision", policy)
     if failure is not None and on_fault is None:
         raise failure
 
