@@ -50,11 +50,12 @@ from engine.store.task import PERSIST_BATCH_AGE_S, Backlog, run_persistence
 T = TypeVar("T")
 
 COALESCE_ITEMS: Final = 4_096
-"""The most ticks (decisions) the strategy (execution) task takes as one batch: after
-each ``receive`` it adds every list already queued behind it (``receive_nowait``, no
-checkpoint per list) up to this size, so a burst costs one ``on_batch``, one
-``process`` and one hop per channel instead of one per list. It also bounds the lists
-those tasks send, and so the decision and record queues in items below."""
+"""The most ticks (decisions) the strategy (execution) task takes in one hop: after each
+``receive`` it adds every list already queued behind it (``receive_nowait``, no
+checkpoint per list) up to this size, so a burst costs one wake-up and one send per
+channel instead of one per list (the strategy still sees each list as it was sent:
+``on_batch`` per list; execution gets them as one ``process`` call). It also bounds
+the lists those tasks send, and so the decision and record queues in items below."""
 
 TICK_QUEUE_BATCHES: Final = 16
 """ingest -> strategy, in lists of at most 1,000 ticks (``REPLAY_BATCH_TICKS``,
