@@ -45,23 +45,38 @@ from engine.runtime.shutdown import (
 )
 from engine.runtime.state import RunState
 from engine.store.sqlite_store import SqliteStore, StorageFailed, StorageFull
-from engine.store.task import PERSIST_BATCH_AGE_S, run_persistence
+from engine.store.task import PERSIST_BATCH_AGE_S, Backlog, run_persistence
 
 T = TypeVar("T")
 
+COALESCE_ITEMS: Final = 4_096
+"""The most ticks (decisions) the strategy (execution) task takes in one hop: after each
+``receive`` it adds every list already queued behind it (``receive_nowait``, no
+checkpoint per list) up to this size, so a burst costs one wake-up and one send per
+channel instead of one per list (the strategy still sees each list as it was sent:
+``on_batch`` per list; execution gets them as one ``process`` call). It also bounds
+the lists those tasks send, and so the decision and record queues in items below."""
+
 TICK_QUEUE_BATCHES: Final = 16
-"""ingest -> strategy. Overload policy is the source's: a replay awaits (lossless
-backpressure); a live feed drops the newest tick from its bounded pending buffer
-and counts ``bp_drops_tick`` (its socket reader never waits)."""
+"""ingest -> strategy, in lists of at most 1,000 ticks (``REPLAY_BATCH_TICKS``,
+``LIVE_PENDING_TICKS``): at most 16,000 ticks. Overload policy is the source's: a
+replay awaits (lossless backpressure); a live feed drops the newest tick from its
+bounded pending buffer and counts ``bp_drops_tick`` (its socket reader never waits)."""
 
-DECISION_QUEUE_BATCHES: Final = 16
-"""strategy -> execution. Never dropped: a full queue is lossless backpressure (the
-tick queue fills behind it and the intake refuses at the edge: a live feed drops and
-counts ``bp_drops_tick``, a replay reads more slowly). Full for ``enqueue_timeout_s``:
-the engine stops its intake and drains (``stop_on_fault``), then exits 13."""
+DECISION_QUEUE_BATCHES: Final = 4
+"""strategy -> execution, in lists of at most ``COALESCE_ITEMS`` ticks (with their
+signals): at most 16,384 ticks. Never dropped: a full queue is lossless backpressure
+(the tick queue fills behind it and the intake refuses at the edge: a live feed drops
+and counts ``bp_drops_tick``, a replay reads more slowly). Full for
+``enqueue_timeout_s``: the engine stops its intake and drains (``stop_on_fault``),
+then exits 13."""
 
-RECORD_QUEUE_BATCHES: Final = 64
-"""execution -> persistence. Never dropped: same policy as ``DECISION_QUEUE_BATCHES``."""
+RECORD_QUEUE_BATCHES: Final = 4
+"""execution -> persistence, in lists of the records of at most ``COALESCE_ITEMS``
+decisions: the records of at most 16,384 ticks. Never dropped: same policy as
+``DECISION_QUEUE_BATCHES``. Persistence keeps receiving while it writes
+(``engine.store.task``), so this queue fills only when the writer is a whole batch
+behind."""
 
 ENQUEUE_TIMEOUT_S: Final = 30.0
 """Default of ``engine.enqueue_timeout_s``: how long a batch that must not be dropped
@@ -112,6 +127,32 @@ async def send_or_overload(
     await send.send(item)
 
 
+def queued_lists(
+    receive: trio.MemoryReceiveChannel[list[T]], first: list[T], cap: int
+) -> list[list[T]]:
+    """``first`` and every list already queued behind it, in order, until they hold
+    ``cap`` items. No checkpoint: what is not queued yet is left for the next
+    ``receive``. The lists are returned as they came (never modified)."""
+    lists = [first]
+    held = len(first)
+    while held < cap:
+        try:
+            more = receive.receive_nowait()
+        except (trio.WouldBlock, trio.EndOfChannel):  # EndOfChannel: the next receive ends
+            break
+        lists.append(more)
+        held += len(more)
+    return lists
+
+
+def take_queued(receive: trio.MemoryReceiveChannel[list[T]], first: list[T], cap: int) -> list[T]:
+    """``queued_lists`` as one list (``first`` itself when nothing else was queued)."""
+    lists = queued_lists(receive, first, cap)
+    if len(lists) == 1:
+        return first
+    return [item for batch in lists for item in batch]
+
+
 async def ingest_task(
     source: MarketDataStream, send: trio.MemorySendChannel[TickBatch], state: RunState
 ) -> None:
@@ -157,28 +198,33 @@ async def strategy_task(
     failure: StrategyFailed | None = None
     clock = time.perf_counter_ns
     async with receive, send:
-        async for ticks in receive:
-            decisions: DecisionBatch
-            if failure is None:
-                started = clock()
-                try:
-                    decisions = strategy.on_batch(ticks)
-                except Exception as exc:  # the strategy's bug: drain, then exit 1
-                    failure = StrategyFailed(f"strategy raised {type(exc).__name__}: {exc}")
-                    logs.error(
-                        "strategy_failed",
-                        error=f"{type(exc).__name__}: {exc}",
-                        traceback=traceback.format_exc(),
-                    )
+        async for first in receive:
+            # One hop for everything queued, but ``on_batch`` per list as it was sent:
+            # which ticks a failing call takes down with it must not depend on timing.
+            decided: DecisionBatch = []
+            for ticks in queued_lists(receive, first, COALESCE_ITEMS):
+                decisions: DecisionBatch
+                if failure is None:
+                    started = clock()
+                    try:
+                        decisions = strategy.on_batch(ticks)
+                    except Exception as exc:  # the strategy's bug: drain, then exit 1
+                        failure = StrategyFailed(f"strategy raised {type(exc).__name__}: {exc}")
+                        logs.error(
+                            "strategy_failed",
+                            error=f"{type(exc).__name__}: {exc}",
+                            traceback=traceback.format_exc(),
+                        )
+                        decisions = list(ticks)
+                        if on_fault is not None:
+                            on_fault(failure)
+                    counters.strategy_ns += clock() - started
+                else:
                     decisions = list(ticks)
-                    if on_fault is not None:
-                        on_fault(failure)
-                counters.strategy_ns += clock() - started
-            else:
-                decisions = list(ticks)
-            counters.tick_count += len(ticks)
-            counters.signal_count += len(decisions) - len(ticks)
-            await send_or_overload(send, decisions, "decision", policy)
+                counters.tick_count += len(ticks)
+                counters.signal_count += len(decisions) - len(ticks)
+                decided.extend(decisions)
+            await send_or_overload(send, decided, "decision", policy)
     if failure is not None and on_fault is None:
         raise failure
 
@@ -229,7 +275,8 @@ async def execution_task(
 ) -> None:
     async with receive, send:
         try:
-            async for decisions in receive:
+            async for first in receive:
+                decisions = take_queued(receive, first, COALESCE_ITEMS)
                 before = execution.trading_state
                 produced = execution.process(decisions)
                 count_records(produced, counters, mode)
@@ -283,10 +330,11 @@ async def run_pipeline(components: Components, state: RunState) -> None:
         services.start_soon(drain_deadline_task, state)
         services.start_soon(_heartbeats, state, components.store, limiter)
         queues = (tick_send, decision_send, record_send)
+        backlog = Backlog()  # lists persistence holds: pending work too
         services.start_soon(
             watchdog_task,
             state,
-            lambda: sum(q.statistics().current_buffer_used for q in queues),
+            lambda: sum(q.statistics().current_buffer_used for q in queues) + backlog.lists,
         )
         with state.pipeline_scope:
             async with trio.open_nursery() as pipeline:
@@ -301,6 +349,7 @@ async def run_pipeline(components: Components, state: RunState) -> None:
                         max_batch_age_s=persist_age_s,
                         abandon=state.abandon_writes,
                         on_fault=on_fault,
+                        backlog=backlog,
                     )
                 )
                 if venue is not None:  # LIVE: trades only once the venue's view is reconciled

@@ -8,12 +8,22 @@ records channel -- that is backpressure, not disk.
 
 *Batching:* incoming lists are accumulated and flushed when
 ``max_batch_records`` are pending, or when the oldest pending record has
-waited ``max_batch_age_s`` (a timeout on ``receive``, so a lone batch is
+waited ``max_batch_age_s`` (a deadline in the writer, so a lone batch is
 flushed on time even if nothing else arrives). After each ``receive``, lists
 already queued are taken with ``receive_nowait`` until the batch is full: a
 Trio ``receive`` is a checkpoint, and while this task waits its turn for each
 list the upstream tasks decode another batch each (measured: collecting 16
 lists took ~38 ms, longer than writing them), so the writer sat idle.
+
+*Receiving while a write is in flight:* a collector and a writer share the
+pending list (``batch_records``). The writer takes the whole list when it is
+due and awaits the write; meanwhile the collector keeps receiving, up to
+``PERSIST_COLLECT_RECORDS`` records, and only then stops (the records channel
+fills and upstream waits: backpressure, bounded in records). Before, the task
+stopped receiving for the whole write (18 ms p50, 71 ms max at 10k ticks/s)
+and the queues behind it, bounded in lists of one tick each, filled within
+6 ms: the write's duration became the decision path's p99 (issue 14,
+docs/performance.md "Live path").
 
 *GIL hand-off:* the worker thread needs the GIL back after every step that
 released it (its start, ``BEGIN``, each INSERT, ``COMMIT``). With the
@@ -54,10 +64,13 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Awaitable, Callable
-from typing import Final
+import threading
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from typing import Final, NamedTuple
 
 import trio
+from trio_util import AsyncValue
 
 from engine import logs
 from engine.core.events import Record
@@ -76,9 +89,18 @@ PERSIST_BATCH_RECORDS: Final = 16384
 """Flush when this many records are pending. Larger batches mean fewer commits
 and fewer GIL hand-offs per record (measured, 1M-trade replay: 2,000 -> 16,384
 took the engine from 0.87x to 0.94x the floor with the switch interval below);
-memory: one batch of records and its parameters, a few MB. Overload policy: the
-task stops receiving while a batch is written, so the records channel fills
-and upstream waits (lossless backpressure, S6)."""
+memory: one batch of records and its parameters, a few MB. Overload policy: past
+this many pending records (``PERSIST_COLLECT_RECORDS`` while a write is in flight)
+the task stops receiving, so the records channel fills and upstream waits (lossless
+backpressure, S6)."""
+
+PERSIST_COLLECT_RECORDS: Final = 4096
+"""While a write is in flight, the task goes on receiving until this many records are
+pending, then waits for the write (see *Receiving while a write is in flight*). A
+write of a live feed's 0.2 s batch takes ~20-100 ms (docs/performance.md), so at
+20k ticks/s a write leaves at most ~2,000 pending: the decisions never wait for disk.
+Smaller than ``PERSIST_BATCH_RECORDS`` so that a writer stuck on a lock or a full disk
+holds the intake back after a few thousand records, not after two whole batches."""
 
 GIL_SWITCH_INTERVAL_S: Final = 0.0002
 """The interpreter's switch interval while this task runs (``sys.setswitchinterval``;
@@ -99,6 +121,7 @@ async def run_persistence(
     max_batch_age_s: float = PERSIST_BATCH_AGE_S,
     abandon: Callable[[], None] | None = None,
     on_fault: Callable[[EngineError], None] | None = None,
+    backlog: Backlog | None = None,
 ) -> None:
     """Persist every record list received until the channel closes (see module docstring).
 
@@ -115,20 +138,19 @@ async def run_persistence(
     async def write_once(batch: list[Record]) -> WriteResult:
         if abandon is None:
             return await trio.to_thread.run_sync(store.write_records, batch, limiter=limiter)
-        try:
+        in_thread = threading.Event()
+
+        def write_in_thread() -> WriteResult:
+            in_thread.set()
+            return store.write_records(batch)
+
+        with _single_error():  # the nursery wraps the write's own failure
             async with trio.open_nursery() as nursery:
-                done = await nursery.start(_abandon_if_cancelled, abandon)
+                done = await nursery.start(_abandon_if_cancelled, abandon, in_thread.is_set)
                 try:
-                    return await trio.to_thread.run_sync(
-                        store.write_records, batch, limiter=limiter
-                    )
+                    return await trio.to_thread.run_sync(write_in_thread, limiter=limiter)
                 finally:
                     done.cancel()
-        except BaseExceptionGroup as group:  # the nursery wraps the write's own failure
-            inner = group.exceptions[0] if len(group.exceptions) == 1 else None
-            if isinstance(inner, Exception):
-                raise inner from None
-            raise
 
     async def write(batch: list[Record]) -> None:
         attempt = 0
@@ -167,22 +189,34 @@ async def run_persistence(
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     try:
         await batch_records(
-            receive, write, max_batch_records=max_batch_records, max_batch_age_s=max_batch_age_s
+            receive,
+            write,
+            max_batch_records=max_batch_records,
+            max_batch_age_s=max_batch_age_s,
+            backlog=backlog,
         )
     finally:
         sys.setswitchinterval(before)
 
 
 async def _abandon_if_cancelled(
-    abandon: Callable[[], None], *, task_status: trio.TaskStatus[trio.CancelScope]
+    abandon: Callable[[], None],
+    started: Callable[[], bool],
+    *,
+    task_status: trio.TaskStatus[trio.CancelScope],
 ) -> None:
-    """Wait; call ``abandon`` if cancelled from outside (not through the scope it hands back)."""
+    """Wait; call ``abandon`` if cancelled from outside (not through the scope it hands
+    back) once the write ``started`` in the worker thread. A write still waiting for the
+    writer's ``CapacityLimiter`` is simply not started (Trio cancels that wait), so
+    nothing is abandoned: ``abandon`` is for a write stuck *in* SQLite, and it has a
+    cost -- after it the final checkpoint is ``PASSIVE`` and leaves the WAL in place
+    (``SqliteStore.checkpoint``)."""
     with trio.CancelScope() as done:
         task_status.started(done)
         try:
             await trio.sleep_forever()
         except trio.Cancelled:
-            if not done.cancel_called:
+            if not done.cancel_called and started():
                 abandon()
             raise
 
@@ -193,6 +227,8 @@ async def batch_records(
     *,
     max_batch_records: int,
     max_batch_age_s: float,
+    max_collect_records: int = PERSIST_COLLECT_RECORDS,
+    backlog: Backlog | None = None,
 ) -> None:
     """The batching policy alone: call ``write`` with each due batch, in arrival order.
 
@@ -200,36 +236,142 @@ async def batch_records(
     record arrived ``max_batch_age_s`` ago (by ``trio.current_time()``), or when
     the channel has closed. Never calls ``write`` with an empty batch. Separate
     from the thread hop so it can be tested on the mock clock.
+
+    Two tasks share the pending list (*Receiving while a write is in flight* in
+    the module docstring): the collector receives into it, the writer takes it
+    whole when due and awaits ``write``. The collector stops receiving -- and
+    upstream waits: backpressure counted in records, not lists -- only while
+    ``max_batch_records`` are pending, or ``max_collect_records`` while a write
+    is in flight. Records held: the batch being written plus the pending list,
+    each bounded by its limit plus one incoming list.
     """
-    pending: list[Record] = []
-    flush_at = math.inf
-
-    async def flush() -> None:
-        nonlocal pending, flush_at
-        batch, pending, flush_at = pending, [], math.inf
-        if batch:
-            await write(batch)
-
+    pending = _Pending(Backlog() if backlog is None else backlog)
     async with receive:
-        while True:
-            with trio.move_on_at(flush_at) as waiting:
-                try:
-                    incoming = await receive.receive()
-                except trio.EndOfChannel:
-                    break
-            if waiting.cancelled_caught:  # the oldest pending record is due
-                await flush()
-                continue
-            if not incoming:
-                continue
-            if not pending:
-                flush_at = trio.current_time() + max_batch_age_s
-            pending.extend(incoming)
-            while len(pending) < max_batch_records:  # what is queued, no checkpoint per list
-                try:
-                    pending.extend(receive.receive_nowait())
-                except (trio.WouldBlock, trio.EndOfChannel):
-                    break  # EndOfChannel: the next receive() raises it again
-            if len(pending) >= max_batch_records:
-                await flush()
-        await flush()  # drain: every sender closed
+        with _single_error():
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_write_when_due, pending, write, max_batch_records,
+                                   max_batch_age_s)
+                await _collect(receive, pending, max_batch_records, max_collect_records)
+                pending.close()
+
+
+class Backlog:
+    """How many record lists the persistence task holds that are not yet written (pending
+    or in the write in flight). The watchdog counts them with the queues: work waiting
+    while nothing is persisted is a stall, wherever it waits (``watchdog_task``)."""
+
+    def __init__(self) -> None:
+        self.lists = 0
+
+
+class _Held(NamedTuple):
+    """What the two tasks of ``batch_records`` wait on (a tuple: it is rebuilt for every
+    list received)."""
+
+    records: int
+    """Records pending (received, not yet taken by the writer)."""
+    closed: bool
+    """The channel ended: nothing more will be added."""
+    writing: bool
+    """A write is in flight."""
+
+
+class _Pending:
+    """Records received and not yet handed to ``write``; ``held`` wakes the other task."""
+
+    def __init__(self, backlog: Backlog) -> None:
+        self.backlog = backlog
+        self.lists = 0
+        """Non-empty lists in ``records``."""
+        self.records: list[Record] = []
+        self.since = math.inf
+        """``trio.current_time()`` when the oldest pending record arrived."""
+        self.held = AsyncValue(_Held(0, False, False))
+
+    def add(self, incoming: list[Record]) -> None:
+        if not incoming:
+            return
+        if not self.records:
+            self.since = trio.current_time()
+        self.records.extend(incoming)
+        self.lists += 1
+        self.backlog.lists += 1
+        held = self.held.value
+        self.held.value = _Held(len(self.records), held.closed, held.writing)
+
+    def take(self) -> tuple[list[Record], int]:
+        """Everything pending and how many lists it was, for a write that starts now."""
+        batch, self.records, self.since = self.records, [], math.inf
+        lists, self.lists = self.lists, 0
+        self.held.value = _Held(0, self.held.value.closed, True)
+        return batch, lists
+
+    def written(self, lists: int) -> None:
+        self.backlog.lists -= lists
+        held = self.held.value
+        self.held.value = _Held(held.records, held.closed, False)
+
+    def close(self) -> None:
+        held = self.held.value
+        self.held.value = _Held(held.records, True, held.writing)
+
+
+async def _collect(
+    receive: trio.MemoryReceiveChannel[list[Record]],
+    pending: _Pending,
+    max_records: int,
+    max_while_writing: int,
+) -> None:
+    """Receive into ``pending`` until the channel ends, waiting while it is full."""
+    held = pending.held
+
+    def room(h: _Held) -> int:
+        return (min(max_records, max_while_writing) if h.writing else max_records) - h.records
+
+    while True:
+        if room(held.value) <= 0:  # the writer is behind: backpressure
+            await held.wait_value(lambda h: room(h) > 0)
+        try:
+            pending.add(await receive.receive())
+        except trio.EndOfChannel:
+            return
+        while room(held.value) > 0:  # what is queued, no checkpoint per list
+            try:
+                pending.add(receive.receive_nowait())
+            except (trio.WouldBlock, trio.EndOfChannel):
+                break  # EndOfChannel: the next receive() raises it again
+
+
+async def _write_when_due(
+    pending: _Pending,
+    write: Callable[[list[Record]], Awaitable[None]],
+    max_records: int,
+    max_age_s: float,
+) -> None:
+    """Take ``pending`` whenever it is due and write it; return once closed and empty."""
+    held = pending.held
+    while True:
+        now = await held.wait_value(lambda h: h.records > 0 or h.closed)
+        if not now.records:  # closed, nothing left
+            return
+        if now.records < max_records and not now.closed:
+            with trio.move_on_at(pending.since + max_age_s):
+                await held.wait_value(lambda h: h.records >= max_records or h.closed)
+        batch, lists = pending.take()
+        try:
+            await write(batch)
+        finally:
+            pending.written(lists)
+
+
+@contextmanager
+def _single_error() -> Iterator[None]:
+    """Re-raise a nursery's lone ``Exception`` unwrapped (the caller's error types stay
+    catchable: ``StorageFull``, ``StorageFailed``); anything else passes as it came."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        inner = group.exceptions[0] if len(group.exceptions) == 1 else None
+        if isinstance(inner, Exception):
+            raise inner from None
+        raise

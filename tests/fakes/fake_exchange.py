@@ -507,12 +507,14 @@ async def running_stream(
 
 
 async def take(receive: trio.MemoryReceiveChannel[TickBatch], count: int) -> list[Tick]:
-    """The next ``count`` ticks from the channel (fails after ``WAIT_S``)."""
+    """The next ``count`` ticks from the channel (fails after ``WAIT_S``). A burst may
+    arrive as one list (the forwarder coalesces it): ticks past ``count`` in the last
+    list are not returned."""
     ticks: list[Tick] = []
     with trio.fail_after(WAIT_S):
         while len(ticks) < count:
             ticks.extend(await receive.receive())
-    return ticks
+    return ticks[:count]
 
 
 async def until(progress: Progress, predicate: Callable[[], bool]) -> None:

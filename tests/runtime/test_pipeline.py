@@ -161,7 +161,8 @@ def locked_wiring(
         ),
     )
     components = Components(
-        # More than one persistence batch (16,384 records) plus every queue.
+        # More than everything persistence and the queues hold: two persistence batches
+        # (2 x 16,384 records: one being written, one collected) plus every queue.
         source=ListSource([make_ticks(i * 100, 100) for i in range(batches)]),
         strategy=SmaCross(5, 20, 0),
         execution=Execution(config),
@@ -183,7 +184,7 @@ async def test_run_engine_lock_past_enqueue_timeout_drains_everything_then_exits
     # The lock outlasts enqueue_timeout_s: the engine stops its intake (the source is
     # cancelled, its unsent batches were never accepted) but loses nothing it accepted:
     # once the lock is released -- within the drain deadline -- every queued tick lands.
-    components, state, db = locked_wiring(tmp_path, 400, drain_timeout_s=60.0)
+    components, state, db = locked_wiring(tmp_path, 1200, drain_timeout_s=60.0)
     locker = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
     locker.execute("BEGIN IMMEDIATE")
 
@@ -203,7 +204,7 @@ async def test_run_engine_lock_past_enqueue_timeout_drains_everything_then_exits
         components.store.close()
     assert code is ExitCode.OVERLOAD
     counters = state.counters
-    assert 0 < counters.tick_count < 400 * 100  # the intake stopped early
+    assert 0 < counters.tick_count < 1200 * 100  # the intake stopped early
     assert count(db, "ticks") == counters.tick_count  # every accepted tick landed
     assert count(db, "signals") == counters.signal_count
     assert counters.persist_retries > 0
@@ -219,7 +220,7 @@ async def test_run_engine_overload_while_database_locked_gives_up_the_write_and_
 ) -> None:
     # Overload declared, the drain cannot finish: the drain deadline forces the stop and
     # the write stuck retrying on the lock is abandoned instead of waited for.
-    components, state, db = locked_wiring(tmp_path, 300, drain_timeout_s=0.5)
+    components, state, db = locked_wiring(tmp_path, 1200, drain_timeout_s=0.5)
     locker = sqlite3.connect(db, isolation_level=None)
     locker.execute("BEGIN IMMEDIATE")
     try:

@@ -5,28 +5,19 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Sequence
-from decimal import Decimal
 from pathlib import Path
 
 import pytest
 import trio
 import trio.testing
 
-from engine.core.events import Record, Tick
+from engine.core.events import Record
 from engine.counters import Counters
 from engine.ports import WriteResult
 from engine.store.rows import table_counts
 from engine.store.sqlite_store import SqliteStore, StorageFull
 from engine.store.task import batch_records, run_persistence
-
-
-def tick(n: int) -> Tick:
-    return Tick(event_id=f"binance:BTCUSDT:{n}", venue="binance", symbol="BTCUSDT", trade_id=n,
-                ts_event=n, ts_recv=n, price=Decimal("100.5"), qty=Decimal("0.01"))
-
-
-def ticks(start: int, count: int) -> list[Record]:
-    return [tick(n) for n in range(start, start + count)]
+from tests.fakes.records import ticks
 
 
 class Recorder:
