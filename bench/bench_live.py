@@ -183,6 +183,7 @@ async def run_step(
         store=store,
     )
     first_frame: list[float] = []
+    drain: list[float] = []  # when the drain started, when the pipeline had ended
 
     async def poll_until(predicate: Callable[[], bool]) -> None:
         while not predicate():  # noqa: ASYNC110 -- a poll on purpose (POLL_S)
@@ -197,6 +198,7 @@ async def run_step(
         assert forwarder is not None
         # let the last ticks into the queue before the drain starts
         await poll_until(lambda: forwarder.held == 0)
+        drain.append(time.perf_counter())
         state.ingest_scope.cancel()  # the drain a SIGINT starts
 
     cpu_main, cpu_all = time.thread_time(), time.process_time()
@@ -210,6 +212,7 @@ async def run_step(
                     nursery.start_soon(live_profile.loop_lag_probe, timers)
                 with trio.fail_after(60 + frames / 1000):
                     await run_pipeline(components, state)
+                drain.append(time.perf_counter())
                 nursery.cancel_scope.cancel()
         finally:
             store.close()
@@ -222,6 +225,8 @@ async def run_step(
         "bp_drops_tick": counters.bp_drops_tick,
         "persisted": counters.persist_count,
         "persist_batches": counters.persist_batches,
+        # the drain a SIGINT starts, to the pipeline's end (final flush and checkpoint)
+        "drain_s": round(drain[1] - drain[0], 3) if len(drain) == 2 else None,
         **latency_figures(strategy.latencies_ns),
         # CPU per frame: the Trio thread's, and every other thread's (the writer's)
         "trio_thread_cpu_us_per_frame": round(cpu_main * 1e6 / frames, 1),
