@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Final
 
-from engine.core.events import OrderEvent, OrderState, OrderType, Side
+from engine.core.events import Order, OrderEvent, OrderState, OrderType, Side
 from engine.core.sizing import EXACT, ZERO
 
 
@@ -121,6 +121,20 @@ class WorkingOrder:
     """Event time from which a simulated venue works the order (submission + latency)."""
     expires_at: int | None = None
     """Event time at which the unfilled remainder is cancelled (PAPER's ``order_timeout_s``)."""
+
+    @classmethod
+    def of(cls, order: Order) -> WorkingOrder:
+        """The working view of a recorded ``order``, as freshly submitted."""
+        return cls(
+            order_id=order.order_id,
+            signal_id=order.signal_id,
+            symbol=order.symbol,
+            side=order.side,
+            order_type=order.order_type,
+            qty=order.qty,
+            price=order.price,
+            ts_submitted=order.ts_event,
+        )
 
     @property
     def leaves_qty(self) -> Decimal:

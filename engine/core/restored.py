@@ -19,7 +19,7 @@ in order: then the database always holds a consistent prefix of the run.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 from engine.core.events import Fill, Order, OrderState, RiskState
@@ -41,16 +41,8 @@ class RestoredOrder:
 
     def working(self) -> WorkingOrder:
         """The in-memory order execution tracks, at the point the database left it."""
-        o = self.order
-        return WorkingOrder(
-            order_id=o.order_id,
-            signal_id=o.signal_id,
-            symbol=o.symbol,
-            side=o.side,
-            order_type=o.order_type,
-            qty=o.qty,
-            price=o.price,
-            ts_submitted=o.ts_event,
+        return replace(
+            WorkingOrder.of(self.order),
             state=self.state,
             filled_qty=self.filled_qty,
             next_seq=self.next_seq,

@@ -22,22 +22,9 @@ def live_book(book: OrderBook | None = None) -> LiveMode:
     return LiveMode(orders, TIMEOUT_S, round(TIMEOUT_S * 1_000_000_000))
 
 
-def working(order: Order) -> WorkingOrder:
-    return WorkingOrder(
-        order_id=order.order_id,
-        signal_id=order.signal_id,
-        symbol=order.symbol,
-        side=order.side,
-        order_type=order.order_type,
-        qty=order.qty,
-        price=order.price,
-        ts_submitted=order.ts_event,
-    )
-
-
 def place(book: LiveMode, order: Order) -> list[Record]:
     """What the core records for an approved LIVE order: ``[Order, SUBMITTED]``, held open."""
     out: list[Record] = [order]
-    book.place(working(order), order, out)
+    book.place(WorkingOrder.of(order), order, out)
     book.take_intents()
     return out

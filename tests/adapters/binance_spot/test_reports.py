@@ -29,8 +29,9 @@ from engine.core.live_orders import (
     VenueState,
     fill_amounts,
 )
+from engine.core.orders import WorkingOrder
 from engine.core.sizing import conserves
-from tests.fakes.live_support import live_book, place, working
+from tests.fakes.live_support import live_book, place
 
 OID = "ord:sig:binance:BTCUSDT:7"
 CID = client_order_id(OID)
@@ -240,7 +241,7 @@ def test_restore_remembers_booked_trades() -> None:
     second = live_book(orders)
     orders.ledger.apply(fill)
     second.restore_fill(fill)
-    resumed = replace(working(order()), state=OrderState.PARTIALLY_FILLED,
+    resumed = replace(WorkingOrder.of(order()), state=OrderState.PARTIALLY_FILLED,
                       filled_qty=Decimal("0.001"), next_seq=3, fills=1)  # fmt: skip
     assert second.resume(resumed)
     orders.open(resumed)
