@@ -50,6 +50,14 @@ async def start(s: Stream, nursery: trio.Nursery, policy: StreamPolicy = FAST) -
         )  # fmt: skip
 
 
+async def order_resting_then_started(s: Stream, nursery: trio.Nursery) -> None:
+    """``ORDER`` placed by the core and submitted to the venue, then the stream started."""
+    s.track(ORDER)
+    with trio.fail_after(GUARD_S):
+        await s.live.submit(ORDER.order_id)
+    await start(s, nursery)
+
+
 def states(records: list[Record]) -> list[str]:
     return [str(r.state) for r in records if isinstance(r, OrderEvent)]
 
@@ -64,10 +72,7 @@ def test_subscribe_request_signed_over_sorted_params() -> None:
 async def test_stream_fill_of_resting_order_arrives_as_records(
     stream: Stream, nursery: trio.Nursery
 ) -> None:
-    stream.track(ORDER)
-    with trio.fail_after(GUARD_S):
-        await stream.live.submit(ORDER.order_id)
-    await start(stream, nursery)
+    await order_resting_then_started(stream, nursery)
     stream.fake.trade(CID, Decimal("0.0005"))
     stream.fake.trade(CID, Decimal("0.0015"))
     got = await stream.records_until(Fill)
@@ -80,10 +85,7 @@ async def test_stream_fill_of_resting_order_arrives_as_records(
 async def test_stream_reconnect_reconciles_what_was_missed(
     stream: Stream, nursery: trio.Nursery
 ) -> None:
-    stream.track(ORDER)
-    with trio.fail_after(GUARD_S):
-        await stream.live.submit(ORDER.order_id)
-    await start(stream, nursery)
+    await order_resting_then_started(stream, nursery)
     await stream.fake.drop_stream()
     lost = await stream.records_until(VenueFailure)
     assert [f.kind for f in lost if isinstance(f, VenueFailure)] == [FailureKind.NETWORK]
@@ -96,10 +98,7 @@ async def test_stream_reconnect_reconciles_what_was_missed(
 
 
 async def test_stream_duplicate_events_book_once(stream: Stream, nursery: trio.Nursery) -> None:
-    stream.track(ORDER)
-    with trio.fail_after(GUARD_S):
-        await stream.live.submit(ORDER.order_id)
-    await start(stream, nursery)
+    await order_resting_then_started(stream, nursery)
     stream.fake.trade(CID, Decimal("0.002"))
     got = await stream.records_until(Fill)
     # the same trade reported again (e.g. a re-delivery) and reconciled again: nothing new
