@@ -30,6 +30,7 @@ import trio
 
 from engine import logs
 from engine.exits import EngineError, ExitCode
+from engine.runtime.startup import STOP_SIGNALS
 from engine.runtime.state import RunState
 
 HARD_STOP_GRACE_S: Final = 2.0
@@ -105,7 +106,7 @@ async def signal_task(
     the start-up (``engine.runtime.startup``, ``state.startup_signal``): one that came
     after the start-up's last check starts the drain here, before anything runs.
     """
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    with trio.open_signal_receiver(*STOP_SIGNALS) as signals:
         early = state.startup_signal()
         if early is not None:
             _request_drain(state, early, "during start-up")

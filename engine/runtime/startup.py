@@ -31,6 +31,8 @@ from typing import Any, Final, TypeAlias
 from engine.exits import StoppedDuringStartup
 
 STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
+"""The signals that stop the engine: noted here during start-up, then the drain's
+(``engine.runtime.shutdown.signal_task``)."""
 
 Handler: TypeAlias = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
 """What ``signal.signal`` returns and takes back."""
