@@ -8,7 +8,7 @@ Adapters live in ``engine.adapters`` (market data, order execution) and
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, TypeVar
 
 import trio
 
@@ -22,6 +22,27 @@ DecisionBatch = list[Tick | Signal]
 
 RecordBatch = list[Record]
 """What execution sends to persistence: everything to store, in causal order."""
+
+T = TypeVar("T")
+
+
+def queued_lists(
+    receive: trio.MemoryReceiveChannel[list[T]], first: list[T], cap: int
+) -> list[list[T]]:
+    """``first`` and every list already queued behind it, in order, until they hold
+    ``cap`` items. No checkpoint: what is not queued yet is left for the next
+    ``receive``. The lists are returned as they came (never modified). How every hop
+    between the tasks takes a burst at once (strategy, execution, persistence)."""
+    lists = [first]
+    held = len(first)
+    while held < cap:
+        try:
+            more = receive.receive_nowait()
+        except (trio.WouldBlock, trio.EndOfChannel):  # EndOfChannel: the next receive ends
+            break
+        lists.append(more)
+        held += len(more)
+    return lists
 
 
 class Strategy(Protocol):

@@ -33,6 +33,7 @@ from engine.ports import (
     Strategy,
     TickBatch,
     VenueLink,
+    queued_lists,
 )
 from engine.runtime.console import failure_line
 from engine.runtime.heartbeat import heartbeat_task, watchdog_task, write_heartbeat
@@ -125,24 +126,6 @@ async def send_or_overload(
         raise overload
     policy.on_overload(overload)
     await send.send(item)
-
-
-def queued_lists(
-    receive: trio.MemoryReceiveChannel[list[T]], first: list[T], cap: int
-) -> list[list[T]]:
-    """``first`` and every list already queued behind it, in order, until they hold
-    ``cap`` items. No checkpoint: what is not queued yet is left for the next
-    ``receive``. The lists are returned as they came (never modified)."""
-    lists = [first]
-    held = len(first)
-    while held < cap:
-        try:
-            more = receive.receive_nowait()
-        except (trio.WouldBlock, trio.EndOfChannel):  # EndOfChannel: the next receive ends
-            break
-        lists.append(more)
-        held += len(more)
-    return lists
 
 
 def take_queued(receive: trio.MemoryReceiveChannel[list[T]], first: list[T], cap: int) -> list[T]:

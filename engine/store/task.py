@@ -76,7 +76,7 @@ from engine import logs
 from engine.core.events import Record
 from engine.counters import Counters
 from engine.exits import EngineError
-from engine.ports import Persistence, WriteResult
+from engine.ports import Persistence, WriteResult, queued_lists
 from engine.store.sqlite_store import (
     RETRY_BACKOFF_FIRST_S,
     RETRY_BACKOFF_MAX_S,
@@ -331,15 +331,13 @@ async def _collect(
     while True:
         if room(held.value) <= 0:  # the writer is behind: backpressure
             await held.wait_value(lambda h: room(h) > 0)
+        cap = room(held.value)
         try:
-            pending.add(await receive.receive())
+            first = await receive.receive()
         except trio.EndOfChannel:
             return
-        while room(held.value) > 0:  # what is queued, no checkpoint per list
-            try:
-                pending.add(receive.receive_nowait())
-            except (trio.WouldBlock, trio.EndOfChannel):
-                break  # EndOfChannel: the next receive() raises it again
+        for incoming in queued_lists(receive, first, cap):  # what is queued, no checkpoint
+            pending.add(incoming)
 
 
 async def _write_when_due(
